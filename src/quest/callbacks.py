@@ -1,0 +1,73 @@
+"""Keras callbacks for the edges of training: progress on the terminal and per-epoch curves in MLflow.
+
+Import only after `quest.backend.configure` (this module imports keras).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import keras
+
+
+class Progress(keras.callbacks.Callback):
+    """A line every `every` epochs and at the end: long training is never silent, CI logs stay short."""
+
+    def __init__(self, label: str, epochs: int, lines: int = 5) -> None:
+        super().__init__()
+        self.label, self.epochs = label, epochs
+        self.every = max(1, epochs // lines)
+        self.started = 0.0
+        self.best = float("inf")
+        self.last: tuple[int, dict] = (0, {})
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.best = min(self.best, logs.get("val_loss", float("inf")))
+        self.last = (epoch + 1, logs)
+        if (epoch + 1) % self.every == 0 and epoch + 1 < self.epochs:
+            self._print(epoch + 1, logs, "")
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        epoch, last = self.last
+        stopped = " (early stop)" if epoch < self.epochs else ""
+        self._print(epoch, last, f"{stopped}, {time.perf_counter() - self.started:.1f}s")
+
+    def _print(self, epoch: int, logs: dict, suffix: str) -> None:
+        shown = " ".join(f"{key}={value:.4f}" for key, value in sorted(logs.items()))
+        print(
+            f"train: {self.label} epoch {epoch}/{self.epochs} {shown} best_val_loss={self.best:.4f}{suffix}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Per-epoch metrics to an MLflow run, sent in batches: one request per `flush_every` epochs, not per epoch."""
+
+    def __init__(self, run_id: str, flush_every: int = 20) -> None:
+        super().__init__()
+        self.run_id, self.flush_every = run_id, flush_every
+        self.pending: list = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending.extend(Metric(key, float(value), now, epoch + 1) for key, value in (logs or {}).items())
+        if (epoch + 1) % self.flush_every == 0:
+            self.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient().log_batch(self.run_id, metrics=self.pending)
+            self.pending = []

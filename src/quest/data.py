@@ -1,0 +1,212 @@
+"""Load a tabular dataset (embedded, CSV or synthetic), validate it, and decide its task."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from quest.errors import QuestError
+from quest.params import DataParams, SyntheticParams
+
+# A numeric target with at most this many distinct integer values is read as class labels.
+MAX_CLASSES_FOR_AUTO = 20
+# An object column is "numeric with junk" when at least this share of its values parse as numbers.
+NUMERIC_JUNK_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features and target of one table, with where they came from."""
+
+    features: pd.DataFrame
+    target: pd.Series
+    name: str
+    source: str  # a path or a description such as `sklearn.datasets.load_breast_cancer`
+    task: Literal["classification", "regression"]
+
+
+def load_dataset(data: DataParams, *, seed: int, root: Path) -> Dataset:
+    """Load the table named by `data`, drop the requested columns, validate it and resolve the task."""
+    if data.source == "csv":
+        path = resolve_data_path(data.path or "", root)
+        frame = read_csv(path)
+        target_name, label = data.target or "", str(path)
+    elif data.source == "synthetic":
+        frame, target_name = synthetic_frame(data.synthetic, seed=seed), "target"
+        label = f"synthetic:{data.synthetic.kind}"
+    else:
+        frame, target_name = embedded_frame(data.source), "target"
+        label = f"sklearn.datasets.load_{data.source}"
+
+    check_columns(frame, target=target_name, drop=data.drop, label=label)
+    frame = frame.drop(columns=list(data.drop))
+    target = frame.pop(target_name)
+    features = clean_features(frame, label=label)
+    task = resolve_task(target, data.task, label=label)
+    check_target(target, task=task, label=label)
+    name = Path(data.path).stem if data.source == "csv" and data.path else data.source
+    return Dataset(features=features, target=target, name=name, source=label, task=task)
+
+
+def resolve_data_path(path: str, root: Path) -> Path:
+    """A CSV path from params, relative to the repo root; absolute and outside paths are allowed."""
+    resolved = (root / path).resolve()
+    if not resolved.is_file():
+        raise QuestError(f"data.path: file not found: {resolved}")
+    return resolved
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV file strictly: UTF-8, one header, unique column names, rectangular rows."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise QuestError(f"{path}: not UTF-8 text (is it a CSV file?)") from None
+    if not header or all(not cell.strip() for cell in header):
+        raise QuestError(f"{path}: the file is empty (no header row)")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise QuestError(f"{path}: duplicate column names: {', '.join(duplicates)}")
+    try:
+        frame = pd.read_csv(path, encoding="utf-8")
+    except pd.errors.ParserError as error:
+        raise QuestError(f"{path}: malformed CSV: {str(error).strip().splitlines()[-1]}") from None
+    if frame.empty:
+        raise QuestError(f"{path}: the header has no data rows under it")
+    if frame.shape[1] < 2:
+        raise QuestError(
+            f"{path}: only one column ({frame.columns[0]!r}); quest reads comma-separated files: "
+            "is the delimiter a comma?"
+        )
+    return frame
+
+
+def embedded_frame(name: str) -> pd.DataFrame:
+    """A real dataset that ships inside scikit-learn: no network, ever."""
+    from sklearn import datasets
+
+    loader = {
+        "breast_cancer": datasets.load_breast_cancer,
+        "wine": datasets.load_wine,
+        "diabetes": datasets.load_diabetes,
+    }[name]
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.copy()
+    if name != "diabetes":  # class labels by name, as a user would read them
+        frame["target"] = np.asarray(bunch.target_names)[bunch.target.to_numpy()]
+    return frame
+
+
+def synthetic_frame(spec: SyntheticParams, *, seed: int) -> pd.DataFrame:
+    """Seeded nonlinear problems (moons, spirals, xor) and a scalable make_classification table."""
+    from sklearn.datasets import make_classification, make_moons
+
+    rng = np.random.default_rng(seed)
+    n = spec.n_samples
+    if spec.kind == "moons":
+        x, y = make_moons(n_samples=n, noise=spec.noise, random_state=seed)
+    elif spec.kind == "spirals":
+        y = np.arange(n) % 2
+        radius = rng.uniform(0.05, 1.0, size=n)
+        angle = 3.0 * np.pi * radius + np.pi * y
+        x = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+        x += rng.normal(scale=spec.noise * 0.1, size=x.shape)
+    elif spec.kind == "xor":
+        x = rng.uniform(-1.0, 1.0, size=(n, 2))
+        y = (x[:, 0] * x[:, 1] > 0).astype(int)
+        x += rng.normal(scale=spec.noise * 0.1, size=x.shape)
+    else:
+        informative = max(2, spec.n_features // 2)
+        x, y = make_classification(
+            n_samples=n,
+            n_features=spec.n_features,
+            n_informative=informative,
+            n_redundant=min(spec.n_features - informative, informative // 2),
+            n_classes=spec.n_classes,
+            flip_y=min(spec.noise, 0.5) / 10,
+            random_state=seed,
+        )
+    frame = pd.DataFrame(x.astype(np.float32), columns=[f"x{i}" for i in range(x.shape[1])])
+    frame["target"] = y
+    return frame
+
+
+def check_columns(frame: pd.DataFrame, *, target: str, drop: tuple[str, ...], label: str) -> None:
+    """The target exists, every column to drop exists, and dropping leaves features."""
+    columns = [str(column) for column in frame.columns]
+    if target not in columns:
+        near = difflib.get_close_matches(target, columns, n=1)
+        hint = (f"; did you mean {near[0]!r}?" if near else "") + f" (columns: {', '.join(columns)})"
+        raise QuestError(f"{label}: target column {target!r} (data.target) not found{hint}")
+    for column in drop:
+        if column not in columns:
+            raise QuestError(
+                f"{label}: data.drop names {column!r}, which is not a column; columns: {', '.join(columns)}"
+            )
+    if target in drop:
+        raise QuestError(f"{label}: data.drop lists the target column {target!r}")
+    if len(columns) - len(set(drop)) < 2:
+        raise QuestError(f"{label}: no feature columns are left after data.drop")
+
+
+def clean_features(frame: pd.DataFrame, *, label: str) -> pd.DataFrame:
+    """Reject junk in numeric columns and infinities; drop columns with no values at all (with a notice)."""
+    frame = frame.copy()
+    for column in list(frame.columns):
+        values = frame[column]
+        if values.isna().all():
+            print(f"quest: notice: {label}: column {column!r} is entirely missing and is ignored", file=sys.stderr)
+            frame = frame.drop(columns=[column])
+            continue
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            present = values.dropna()
+            numbers = pd.to_numeric(present, errors="coerce")
+            if numbers.notna().mean() >= NUMERIC_JUNK_SHARE and numbers.isna().any():
+                row = int(numbers.index[numbers.isna()][0])
+                raise QuestError(f"{label}: column {column!r} is numeric but row {row + 1} holds {present[row]!r}")
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                row = int(np.flatnonzero(infinite)[0])
+                raise QuestError(f"{label}: column {column!r} holds an infinite value at row {row + 1}")
+    return frame
+
+
+def resolve_task(target: pd.Series, task: str, *, label: str) -> Literal["classification", "regression"]:
+    """`auto` reads a numeric target with many distinct values as regression, anything else as classes."""
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+            raise QuestError(f"{label}: data.task is regression but target {target.name!r} is not numeric")
+        return "regression"
+    if task == "classification":
+        return "classification"
+    if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):
+        return "classification"
+    present = target.dropna()
+    integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+    many = present.nunique() > MAX_CLASSES_FOR_AUTO
+    return "regression" if many or not integral else "classification"
+
+
+def check_target(target: pd.Series, *, task: str, label: str) -> None:
+    missing = int(target.isna().sum())
+    if missing:
+        raise QuestError(f"{label}: target column {target.name!r} has {missing} missing value(s)")
+    if task == "classification":
+        classes = target.nunique()
+        if classes < 2:
+            only = target.iloc[0]
+            only = only.item() if hasattr(only, "item") else only  # show 0, not np.int64(0)
+            raise QuestError(
+                f"{label}: target column {target.name!r} has a single class ({only!r}); a classifier needs at least two"
+            )
+    elif not np.isfinite(target.to_numpy(dtype=float)).all():
+        raise QuestError(f"{label}: target column {target.name!r} holds an infinite value")

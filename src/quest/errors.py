@@ -1,0 +1,25 @@
+"""User-facing errors and the wrapper that turns them into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class QuestError(Exception):
+    """A problem with the user's input (params, data, environment): reported in one line, no traceback."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's main(); user errors become `prog: error: message` on stderr and exit code 2."""
+    try:
+        main(argv)
+    except QuestError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

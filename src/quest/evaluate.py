@@ -1,0 +1,163 @@
+"""Stage 3, evaluate: score models/mlp.keras on the held-out test split; write the metrics, the confusion
+matrix and ROC/PR curves (or residual plots for regression) as images and as DVC plot data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+
+from quest import backend, paths, plots, tracking
+from quest.errors import QuestError, run_cli
+from quest.io import file_md5, write_json, write_text
+from quest.metrics import scores
+from quest.params import load_params
+from quest.prepare import Prepared, read_prepared
+
+
+def roc_pr_lines(y_true: np.ndarray, proba: np.ndarray, labels: tuple[str, ...]) -> tuple[dict, dict]:
+    """ROC and PR lines: the positive class of a binary problem, else one-vs-rest per class."""
+    classes = [1] if proba.shape[1] == 2 else list(range(proba.shape[1]))
+    roc, pr = {}, {}
+    for k in classes:
+        positive = y_true == k
+        if positive.all() or not positive.any():
+            continue  # a curve needs both outcomes
+        fpr, tpr, _ = skm.roc_curve(positive, proba[:, k])
+        precision, recall, _ = skm.precision_recall_curve(positive, proba[:, k])
+        name = labels[k]
+        roc[f"{name} (AUC {skm.auc(fpr, tpr):.3f})"] = (fpr, tpr)
+        pr[f"{name} (AP {skm.average_precision_score(positive, proba[:, k]):.3f})"] = (recall, precision)
+    return roc, pr
+
+
+def csv_table(header: list[str], columns: list[np.ndarray]) -> str:
+    rows = [",".join(header)]
+    rows += [",".join(_cell(value) for value in row) for row in zip(*columns, strict=True)]
+    return "\n".join(rows) + "\n"
+
+
+def _cell(value: object) -> str:
+    return repr(float(value)) if isinstance(value, float | np.floating) else str(value)
+
+
+def write_evaluation(prepared: Prepared, output: np.ndarray, *, reports: Path) -> tuple[dict[str, float], list[Path]]:
+    """Test metrics plus the plot images and DVC plot data; returns the metrics and the images written."""
+    schema, y_test = prepared.schema, prepared.y_test
+    test_metrics = scores(schema.task, y_test, output)
+    plot_dir = reports / "eval"
+    images: list[Path] = []
+    if schema.task == "classification":
+        labels = schema.class_labels
+        predicted = output.argmax(axis=1)
+        matrix = skm.confusion_matrix(y_test, predicted, labels=np.arange(len(labels)))
+        images.append(plot_dir / "confusion_matrix.png")
+        plots.confusion_matrix(matrix, labels, images[-1], title=f"MLP on {schema.dataset} (test)")
+        names = np.asarray(labels)
+        write_text(
+            reports / "eval" / "confusion.csv", csv_table(["actual", "predicted"], [names[y_test], names[predicted]])
+        )
+        roc, pr = roc_pr_lines(y_test, output, labels)
+        images += [plot_dir / "roc.png", plot_dir / "pr.png"]
+        plots.curves(
+            roc,
+            images[-2],
+            title="ROC (test)",
+            xlabel="false positive rate",
+            ylabel="true positive rate",
+            diagonal=True,
+        )
+        plots.curves(pr, images[-1], title="Precision-recall (test)", xlabel="recall", ylabel="precision")
+        first_roc, first_pr = next(iter(roc.values())), next(iter(pr.values()))
+        write_text(reports / "eval" / "roc.csv", csv_table(["fpr", "tpr"], list(first_roc)))
+        write_text(reports / "eval" / "pr.csv", csv_table(["recall", "precision"], list(first_pr)))
+    else:
+        images.append(plot_dir / "residuals.png")
+        plots.residuals(y_test, output, images[-1], title=f"MLP on {schema.dataset}")
+        write_text(reports / "eval" / "predictions.csv", csv_table(["actual", "predicted"], [y_test, output]))
+    return test_metrics, images
+
+
+def load_model(path: Path):
+    """Load the saved MLP with Keras' safe mode; a missing or damaged file is a clear error."""
+    import keras
+
+    if not path.is_file():
+        raise QuestError(f"{path}: model not found; run `dvc repro train` first")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise QuestError(f"{path}: cannot load the model ({type(error).__name__}); re-run `dvc repro train`") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m quest.evaluate", description=__doc__)
+    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=paths.PROCESSED_DIR, help="prepared data (default: %(default)s)")
+    parser.add_argument("--model", type=Path, default=paths.MODEL, help="the trained model (default: %(default)s)")
+    parser.add_argument(
+        "--reports", type=Path, default=paths.REPORTS_DIR, help="reports directory (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    prepared = read_prepared(args.data)
+    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    from quest.model import predict
+
+    model = load_model(args.model)
+    output = predict(model, prepared.x_test, task=prepared.schema.task)
+    test_metrics, images = write_evaluation(prepared, output, reports=args.reports)
+    write_json(args.reports / paths.METRICS.name, {"mlp": {"test": test_metrics}})
+    history = _read_history(args.model.parent / paths.HISTORY.name)
+    if history:
+        images.append(args.reports / "eval" / "training_curves.png")
+        best_epoch = int(np.argmin(history["val_loss"])) + 1
+        plots.training_curves(history, best_epoch, images[-1])
+
+    root = paths.repo_root(args.params.parent)
+    log_to_mlflow(params.mlflow.experiment, root, args.model, args.data, device, test_metrics, images)
+    shown = ", ".join(f"{name}={value:.4f}" for name, value in test_metrics.items())
+    print(f"evaluate: MLP on the test split: {shown}", file=sys.stderr)
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    names = lines[0].split(",")[1:]
+    rows = [list(map(float, line.split(",")[1:])) for line in lines[1:]]
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def log_to_mlflow(
+    experiment: str,
+    root: Path,
+    model_path: Path,
+    data_dir: Path,
+    device: backend.DeviceInfo,
+    test_metrics: dict[str, float],
+    images: list[Path],
+) -> None:
+    """Add the test metrics and plots to the MLP's run (found by the model file's hash), or a new run if gone."""
+    import mlflow
+
+    tracking.start(experiment, root)
+    model_md5 = file_md5(model_path)
+    run_id = tracking.find_run(experiment, {tracking.TAG_MODEL: "mlp", tracking.TAG_MODEL_MD5: model_md5})
+    tags = None
+    if run_id is None:  # e.g. the model came from `dvc pull`, trained on another machine
+        tags = {tracking.TAG_MODEL: "mlp", tracking.TAG_MODEL_MD5: model_md5}
+        tags |= tracking.provenance_tags(root, data_dir, device=device.describe(), backend=device.backend)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else "mlp", tags=tags):
+        mlflow.log_metrics({f"test_{name}": value for name, value in test_metrics.items() if np.isfinite(value)})
+        for image in images:
+            mlflow.log_artifact(str(image), artifact_path="plots")
+
+
+if __name__ == "__main__":
+    run_cli("quest evaluate", main)

@@ -1,0 +1,169 @@
+"""The Keras 3 MLP: build it from params, fit it with early stopping on a seeded validation split, predict.
+
+Import this module only after `quest.backend.configure`, which picks the Keras backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from quest.params import TrainParams
+
+
+@dataclass
+class FitResult:
+    model: keras.Model
+    history: dict[str, list[float]]  # per-epoch loss/metrics, train and validation
+    best_epoch: int  # 1-based epoch whose weights the model holds
+    epochs_run: int
+
+
+def output_size(task: str, n_classes: int) -> int:
+    return 1 if task == "regression" or n_classes == 2 else n_classes
+
+
+def build_mlp(
+    *,
+    n_features: int,
+    task: str,
+    n_classes: int,
+    hidden_layers: Sequence[int],
+    activation: str,
+    dropout_rate: float,
+    l2: float,
+    initializer: str,
+) -> keras.Sequential:
+    """Dense hidden layers (+ dropout) and an output fitted to the task: sigmoid, softmax or linear."""
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,), name="features")]
+    for index, units in enumerate(hidden_layers, start=1):
+        layers.append(
+            keras.layers.Dense(
+                units,
+                activation=activation,
+                kernel_initializer=initializer,
+                kernel_regularizer=regularizer,
+                name=f"hidden_{index}",
+            )
+        )
+        if dropout_rate > 0:
+            layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    units = output_size(task, n_classes)
+    output_activation = "linear" if task == "regression" else ("sigmoid" if units == 1 else "softmax")
+    layers.append(
+        keras.layers.Dense(
+            units,
+            activation=output_activation,
+            kernel_initializer="glorot_uniform",
+            kernel_regularizer=regularizer,
+            name="output",
+        )
+    )
+    return keras.Sequential(layers, name="mlp")
+
+
+def compile_mlp(
+    model: keras.Model, *, task: str, n_classes: int, optimizer: str, learning_rate: float, momentum: float
+) -> None:
+    if optimizer == "sgd":
+        chosen = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+    else:
+        chosen = keras.optimizers.Adam(learning_rate=learning_rate)
+    if task == "regression":
+        model.compile(optimizer=chosen, loss="mse", metrics=["mae"])
+    elif output_size(task, n_classes) == 1:
+        model.compile(optimizer=chosen, loss="binary_crossentropy", metrics=["accuracy"])
+    else:
+        model.compile(optimizer=chosen, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def validation_split(y: np.ndarray, *, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of a training set into fit/validation rows, stratified when every class allows it."""
+    rows = np.arange(len(y))
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        n_validation = int(np.ceil(fraction * len(y)))
+        if counts.min() >= 2 and n_validation >= len(counts) and len(y) - n_validation >= len(counts):
+            stratify = y
+    fit_rows, validation_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(fit_rows), np.sort(validation_rows)
+
+
+def fit_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    n_classes: int,
+    spec: TrainParams,
+    seed: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> FitResult:
+    """Build and fit a fresh MLP; early stopping on the validation slice restores the best epoch's weights."""
+    keras.utils.set_random_seed(seed)
+    fit_rows, validation_rows = validation_split(
+        y, task=task, fraction=spec.early_stopping.validation_fraction, seed=seed
+    )
+    model = build_mlp(
+        n_features=x.shape[1],
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=spec.hidden_layers,
+        activation=spec.activation,
+        dropout_rate=spec.dropout_rate,
+        l2=spec.l2,
+        initializer=spec.initializer,
+    )
+    compile_mlp(
+        model,
+        task=task,
+        n_classes=n_classes,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        momentum=spec.momentum,
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=spec.early_stopping.patience or spec.epochs,  # patience 0 means: never stop early
+        restore_best_weights=True,
+    )
+    target = y.astype(np.float32) if task == "regression" or n_classes == 2 else y
+    if task == "regression":  # learn a standardised target; a final layer maps back to the target's units
+        mean, scale = float(target[fit_rows].mean()), float(target[fit_rows].std()) or 1.0
+        target = (target - mean) / scale
+    history = model.fit(
+        x[fit_rows],
+        target[fit_rows],
+        validation_data=(x[validation_rows], target[validation_rows]),
+        batch_size=spec.batch_size,
+        epochs=spec.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stopper, *callbacks],
+    )
+    if task == "regression":
+        model.add(keras.layers.Rescaling(scale=scale, offset=mean, name="target_units"))
+    curves = {name: [float(v) for v in values] for name, values in history.history.items()}
+    best = int(np.argmin(curves["val_loss"])) + 1
+    return FitResult(model=model, history=curves, best_epoch=best, epochs_run=len(curves["val_loss"]))
+
+
+def predict(model: keras.Model, x: np.ndarray, *, task: str) -> np.ndarray:
+    """Class probabilities (n, K) for classification, predictions (n,) for regression."""
+    # A direct call per chunk, not model.predict: predict re-traces a function for every new model, which
+    # TensorFlow warns about when folds train one after another.
+    chunks = [
+        keras.ops.convert_to_numpy(model(x[start : start + 65536], training=False)) for start in range(0, len(x), 65536)
+    ]
+    raw = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, 1))
+    if task == "regression":
+        return raw[:, 0]
+    if raw.shape[1] == 1:
+        return np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
+    return raw

@@ -1,0 +1,227 @@
+"""params.yaml, loaded and validated in one place into typed, frozen objects.
+
+params.yaml is the single home of every default: each key must be present there, so the file a user reads is
+the configuration that runs. A wrong key, type or value fails here with a message naming the key and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from quest.errors import QuestError
+
+EMBEDDED_SOURCES = ("breast_cancer", "wine", "diabetes")
+Source = Literal["breast_cancer", "wine", "diabetes", "csv", "synthetic"]
+Task = Literal["classification", "regression", "auto"]
+SyntheticKind = Literal["moons", "spirals", "xor", "classification"]
+Backend = Literal["tensorflow", "jax", "torch"]
+Device = Literal["auto", "cpu", "gpu"]
+Activation = Literal["relu", "tanh", "sigmoid"]
+Initializer = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal"]
+Optimizer = Literal["adam", "sgd"]
+Metric = Literal["auto", "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "r2", "rmse", "mae"]
+BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
+
+
+def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise QuestError(f"params.yaml: {key} must be {allowed} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    kind: SyntheticKind
+    n_samples: int
+    n_features: int
+    n_classes: int
+    noise: float
+
+    def __post_init__(self) -> None:
+        _require(self.n_samples >= 10, "data.synthetic.n_samples", "at least 10", self.n_samples)
+        _require(self.n_features >= 2, "data.synthetic.n_features", "at least 2", self.n_features)
+        _require(self.n_classes >= 2, "data.synthetic.n_classes", "at least 2", self.n_classes)
+        _require(self.noise >= 0, "data.synthetic.noise", "non-negative", self.noise)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: Source
+    path: str | None
+    target: str | None
+    drop: tuple[str, ...]
+    task: Task
+    synthetic: SyntheticParams
+
+    def __post_init__(self) -> None:
+        if self.source == "csv":
+            _require(bool(self.path), "data.path", "a CSV path when data.source is csv", self.path)
+            _require(bool(self.target), "data.target", "a column name when data.source is csv", self.target)
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    test_size: float
+    folds: int
+
+    def __post_init__(self) -> None:
+        _require(0 < self.test_size < 1, "prepare.test_size", "between 0 and 1 (exclusive)", self.test_size)
+        _require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingParams:
+    patience: int
+    validation_fraction: float
+
+    def __post_init__(self) -> None:
+        _require(self.patience >= 0, "train.early_stopping.patience", "0 (off) or more", self.patience)
+        _require(
+            0 < self.validation_fraction < 1,
+            "train.early_stopping.validation_fraction",
+            "between 0 and 1 (exclusive)",
+            self.validation_fraction,
+        )
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    backend: Backend
+    device: Device
+    hidden_layers: tuple[int, ...]
+    activation: Activation
+    dropout_rate: float
+    l2: float
+    initializer: Initializer
+    optimizer: Optimizer
+    learning_rate: float
+    momentum: float
+    batch_size: int
+    epochs: int
+    early_stopping: EarlyStoppingParams
+
+    def __post_init__(self) -> None:
+        _require(
+            all(size >= 1 for size in self.hidden_layers),
+            "train.hidden_layers",
+            "a list of positive layer sizes",
+            list(self.hidden_layers),
+        )
+        _require(0 <= self.dropout_rate < 1, "train.dropout_rate", "in [0, 1)", self.dropout_rate)
+        _require(self.l2 >= 0, "train.l2", "non-negative", self.l2)
+        _require(self.learning_rate > 0, "train.learning_rate", "positive", self.learning_rate)
+        _require(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
+        _require(self.batch_size >= 1, "train.batch_size", "a positive integer", self.batch_size)
+        _require(self.epochs >= 1, "train.epochs", "a positive integer", self.epochs)
+
+
+@dataclass(frozen=True)
+class CompareParams:
+    metric: Metric
+    baselines: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in self.baselines:
+            _require(name in BASELINES, "compare.baselines", f"a list drawn from {', '.join(BASELINES)}", name)
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    experiment: str
+
+    def __post_init__(self) -> None:
+        _require(bool(self.experiment.strip()), "mlflow.experiment", "a non-empty name", self.experiment)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    data: DataParams
+    prepare: PrepareParams
+    train: TrainParams
+    compare: CompareParams
+    mlflow: MlflowParams
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate params.yaml; every problem is a QuestError naming the key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QuestError(f"{path}: params file not found") from None
+    except UnicodeDecodeError:
+        raise QuestError(f"{path}: not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise QuestError(f"{path}: invalid YAML{where}") from None
+    if raw is None:
+        raise QuestError(f"{path}: the file is empty")
+    return params_from_dict(raw)
+
+
+def params_from_dict(raw: Any) -> Params:
+    return _build(Params, raw, "")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    label = where or "the top level"
+    if not isinstance(raw, dict):
+        raise QuestError(f"params.yaml: {label} must be a mapping (got {type(raw).__name__})")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key in raw:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {_join(where, near[0])}?" if near else f"; allowed: {', '.join(names)}"
+            raise QuestError(f"params.yaml: unknown key {_join(where, key)}{hint}")
+    for name in names:
+        if name not in raw:
+            raise QuestError(f"params.yaml: missing key {_join(where, name)}")
+    return cls(**{name: _coerce(hints[name], raw[name], _join(where, name)) for name in names})
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        _require(value in allowed, key, f"one of {', '.join(map(str, allowed))}", value)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if value is None:
+            return None
+        return _coerce(options[0], value, key)
+    if origin is tuple:
+        item_hint = typing.get_args(hint)[0]
+        _require(isinstance(value, list), key, "a list", value)
+        return tuple(_coerce(item_hint, item, key) for item in value)
+    if hint is bool:
+        _require(isinstance(value, bool), key, "true or false", value)
+        return value
+    if hint is int:
+        _require(isinstance(value, int) and not isinstance(value, bool), key, "an integer", value)
+        return value
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        _require(ok, key, "a number", value)
+        return float(value)
+    if hint is str:
+        _require(isinstance(value, str), key, "a string", value)
+        return value
+    raise TypeError(f"unsupported params type {hint!r} for {key}")  # a bug in this module, not user input

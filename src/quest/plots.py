@@ -1,0 +1,119 @@
+"""Pictures people would rather look at than read: each function draws one figure to a PNG path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from quest.io import atomic_path  # noqa: E402
+
+# Fixed metadata keeps PNG bytes identical between identical runs (matplotlib stamps its version otherwise).
+_PNG_METADATA = {"Software": None}
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    figure.tight_layout()
+    with atomic_path(path) as staging:
+        figure.savefig(staging, format="png", dpi=110, metadata=_PNG_METADATA)
+    plt.close(figure)
+
+
+def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size * 0.85))
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    axes.set_title(title)
+    _save(figure, path)
+
+
+def curves(
+    lines: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    diagonal: bool = False,
+) -> None:
+    """ROC or precision-recall: one line per class (or one for a binary problem), AUC in the legend labels."""
+    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    for label, (x, y) in lines.items():
+        axes.plot(x, y, label=label, linewidth=1.6)
+    if diagonal:
+        axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axes.legend(loc="lower right" if diagonal else "lower left", fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> None:
+    """Predicted vs actual (left) and residuals vs predicted (right)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    left.scatter(actual, predicted, s=10, alpha=0.6)
+    left.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=0.8)
+    left.set(xlabel="actual", ylabel="predicted", title=f"{title}: predicted vs actual")
+    right.scatter(predicted, actual - predicted, s=10, alpha=0.6)
+    right.axhline(0.0, linestyle="--", color="grey", linewidth=0.8)
+    right.set(xlabel="predicted", ylabel="actual - predicted", title=f"{title}: residuals")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, path: Path) -> None:
+    """Loss (left) and the compiled metric (right), train vs validation, with the restored epoch marked."""
+    names = [name for name in history if not name.startswith("val_")]
+    figure, panels = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for axes, name in zip(panels[0], sorted(names, key=lambda n: n != "loss"), strict=True):
+        epochs = np.arange(1, len(history[name]) + 1)
+        axes.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            axes.plot(epochs, history[f"val_{name}"], label="validation")
+        axes.axvline(best_epoch, linestyle="--", color="grey", linewidth=0.8, label=f"best epoch {best_epoch}")
+        axes.set(xlabel="epoch", ylabel=name, title=f"MLP {name}")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def comparison_bars(
+    models: Sequence[str],
+    cv_mean: Sequence[float],
+    cv_std: Sequence[float],
+    test_score: Sequence[float],
+    *,
+    metric: str,
+    path: Path,
+) -> None:
+    """CV mean ± std (bars with error bars) and the held-out test score (dots), one pair per model."""
+    positions = np.arange(len(models))
+    figure, axes = plt.subplots(figsize=(max(7.0, 0.85 * len(models) + 2), 4.5))
+    colours = ["tab:orange" if name == "mlp" else "tab:blue" for name in models]
+    axes.bar(positions, cv_mean, yerr=cv_std, capsize=4, color=colours, alpha=0.85, label="CV mean ± std")
+    axes.scatter(positions, test_score, color="black", zorder=3, marker="D", s=24, label="test")
+    axes.set_xticks(positions, models, rotation=30, ha="right")
+    values = np.concatenate([np.asarray(cv_mean) - np.asarray(cv_std), np.asarray(test_score)])
+    finite = values[np.isfinite(values)]
+    if finite.size and metric in {"accuracy", "balanced_accuracy", "f1", "roc_auc"}:
+        axes.set_ylim(max(0.0, float(finite.min()) - 0.05), 1.0)
+    axes.set_ylabel(metric)
+    axes.set_title(f"quest: MLP vs baselines ({metric}, same folds)")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.grid(axis="y", alpha=0.3)
+    _save(figure, path)

@@ -1,0 +1,173 @@
+"""Stage 1, prepare: load and validate the table, split it (stratified, seeded), assign the CV folds every
+model shares, fit preprocessing on the training split only, and write the processed arrays and schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from quest import paths
+from quest.data import Dataset, load_dataset
+from quest.errors import QuestError, run_cli
+from quest.io import atomic_dir, read_json, write_json
+from quest.params import load_params
+from quest.preprocess import Column, Schema, fit_transform, infer_columns
+
+
+def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Classes become 0..K-1 in sorted label order; a regression target becomes float32."""
+    if task == "regression":
+        return target.to_numpy(dtype=np.float32), ()
+    labels = sorted(target.unique(), key=str)
+    index = {label: code for code, label in enumerate(labels)}
+    return target.map(index).to_numpy(dtype=np.int64), tuple(str(label) for label in labels)
+
+
+def _rarest(y: np.ndarray, labels: tuple[str, ...]) -> tuple[str, int]:
+    """The least frequent class (by its label) and its row count."""
+    classes, counts = np.unique(y, return_counts=True)
+    code = int(classes[counts.argmin()])
+    return (labels[code] if code < len(labels) else str(code)), int(counts.min())
+
+
+def split_indices(
+    y: np.ndarray, *, task: str, test_size: float, seed: int, labels: tuple[str, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/test split, stratified by class so both splits keep every class."""
+    rows = np.arange(len(y))
+    stratify = y if task == "classification" else None
+    if stratify is not None:
+        rarest, count = _rarest(y, labels)
+        if count < 2:
+            raise QuestError(f"class {rarest!r} has a single row; the stratified split needs at least 2 per class")
+        classes = np.unique(y)
+        n_test = int(np.ceil(test_size * len(y)))
+        if n_test < len(classes) or len(y) - n_test < len(classes):
+            raise QuestError(
+                f"prepare.test_size={test_size} leaves {n_test} test rows of {len(y)} for {len(classes)} classes; "
+                "each split needs one row per class"
+            )
+    train, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(test)
+
+
+def assign_folds(y: np.ndarray, *, task: str, folds: int, seed: int, labels: tuple[str, ...] = ()) -> np.ndarray:
+    """Fold number (0..folds-1) of every training row; the MLP and every baseline use these same folds."""
+    if len(y) < folds:
+        raise QuestError(f"prepare.folds={folds} but the training split has only {len(y)} rows")
+    if task == "classification":
+        rarest, count = _rarest(y, labels)
+        if count < folds:
+            raise QuestError(
+                f"prepare.folds={folds} but class {rarest!r} has only {count} training rows; "
+                "lower prepare.folds or gather more data"
+            )
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        fold_of[held_out] = fold
+    return fold_of
+
+
+def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int) -> dict:
+    """Everything prepare writes, computed in memory: arrays, the fitted preprocessor and the schema."""
+    y, class_labels = encode_target(dataset.target, dataset.task)
+    try:
+        train_rows, test_rows = split_indices(y, task=dataset.task, test_size=test_size, seed=seed, labels=class_labels)
+        fold_of = assign_folds(y[train_rows], task=dataset.task, folds=folds, seed=seed, labels=class_labels)
+    except QuestError as error:
+        raise QuestError(f"{dataset.source}: {error}") from None
+    train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
+    columns: tuple[Column, ...] = infer_columns(train)
+    preprocessor, x_train, x_test = fit_transform(train, test, columns)
+    schema = Schema(
+        dataset=dataset.name,
+        source=dataset.source,
+        task=dataset.task,
+        target=str(dataset.target.name),
+        class_labels=class_labels,
+        columns=columns,
+        features=tuple(str(name) for name in preprocessor.get_feature_names_out()),
+        n_train=len(train_rows),
+        n_test=len(test_rows),
+        folds=folds,
+    )
+    return {
+        paths.X_TRAIN: x_train,
+        paths.Y_TRAIN: y[train_rows],
+        paths.X_TEST: x_test,
+        paths.Y_TEST: y[test_rows],
+        paths.FOLDS: fold_of,
+        "preprocessor": preprocessor,
+        "schema": schema,
+    }
+
+
+def write_prepared(result: dict, out: Path) -> None:
+    with atomic_dir(out) as staging:
+        for name, value in result.items():
+            if name.endswith(".npy"):
+                np.save(staging / name, value, allow_pickle=False)
+        joblib.dump(result["preprocessor"], staging / paths.PREPROCESSOR)
+        write_json(staging / paths.SCHEMA, result["schema"].to_dict())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """prepare's outputs as the later stages read them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    folds: np.ndarray
+    schema: Schema
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.schema.class_labels)
+
+
+def read_prepared(directory: Path) -> Prepared:
+    if not (directory / paths.SCHEMA).is_file():
+        raise QuestError(f"{directory}: no prepared data here; run `dvc repro prepare` first")
+    return Prepared(
+        x_train=np.load(directory / paths.X_TRAIN, allow_pickle=False),
+        y_train=np.load(directory / paths.Y_TRAIN, allow_pickle=False),
+        x_test=np.load(directory / paths.X_TEST, allow_pickle=False),
+        y_test=np.load(directory / paths.Y_TEST, allow_pickle=False),
+        folds=np.load(directory / paths.FOLDS, allow_pickle=False),
+        schema=Schema.from_dict(read_json(directory / paths.SCHEMA)),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m quest.prepare", description=__doc__)
+    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=paths.PROCESSED_DIR, help="output directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    root = paths.repo_root(args.params.parent)
+    dataset = load_dataset(params.data, seed=params.seed, root=root)
+    result = prepare(dataset, test_size=params.prepare.test_size, folds=params.prepare.folds, seed=params.seed)
+    write_prepared(result, args.out)
+    schema: Schema = result["schema"]
+    print(
+        f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train / {schema.n_test} test rows, "
+        f"{len(schema.columns)} columns -> {len(schema.features)} features, {schema.folds} folds -> {args.out}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    run_cli("quest prepare", main)

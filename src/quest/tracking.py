@@ -1,0 +1,143 @@
+"""MLflow at the edge: where runs go, what every run is tagged with, and finding runs again.
+
+Nothing here runs at import; stages call `start` after their computation is set up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from quest import __version__
+from quest.io import dvc_md5
+
+DB_NAME = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+# Tag keys. MLflow's own `mlflow.source.git.commit` makes the UI show the commit next to the run.
+TAG_MODEL = "quest.model"
+TAG_GROUP = "quest.comparison"
+TAG_MODEL_MD5 = "quest.model_md5"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+def _store_root(root: Path) -> Path:
+    return Path(os.environ.get("DVC_ROOT") or root).resolve()
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite store at the repo root as an absolute URI.
+
+    DVC exports DVC_ROOT (the parent repo, also for queued experiments that run in a temporary copy), so runs
+    land in the main store wherever the stage runs.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{_store_root(root) / DB_NAME}"
+
+
+def start(experiment: str, root: Path) -> None:
+    """Point MLflow at the store and experiment; quiet its console chatter."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
+        # MLflow would put artifacts under ./mlruns of the current directory, which for a queued DVC
+        # experiment is a temporary copy; keep them beside the store instead.
+        mlflow.create_experiment(experiment, artifact_location=(_store_root(root) / ARTIFACTS_DIR).as_uri())
+    mlflow.set_experiment(experiment)
+
+
+def git_state(root: Path) -> tuple[str, bool]:
+    """(commit, dirty) of the repo at `root`; ("unknown", False) outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return commit, bool(status.strip())
+
+
+def provenance_tags(
+    root: Path, data_dir: Path, device: str | None = None, backend: str | None = None
+) -> dict[str, str]:
+    """Tags every quest run carries: code, data and where it ran."""
+    commit, dirty = git_state(root)
+    tags = {
+        TAG_GIT_COMMIT: commit,
+        "quest.git_dirty": str(dirty).lower(),
+        "quest.data_dvc_md5": dvc_md5(data_dir) if data_dir.exists() else "missing",
+        "quest.version": __version__,
+        "quest.python": sys.version.split()[0],
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["quest.dvc_exp"] = os.environ["DVC_EXP_NAME"]
+    if device:
+        tags["quest.device"] = device
+    if backend:
+        tags["quest.backend"] = backend
+    return tags
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested params as MLflow's flat `a.b.c` keys; lists as their YAML-ish text."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    if isinstance(value, list | tuple):
+        return {prefix: "[" + ", ".join(map(str, value)) + "]"}
+    return {prefix: value}
+
+
+def find_run(experiment: str, tags: Mapping[str, str]) -> str | None:
+    """The newest run of `experiment` carrying all `tags`, or None."""
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    runs = mlflow.search_runs(
+        experiment_ids=[found.experiment_id],
+        filter_string=query,
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def log_series(run_id: str, name: str, values: list[float]) -> None:
+    """One metric as a curve over steps 1..n, sent in one batch."""
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(key=name, value=float(value), timestamp=now, step=step) for step, value in enumerate(values, start=1)
+    ]
+    client = MlflowClient()
+    for start_at in range(0, len(batch), 1000):  # MLflow's per-request limit
+        client.log_batch(run_id, metrics=batch[start_at : start_at + 1000])

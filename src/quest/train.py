@@ -1,0 +1,183 @@
+"""Stage 2, train: cross-validate the Keras MLP on the shared folds, then fit the final model on the whole
+training split and save it as models/mlp.keras with its history and resolved config beside it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from quest import backend, paths, tracking
+from quest.errors import run_cli
+from quest.io import atomic_path, file_md5, write_json, write_text
+from quest.metrics import scores
+from quest.params import Params, TrainParams, load_params
+from quest.prepare import Prepared, read_prepared
+
+
+def cross_validate(
+    prepared: Prepared,
+    *,
+    spec: TrainParams,
+    seed: int,
+    callbacks_for: Callable[[int], list],
+) -> dict[str, list[float]]:
+    """Per-metric scores of an MLP fitted on each shared fold's training rows and scored on its held-out rows."""
+    from quest.model import fit_mlp, predict
+
+    task, folds = prepared.schema.task, prepared.folds
+    per_metric: dict[str, list[float]] = {}
+    for fold in range(prepared.schema.folds):
+        held_out = folds == fold
+        result = fit_mlp(
+            prepared.x_train[~held_out],
+            prepared.y_train[~held_out],
+            task=task,
+            n_classes=prepared.n_classes,
+            spec=spec,
+            seed=seed + fold + 1,  # each fold its own, still seeded, initialisation
+            callbacks=callbacks_for(fold),
+        )
+        output = predict(result.model, prepared.x_train[held_out], task=task)
+        for name, value in scores(task, prepared.y_train[held_out], output).items():
+            per_metric.setdefault(name, []).append(value)
+    return per_metric
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    names = sorted(history)
+    rows = [",".join(["epoch", *names])]
+    for epoch in range(len(history[names[0]])):
+        rows.append(",".join([str(epoch + 1), *(repr(history[name][epoch]) for name in names)]))
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m quest.train", description=__doc__)
+    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=paths.PROCESSED_DIR, help="prepared data (default: %(default)s)")
+    parser.add_argument(
+        "--model", type=Path, default=paths.MODEL, help="where to save the model (default: %(default)s)"
+    )
+    parser.add_argument("--cv-out", type=Path, default=paths.MLP_CV, help="per-fold CV scores (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    prepared = read_prepared(args.data)
+    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    print(f"train: device {device.describe()}", file=sys.stderr)
+    root = paths.repo_root(args.params.parent)
+    train_and_log(
+        params, prepared, device=device, root=root, model_path=args.model, cv_path=args.cv_out, data_dir=args.data
+    )
+
+
+def train_and_log(
+    params: Params,
+    prepared: Prepared,
+    *,
+    device: backend.DeviceInfo,
+    root: Path,
+    model_path: Path,
+    cv_path: Path,
+    data_dir: Path,
+) -> None:
+    import keras
+    import mlflow
+
+    from quest.callbacks import MlflowEpochLogger, Progress
+    from quest.model import fit_mlp, predict
+
+    spec, schema = params.train, prepared.schema
+    tracking.start(params.mlflow.experiment, root)
+    tags = {
+        tracking.TAG_MODEL: "mlp",
+        **tracking.provenance_tags(root, data_dir, device=device.describe(), backend=device.backend),
+        "quest.device_kind": device.kind,
+        "quest.keras_version": keras.__version__,
+    }
+    with mlflow.start_run(run_name="mlp", tags=tags) as run:
+        mlflow.log_params(
+            {
+                "model": "mlp",
+                "seed": params.seed,
+                "dataset": schema.dataset,
+                "task": schema.task,
+                "folds": schema.folds,
+                **tracking.flatten("train", asdict(spec)),
+            }
+        )
+        with warnings.catch_warnings():  # a local path matches two equivalent MLflow source types; either is right
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(
+                prepared.x_train, targets=prepared.y_train, name=schema.dataset, source=str(data_dir.resolve())
+            )
+        mlflow.log_input(dataset, context="training")
+        folds = schema.folds
+        cv = cross_validate(
+            prepared,
+            spec=spec,
+            seed=params.seed,
+            callbacks_for=lambda fold: [Progress(f"fold {fold + 1}/{folds}", spec.epochs)],
+        )
+        final = fit_mlp(
+            prepared.x_train,
+            prepared.y_train,
+            task=schema.task,
+            n_classes=prepared.n_classes,
+            spec=spec,
+            seed=params.seed,
+            callbacks=[Progress("final", spec.epochs), MlflowEpochLogger(run.info.run_id)],
+        )
+        config = {
+            "train": asdict(spec),
+            "seed": params.seed,
+            "backend": device.backend,
+            "keras_version": keras.__version__,
+            "device": device.describe(),
+            "task": schema.task,
+            "n_features": len(schema.features),
+            "class_labels": schema.class_labels,
+            "best_epoch": final.best_epoch,
+            "epochs_run": final.epochs_run,
+        }
+        with atomic_path(model_path) as staging:
+            final.model.save(staging)
+        write_json(model_path.parent / paths.MODEL_CONFIG.name, config)
+        write_text(model_path.parent / paths.HISTORY.name, history_csv(final.history))
+        write_json(cv_path, {"model": "mlp", "folds": cv})
+
+        metric_summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in cv.items()}
+        mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **metric_summary})
+        mlflow.log_dict(config, "config.json")
+        example = prepared.x_train[:5]
+        # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
+        # and fails, so the example travels as a run artifact beside the model instead.
+        mlflow.keras.log_model(
+            final.model,
+            name="model",
+            signature=mlflow.models.infer_signature(example, predict(final.model, example, task=schema.task)),
+            pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
+        )
+        mlflow.log_dict({"columns": list(schema.features), "data": example.tolist()}, "model_input_example.json")
+        mlflow.set_tag(tracking.TAG_MODEL_MD5, file_md5(model_path))
+    best = {name: f"{np.mean(values):.4f}±{np.std(values):.4f}" for name, values in cv.items()}
+    print(
+        f"train: CV {best}; final model best epoch {final.best_epoch}/{final.epochs_run} -> {model_path}",
+        file=sys.stderr,
+    )
+
+
+def _backend_requirement(name: str) -> str:
+    from importlib.metadata import version
+
+    return f"{name}=={version(name)}"
+
+
+if __name__ == "__main__":
+    run_cli("quest train", main)

@@ -1,0 +1,50 @@
+"""Shared test helpers: the repo's own params.yaml as the base, tiny inline frames, a quiet Keras backend."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+# The model tests import keras; pick its backend the way quest.backend.configure would, before any import.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge `overrides` (nested dicts) into a copy of `base`."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def repo_params(**overrides: Any) -> dict:
+    """The repository's params.yaml as a dict, with section overrides: repo_params(train={"epochs": 2})."""
+    return merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+
+
+@pytest.fixture
+def mixed_frame() -> pd.DataFrame:
+    """Six rows with numeric, boolean and categorical columns and gaps in each."""
+    return pd.DataFrame(
+        {
+            "age": [22.0, None, 30.0, 41.0, 8.0, 35.0],
+            "fare": [7.25, 71.3, 8.05, 53.1, 21.0, 8.46],
+            "alone": [True, False, None, True, False, True],
+            "port": ["S", "C", "S", None, "Q", "S"],
+            "survived": [0, 1, 1, 1, 0, 0],
+        }
+    )

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from quest.baselines import CLASSIFIERS, REGRESSORS, make_baseline, model_output
+from quest.params import BASELINES
+
+LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
+
+
+def test_registries_hold_the_lecture_eight_for_both_tasks():
+    assert list(CLASSIFIERS) == LECTURE_EIGHT == list(REGRESSORS) == list(BASELINES)
+
+
+def toy(task: str, n: int = 60):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) if task == "classification" else 3.0 * x[:, 0] + rng.normal(size=n)
+    return x, y
+
+
+@pytest.mark.parametrize("name", LECTURE_EIGHT)
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_baseline_fits_predicts_and_is_seeded(name, task):
+    x, y = toy(task)
+    outputs = []
+    for _ in range(2):
+        estimator = make_baseline(name, task=task, n_features=4, seed=3)
+        estimator.fit(x[:45], y[:45])
+        outputs.append(model_output(estimator, x[45:], task=task, n_classes=2))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    if task == "classification":
+        assert outputs[0].shape == (15, 2)
+        np.testing.assert_allclose(outputs[0].sum(axis=1), 1.0)
+    else:
+        assert outputs[0].shape == (15,)
+
+
+def test_probabilities_cover_classes_a_fold_never_saw():
+    x, y = toy("classification")
+    estimator = make_baseline("logreg", task="classification", n_features=4, seed=0).fit(x, y * 2)  # classes 0 and 2
+    proba = model_output(estimator, x[:3], task="classification", n_classes=3)
+    assert proba.shape == (3, 3)
+    assert (proba[:, 1] == 0).all()

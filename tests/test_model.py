@@ -1,0 +1,108 @@
+"""The Keras MLP builder and trainer (TensorFlow backend, tiny data)."""
+
+import keras
+import numpy as np
+import pytest
+
+from quest.model import build_mlp, fit_mlp, predict, validation_split
+from quest.params import params_from_dict
+from tests.conftest import repo_params
+
+
+def spec(**train):
+    return params_from_dict(repo_params(train=train)).train
+
+
+def test_mlp_follows_the_params():
+    model = build_mlp(
+        n_features=4,
+        task="classification",
+        n_classes=3,
+        hidden_layers=(8, 5),
+        activation="tanh",
+        dropout_rate=0.2,
+        l2=0.01,
+        initializer="glorot_normal",
+    )
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [8, 5, 3]
+    assert [layer.activation.__name__ for layer in dense] == ["tanh", "tanh", "softmax"]
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.2, 0.2]
+    assert dense[0].kernel_regularizer.l2 == pytest.approx(0.01)
+    assert isinstance(dense[0].kernel_initializer, keras.initializers.GlorotNormal)
+
+
+@pytest.mark.parametrize(
+    ("task", "n_classes", "units", "activation"),
+    [("classification", 2, 1, "sigmoid"), ("classification", 4, 4, "softmax"), ("regression", 0, 1, "linear")],
+)
+def test_output_head_matches_the_task(task, n_classes, units, activation):
+    model = build_mlp(
+        n_features=3,
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=(4,),
+        activation="relu",
+        dropout_rate=0.0,
+        l2=0.0,
+        initializer="he_normal",
+    )
+    assert model.layers[-1].units == units
+    assert model.layers[-1].activation.__name__ == activation
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+
+
+def test_validation_split_is_seeded_and_stratified():
+    y = np.array([0] * 30 + [1] * 10)
+    fit_rows, validation_rows = validation_split(y, task="classification", fraction=0.25, seed=5)
+    assert np.bincount(y[validation_rows]).tolist() == [7, 3]  # 10 rows: 7.5 / 2.5, rounded by scikit-learn
+    np.testing.assert_array_equal(fit_rows, validation_split(y, task="classification", fraction=0.25, seed=5)[0])
+
+
+def blobs(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = (rng.normal(size=(n, 3)) + 2.0 * y[:, None]).astype(np.float32)
+    return x, y
+
+
+def test_same_seed_same_weights_and_it_learns():
+    x, y = blobs()
+    settings = spec(
+        hidden_layers=[8],
+        epochs=30,
+        batch_size=16,
+        learning_rate=0.01,
+        early_stopping={"patience": 5, "validation_fraction": 0.2},
+    )
+    first = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=11)
+    second = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=11)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert first.history == second.history
+    proba = predict(first.model, x, task="classification")
+    assert proba.shape == (80, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert (proba.argmax(axis=1) == y).mean() > 0.9  # well-separated blobs
+
+
+def test_early_stopping_restores_the_best_epoch():
+    x, y = blobs()
+    settings = spec(
+        hidden_layers=[8], epochs=60, learning_rate=0.05, early_stopping={"patience": 3, "validation_fraction": 0.25}
+    )
+    result = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=0)
+    assert result.epochs_run < 60
+    assert result.best_epoch == result.epochs_run - 3
+    assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
+
+
+def test_sgd_optimizer_and_regression_in_target_units():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 2)).astype(np.float32)
+    y = (5000.0 + 800.0 * x[:, 0] - 300.0 * x[:, 1]).astype(np.float32)  # large units, like prices
+    settings = spec(hidden_layers=[16], epochs=40, optimizer="sgd", learning_rate=0.05, dropout_rate=0.0, l2=0.0)
+    result = fit_mlp(x, y, task="regression", n_classes=0, spec=settings, seed=0)
+    predicted = predict(result.model, x, task="regression")
+    assert predicted.shape == (120,)
+    assert np.abs(predicted - y).mean() < 0.1 * y.std()

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from quest.errors import QuestError
+from quest.params import load_params, params_from_dict
+from tests.conftest import REPO, repo_params
+
+
+def test_repo_params_load_into_typed_frozen_objects():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.source == "breast_cancer"
+    assert params.train.hidden_layers == (64, 32)
+    assert params.train.learning_rate == 0.001
+    assert params.compare.baselines == (
+        "logreg",
+        "logreg_rbf",
+        "knn5",
+        "knn15",
+        "tree",
+        "forest",
+        "boosting",
+        "svm_rbf",
+    )
+    with pytest.raises(AttributeError):
+        params.train.epochs = 3  # frozen
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train": {"epoch": 5}}, "unknown key train.epoch; did you mean train.epochs?"),
+        ({"train": {"epochs": "ten"}}, "train.epochs must be an integer (got 'ten')"),
+        ({"train": {"epochs": True}}, "train.epochs must be an integer (got True)"),
+        ({"train": {"learning_rate": -0.1}}, "train.learning_rate must be positive (got -0.1)"),
+        ({"train": {"activation": "relux"}}, "train.activation must be one of relu, tanh, sigmoid (got 'relux')"),
+        ({"train": {"optimizer": "rmsprop"}}, "train.optimizer must be one of adam, sgd (got 'rmsprop')"),
+        (
+            {"train": {"hidden_layers": [64, 0]}},
+            "train.hidden_layers must be a list of positive layer sizes (got [64, 0])",
+        ),
+        ({"train": {"hidden_layers": 64}}, "train.hidden_layers must be a list (got 64)"),
+        ({"prepare": {"test_size": 1.5}}, "prepare.test_size must be between 0 and 1 (exclusive) (got 1.5)"),
+        ({"prepare": {"folds": 1}}, "prepare.folds must be an integer from 2 to 50 (got 1)"),
+        ({"data": {"source": "parquet"}}, "data.source must be one of breast_cancer, wine, diabetes, csv, synthetic"),
+        ({"data": {"source": "csv"}}, "data.path must be a CSV path when data.source is csv (got None)"),
+        ({"data": {"task": "ranking"}}, "data.task must be one of classification, regression, auto (got 'ranking')"),
+        ({"compare": {"baselines": ["logreg", "lasso"]}}, "compare.baselines must be a list drawn from logreg,"),
+        ({"train": {"backend": "mxnet"}}, "train.backend must be one of tensorflow, jax, torch (got 'mxnet')"),
+        ({"seedz": 1}, "unknown key seedz; did you mean seed?"),
+    ],
+)
+def test_bad_params_name_the_key_and_what_is_allowed(overrides, message):
+    with pytest.raises(QuestError) as caught:
+        params_from_dict(repo_params(**overrides))
+    assert message in str(caught.value)
+
+
+def test_missing_key_is_named():
+    raw = repo_params()
+    del raw["train"]["dropout_rate"]
+    with pytest.raises(QuestError, match=r"missing key train\.dropout_rate"):
+        params_from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "the file is empty"), ("train: [unclosed\n", "invalid YAML at line 2"), ("- a\n- b\n", "must be a mapping")],
+)
+def test_unreadable_params_files(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(QuestError, match=message):
+        load_params(path)
+
+
+def test_missing_params_file(tmp_path: Path):
+    with pytest.raises(QuestError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")

@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from quest.data import Dataset
+from quest.errors import QuestError
+from quest.prepare import assign_folds, encode_target, prepare, read_prepared, split_indices, write_prepared
+
+
+def test_labels_are_encoded_in_sorted_order():
+    codes, labels = encode_target(pd.Series(["no", "yes", "no", "maybe"]), "classification")
+    assert labels == ("maybe", "no", "yes")
+    assert codes.tolist() == [1, 2, 1, 0]
+
+
+def test_split_is_stratified_and_seeded():
+    y = np.array([0] * 80 + [1] * 20)
+    train, test = split_indices(y, task="classification", test_size=0.2, seed=3)
+    again, _ = split_indices(y, task="classification", test_size=0.2, seed=3)
+    assert len(test) == 20 and np.bincount(y[test]).tolist() == [16, 4]
+    np.testing.assert_array_equal(train, again)
+    assert set(train).isdisjoint(test)
+
+
+def test_folds_are_balanced_shared_and_seeded():
+    y = np.array([0] * 40 + [1] * 20)
+    folds = assign_folds(y, task="classification", folds=4, seed=1)
+    np.testing.assert_array_equal(folds, assign_folds(y, task="classification", folds=4, seed=1))
+    for fold in range(4):
+        assert np.bincount(y[folds == fold]).tolist() == [10, 5]
+
+
+@pytest.mark.parametrize(
+    ("y", "call", "message"),
+    [
+        (np.array([0, 0, 0, 1]), "split", "class 'b' has a single row"),
+        (np.array([0, 0, 0, 1, 1, 1]), "folds", "prepare.folds=4 but class 'a' has only 3 training rows"),
+        (np.array([0.5, 1.5]), "folds_regression", "prepare.folds=4 but the training split has only 2 rows"),
+    ],
+)
+def test_split_and_fold_errors_name_the_class(y, call, message):
+    with pytest.raises(QuestError, match=message):
+        if call == "split":
+            split_indices(y, task="classification", test_size=0.5, seed=0, labels=("a", "b"))
+        elif call == "folds":
+            assign_folds(y, task="classification", folds=4, seed=0, labels=("a", "b"))
+        else:
+            assign_folds(y, task="regression", folds=4, seed=0)
+
+
+def test_prepare_writes_what_later_stages_read(tmp_path):
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame({"x": rng.normal(size=40), "kind": rng.choice(["p", "q"], size=40)})
+    target = pd.Series(["yes", "no"] * 20, name="label")
+    dataset = Dataset(features=features, target=target, name="toy", source="inline", task="classification")
+    result = prepare(dataset, test_size=0.25, folds=3, seed=0)
+    write_prepared(result, tmp_path / "processed")
+    prepared = read_prepared(tmp_path / "processed")
+
+    assert prepared.x_train.shape == (30, 3) and prepared.x_test.shape == (10, 3)
+    assert prepared.schema.class_labels == ("no", "yes")
+    assert prepared.schema.features == ("numeric__x", "categorical__kind_p", "categorical__kind_q")
+    assert sorted(set(prepared.folds.tolist())) == [0, 1, 2]
+    assert not list((tmp_path).glob(".*tmp*"))  # nothing half-written left behind
+
+
+def test_reading_before_prepare_is_a_clear_error(tmp_path):
+    with pytest.raises(QuestError, match="no prepared data here; run `dvc repro prepare` first"):
+        read_prepared(tmp_path)
