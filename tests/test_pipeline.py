@@ -1,0 +1,238 @@
+"""End to end: the real `dvc repro` on tiny settings in a throwaway copy of this repository.
+
+One copy is built per module and the tests below run in order against it: first the full pipeline, then what
+a team does next (a no-op repro, an experiment in a temporary directory, a push/pull round trip).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from quest.io import dvc_md5, file_md5, read_json
+from tests.conftest import REPO, SHARED_DATASETS, repo_params
+
+pytestmark = pytest.mark.e2e
+
+MODELS = ["mlp", "logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
+TINY = {
+    "prepare": {"folds": 2},
+    "train": {
+        "hidden_layers": [8],
+        "epochs": 5,
+        "batch_size": 32,
+        "learning_rate": 0.01,  # few epochs, so a quick learner: the tests check that every model learns
+        "early_stopping": {"patience": 2, "validation_fraction": 0.2},
+    },
+}
+OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(cwd / "src")  # the copy's own code, not the checkout's
+    env["DVC_NO_ANALYTICS"] = "1"
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def git(cwd: Path, *args: str) -> None:
+    run(["git", "-c", "user.name=quest test", "-c", "user.email=test@quest.local", *args], cwd)
+
+
+def copy_repo(destination: Path, params: dict) -> Path:
+    """The repository's tracked and new files, minus pipeline outputs, as a fresh git repo with `params`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        if name.startswith(OUTPUTS) or not (REPO / name).is_file():
+            continue
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], destination)
+    git(destination, "add", "-A")
+    git(destination, "commit", "-qm", "copy")
+    return destination
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("quest"), repo_params(**TINY))
+    done = run(["dvc", "repro"], root)
+    assert "Running stage 'compare'" in done.stdout
+    return root
+
+
+def mlflow_runs(root: Path) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["quest"], output_format="list")
+
+
+def test_comparison_has_nine_rows_consistent_with_the_fold_scores(project: Path):
+    table = pd.read_csv(project / "reports" / "comparison.csv")
+    assert table["model"].tolist() == MODELS
+    assert list(table.columns) == ["model", "metric", "cv_mean", "cv_std", "test_score"]
+    assert set(table["metric"]) == {"accuracy"}
+    folds = read_json(project / "reports" / "cv_folds.json")
+    for row in table.itertuples():
+        scores = folds[row.model]["accuracy"]
+        assert len(scores) == 2  # the tiny run's two shared folds
+        assert row.cv_mean == pytest.approx(np.mean(scores), abs=1e-6)
+        assert row.cv_std == pytest.approx(np.std(scores), abs=1e-6)
+        assert 0.5 < row.test_score <= 1.0
+    mlp_test = read_json(project / "reports" / "metrics.json")["mlp"]["test"]["accuracy"]
+    assert table.set_index("model").loc["mlp", "test_score"] == pytest.approx(mlp_test, abs=1e-6)
+    report = (project / "reports" / "comparison.md").read_text()
+    assert "Winner (CV mean):" in report
+    for image in (
+        "comparison.png",
+        "eval/confusion_matrix.png",
+        "eval/roc.png",
+        "eval/pr.png",
+        "eval/training_curves.png",
+    ):
+        assert (project / "reports" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_and_config_are_saved_beside_each_other(project: Path):
+    import keras
+
+    config = read_json(project / "models" / "config.json")
+    assert config["train"]["hidden_layers"] == [8]
+    assert config["device"].startswith("cpu:")
+    assert 1 <= config["best_epoch"] <= config["epochs_run"] <= 5
+    model = keras.saving.load_model(project / "models" / "mlp.keras", safe_mode=True)
+    assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [8, 1]
+    history = pd.read_csv(project / "models" / "history.csv")
+    assert len(history) == config["epochs_run"] and {"loss", "val_loss"} <= set(history.columns)
+
+
+def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Path):
+    runs = mlflow_runs(project)
+    by_name = {r.info.run_name: r for r in runs}
+    parent = by_name.pop(next(name for name in by_name if name.startswith("comparison")))
+    assert sorted(by_name) == sorted(MODELS)
+    table = pd.read_csv(project / "reports" / "comparison.csv").set_index("model")
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    data_md5 = next(out["md5"] for out in lock["stages"]["prepare"]["outs"] if out["path"] == "data/processed")
+    assert dvc_md5(project / "data" / "processed") == data_md5  # quest's hash is DVC's
+    for name, found in by_name.items():
+        assert found.info.status == "FINISHED"
+        assert found.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert found.data.tags["quest.data_dvc_md5"] == data_md5
+        assert found.data.params["model"] == name
+        for key in ("cv_mean", "cv_std", "test_score"):
+            assert found.data.metrics[key] == pytest.approx(table.loc[name, key], abs=1e-6)
+    mlp = by_name["mlp"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    assert mlp.data.tags["mlflow.source.git.commit"] == head
+    assert mlp.data.tags["quest.device"].startswith("cpu:") and mlp.data.tags["quest.backend"] == "tensorflow"
+    assert mlp.data.tags["quest.model_md5"] == file_md5(project / "models" / "mlp.keras")
+    assert mlp.data.params["train.hidden_layers"] == "[8]"
+    assert {"loss", "val_loss", "test_accuracy", "test_roc_auc"} <= set(mlp.data.metrics)
+    assert mlp.inputs.dataset_inputs[0].dataset.digest
+    import mlflow
+
+    logged = mlflow.search_logged_models(experiment_ids=[mlp.info.experiment_id], output_format="list")
+    assert [m.source_run_id for m in logged] == [mlp.info.run_id]
+    assert logged[0].model_id
+    epochs = mlflow.MlflowClient().get_metric_history(mlp.info.run_id, "val_loss")
+    assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
+
+
+def test_second_repro_is_a_no_op(project: Path):
+    before = (project / "reports" / "comparison.csv").stat().st_mtime_ns
+    done = run(["dvc", "repro"], project)
+    assert "Data and pipelines are up to date." in done.stdout
+    assert "Running stage" not in done.stdout
+    assert (project / "reports" / "comparison.csv").stat().st_mtime_ns == before
+    metrics = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert '"accuracy"' in metrics and "reports/metrics.json" in metrics
+
+
+def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first results")
+    before = len(mlflow_runs(project))
+    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2"], project)
+    runs = mlflow_runs(project)
+    assert len(runs) == before + 10  # one MLP run, eight baselines, one parent
+    newest_mlp = max((r for r in runs if r.info.run_name == "mlp"), key=lambda r: r.info.start_time)
+    assert newest_mlp.data.params["train.epochs"] == "2"
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_push_then_pull_in_a_fresh_clone_restores_data_and_models(project: Path, tmp_path: Path):
+    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "remote")
+    run(["dvc", "push"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "models" / "mlp.keras").exists()
+    run(["dvc", "pull"], clone)
+    assert file_md5(clone / "models" / "mlp.keras") == file_md5(project / "models" / "mlp.keras")
+    assert dvc_md5(clone / "data" / "processed") == dvc_md5(project / "data" / "processed")
+    status = run(["dvc", "status"], clone).stdout
+    assert "Data and pipelines are up to date." in status
+
+
+def titanic_like(rows: int = 240) -> pd.DataFrame:
+    """A generated stand-in with Titanic's mix of types and gaps, for machines without ../shared/datasets."""
+    rng = np.random.default_rng(0)
+    sex = rng.choice(["male", "female"], rows)
+    survived = ((sex == "female") ^ (rng.random(rows) < 0.2)).astype(int)
+    age = np.where(rng.random(rows) < 0.2, np.nan, rng.uniform(1, 70, rows).round())
+    return pd.DataFrame(
+        {
+            "survived": survived,
+            "pclass": rng.integers(1, 4, rows),
+            "sex": sex,
+            "age": age,
+            "fare": rng.gamma(2.0, 15.0, rows).round(2),
+            "embarked": rng.choice(["S", "C", "Q", None], rows),
+            "alone": rng.random(rows) < 0.5,
+            "alive": np.where(survived == 1, "yes", "no"),
+        }
+    )
+
+
+def test_csv_source_with_mixed_types_and_a_leaking_column(tmp_path: Path):
+    shared = SHARED_DATASETS / "titanic.csv"
+    params = repo_params(
+        **TINY, data={"source": "csv", "path": "data/raw/titanic.csv", "target": "survived", "drop": ["alive"]}
+    )
+    root = copy_repo(tmp_path / "titanic", params)
+    if shared.is_file():
+        shutil.copy(shared, root / "data" / "raw" / "titanic.csv")
+    else:
+        titanic_like().to_csv(root / "data" / "raw" / "titanic.csv", index=False)
+    run(["dvc", "repro"], root)
+    schema = read_json(root / "data" / "processed" / "schema.json")
+    kinds = {column["name"]: column["kind"] for column in schema["columns"]}
+    assert "alive" not in kinds
+    assert kinds["sex"] == "categorical" and kinds["age"] == "numeric" and kinds["alone"] == "boolean"
+    assert schema["class_labels"] == ["0", "1"]
+    table = pd.read_csv(root / "reports" / "comparison.csv")
+    assert table["model"].tolist() == MODELS
+    assert (table["test_score"] > 0.6).all()  # sex alone predicts survival well; a leak would give ~1.0 everywhere
