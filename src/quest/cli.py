@@ -1,0 +1,37 @@
+"""`quest STAGE [options]`: the pipeline's stages as one command (dvc.yaml runs the same modules)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from quest import __version__
+from quest.errors import run_cli
+
+STAGES = {
+    "prepare": "load, validate and split the data; fit preprocessing on the training split",
+    "train": "cross-validate the Keras MLP on the shared folds and fit the final model",
+    "evaluate": "score the MLP on the test split; confusion matrix, ROC/PR or residual plots",
+    "compare": "run the baselines on the same folds and write the comparison report",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="quest",
+        description="Does a neural network beat the classic models on this tabular dataset? "
+        "`dvc repro` runs every stage in order; `quest STAGE` runs one.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="stages:\n" + "\n".join(f"  {name:<9} {text}" for name, text in STAGES.items())
+        + "\n\n`quest STAGE --help` lists a stage's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"quest {__version__}")
+    parser.add_argument("stage", choices=STAGES, metavar="STAGE", help=", ".join(STAGES))
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="passed to the stage")
+    args = parser.parse_args(argv)
+    stage = importlib.import_module(f"quest.{args.stage}")
+    run_cli(f"quest {args.stage}", stage.main, args.options)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""User errors through the real entry points: one line naming the problem, exit code 2, no traceback,
+and nothing written over an earlier result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from quest.io import dvc_md5
+from tests.conftest import repo_params
+
+
+def quest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+    return subprocess.run([sys.executable, "-m", "quest.cli", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def write_params(root: Path, **overrides) -> Path:
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(repo_params(**overrides)))
+    return path
+
+
+def assert_user_error(done: subprocess.CompletedProcess, prefix: str, message: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith(prefix)]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+
+
+def test_help_lists_the_stages(tmp_path):
+    done = quest("--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for stage in ("prepare", "train", "evaluate", "compare"):
+        assert f"  {stage} " in done.stdout
+    assert "--params PARAMS" in quest("train", "--help", cwd=tmp_path).stdout
+
+
+def test_bad_params_key_is_one_line_with_a_suggestion(tmp_path):
+    params = write_params(tmp_path, train={"epoch": 3})
+    done = quest("prepare", "--params", str(params), cwd=tmp_path)
+    assert_user_error(
+        done, "quest prepare: error: ", "params.yaml: unknown key train.epoch; did you mean train.epochs?"
+    )
+
+
+def test_a_failed_prepare_leaves_the_earlier_result_untouched(tmp_path):
+    out = tmp_path / "processed"
+    params = write_params(tmp_path)
+    assert quest("prepare", "--params", str(params), "--out", str(out), cwd=tmp_path).returncode == 0
+    before = dvc_md5(out)
+    (tmp_path / "broken.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+    write_params(tmp_path, data={"source": "csv", "path": "broken.csv", "target": "survived"})  # same file, now bad
+    done = quest("prepare", "--params", str(params), "--out", str(out), cwd=tmp_path)
+    assert_user_error(done, "quest prepare: error: ", "target column 'survived' (data.target) not found")
+    assert dvc_md5(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
+
+
+def test_gpu_requested_without_one(tmp_path):
+    out = tmp_path / "processed"
+    params = write_params(tmp_path, train={"device": "gpu"})
+    assert quest("prepare", "--params", str(params), "--out", str(out), cwd=tmp_path).returncode == 0
+    done = quest("train", "--params", str(params), "--data", str(out), cwd=tmp_path)
+    assert_user_error(done, "quest train: error: ", "train.device is gpu but the tensorflow backend sees no GPU")
+    assert not (tmp_path / "models").exists()
+
+
+def test_corrupt_model_at_evaluate(tmp_path):
+    out = tmp_path / "processed"
+    params = write_params(tmp_path)
+    assert quest("prepare", "--params", str(params), "--out", str(out), cwd=tmp_path).returncode == 0
+    model = tmp_path / "mlp.keras"
+    model.write_bytes(b"PK\x03\x04 not really a zip")
+    done = quest(
+        "evaluate",
+        "--params",
+        str(params),
+        "--data",
+        str(out),
+        "--model",
+        str(model),
+        "--reports",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
+    assert_user_error(done, "quest evaluate: error: ", "cannot load the model")
