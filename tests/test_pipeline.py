@@ -197,7 +197,7 @@ def test_push_then_pull_in_a_fresh_clone_restores_data_and_models(project: Path,
     assert "Data and pipelines are up to date." in status
 
 
-def titanic_like(rows: int = 240) -> pd.DataFrame:
+def titanic_like(rows: int = 400) -> pd.DataFrame:
     """A generated stand-in with Titanic's mix of types and gaps, for machines without ../shared/datasets."""
     rng = np.random.default_rng(0)
     sex = rng.choice(["male", "female"], rows)
@@ -235,4 +235,6 @@ def test_csv_source_with_mixed_types_and_a_leaking_column(tmp_path: Path):
     assert schema["class_labels"] == ["0", "1"]
     table = pd.read_csv(root / "reports" / "comparison.csv")
     assert table["model"].tolist() == MODELS
-    assert (table["test_score"] > 0.6).all()  # sex alone predicts survival well; a leak would give ~1.0 everywhere
+    # `alive` left in would hand the tree models a perfect score; without it, sex still predicts survival well.
+    assert (table["test_score"] < 0.99).all()
+    assert table["test_score"].max() > 0.7
