@@ -136,13 +136,24 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     data_md5 = next(out["md5"] for out in lock["stages"]["prepare"]["outs"] if out["path"] == "data/processed")
     assert dvc_md5(project / "data" / "processed") == data_md5  # quest's hash is DVC's
+    digests = set()
     for name, found in by_name.items():
         assert found.info.status == "FINISHED"
         assert found.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert found.data.tags["quest.data_dvc_md5"] == data_md5
-        assert found.data.params["model"] == name
+        assert {"model", "estimator", "task", "dataset", "folds", "seed"} <= set(found.data.params)
+        assert (found.data.params["model"], found.data.params["task"], found.data.params["folds"]) == (
+            name,
+            "classification",
+            "2",
+        )
+        digests.add(found.inputs.dataset_inputs[0].dataset.digest)
         for key in ("cv_mean", "cv_std", "test_score"):
             assert found.data.metrics[key] == pytest.approx(table.loc[name, key], abs=1e-6)
+    assert len(digests) == 1  # every model saw the same training data
+    verdict = read_json(project / "reports" / "verdict.json")
+    assert parent.data.tags["quest.winner"] == verdict["winner"]
+    assert parent.data.metrics["mlp_minus_best_baseline"] == pytest.approx(verdict["mlp_minus_best_baseline"])
     mlp = by_name["mlp"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
     assert mlp.data.tags["mlflow.source.git.commit"] == head

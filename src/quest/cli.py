@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
         description="Does a neural network beat the classic models on this tabular dataset? "
         "`dvc repro` runs every stage in order; `quest STAGE` runs one.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="stages:\n" + "\n".join(f"  {name:<9} {text}" for name, text in STAGES.items())
+        epilog="stages:\n"
+        + "\n".join(f"  {name:<9} {text}" for name, text in STAGES.items())
         + "\n\n`quest STAGE --help` lists a stage's options.",
     )
     parser.add_argument("--version", action="version", version=f"quest {__version__}")

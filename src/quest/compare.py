@@ -15,9 +15,9 @@ import pandas as pd
 from quest import paths, plots, tracking
 from quest.baselines import describe, make_baseline, model_output
 from quest.errors import QuestError, run_cli
-from quest.io import file_md5, read_json, write_json, write_text
+from quest.io import read_json, write_json, write_text
 from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
-from quest.params import load_params
+from quest.params import Params, load_params
 from quest.prepare import Prepared, read_prepared
 
 COLUMNS = ["model", "metric", "cv_mean", "cv_std", "test_score"]
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         results,
         table,
         metric,
+        outcome,
         root=root,
         model_path=args.model,
         data_dir=args.data,
@@ -180,11 +181,12 @@ def _read_mlp(reports: Path) -> ModelResult:
 
 
 def log_to_mlflow(
-    params,
+    params: Params,
     prepared: Prepared,
     results: list[ModelResult],
     table: pd.DataFrame,
     metric: str,
+    outcome: dict,
     *,
     root: Path,
     model_path: Path,
@@ -197,58 +199,54 @@ def log_to_mlflow(
     from mlflow.tracking import MlflowClient
 
     experiment = params.mlflow.experiment
+    schema = prepared.schema
     tracking.start(experiment, root)
     client = MlflowClient()
     provenance = tracking.provenance_tags(root, data_dir)
     rows = table.set_index("model")
-    mlp_run = tracking.find_run(experiment, {tracking.TAG_MODEL: "mlp", tracking.TAG_MODEL_MD5: file_md5(model_path)})
+    mlp_run = tracking.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
     with mlflow.start_run(
-        run_name=f"comparison · {prepared.schema.dataset}", tags={**provenance, tracking.TAG_MODEL: "comparison"}
+        run_name=f"comparison · {schema.dataset}",
+        tags={**provenance, tracking.TAG_MODEL: "comparison", "quest.winner": outcome["winner"]},
     ) as parent:
         group = {tracking.TAG_GROUP: parent.info.run_id}
-        mlflow.log_params(
-            {"metric": metric, "dataset": prepared.schema.dataset, "models": len(results), "seed": params.seed}
+        mlflow.log_params({"metric": metric, "dataset": schema.dataset, "models": len(results), "seed": params.seed})
+        best = outcome["best_baseline"]
+        mlflow.log_metrics(
+            {
+                "mlp_cv_mean": float(rows.loc["mlp", "cv_mean"]),
+                "best_baseline_cv_mean": float(rows.loc[best, "cv_mean"]),
+                "mlp_minus_best_baseline": float(outcome["mlp_minus_best_baseline"]),
+            }
         )
         for artifact in artifacts:
             mlflow.log_artifact(str(artifact))
+        now = int(time.time() * 1000)
         for result in results:
-            summary = {
-                "cv_mean": float(rows.loc[result.name, "cv_mean"]),
-                "cv_std": float(rows.loc[result.name, "cv_std"]),
-                "test_score": float(rows.loc[result.name, "test_score"]),
-                **{f"test_{name}": value for name, value in result.test.items() if np.isfinite(value)},
-            }
-            now = int(time.time() * 1000)
-            fold_curve = [
-                Metric("cv_fold_score", float(v), now, step) for step, v in enumerate(result.folds[metric], start=1)
+            metrics = [
+                Metric(key, float(rows.loc[result.name, key]), now, 0) for key in ("cv_mean", "cv_std", "test_score")
             ]
-            if result.name == "mlp":
-                if mlp_run is None:
-                    print(
-                        "compare: notice: the MLP's MLflow run was not found; its row is logged on the parent only",
-                        file=sys.stderr,
-                    )
-                    continue
+            metrics += [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
+            metrics += [Metric("cv_fold_score", float(v), now, i) for i, v in enumerate(result.folds[metric], 1)]
+            if result.name == "mlp":  # trained and logged by the train stage: file it under this comparison
                 client.set_tag(mlp_run, tracking.TAG_PARENT, parent.info.run_id)
                 client.set_tag(mlp_run, tracking.TAG_GROUP, parent.info.run_id)
-                client.log_batch(mlp_run, metrics=[Metric(k, v, now, 0) for k, v in summary.items()] + fold_curve)
+                client.log_batch(mlp_run, metrics=metrics)
                 continue
-            with mlflow.start_run(
-                run_name=result.name, nested=True, tags={**provenance, **group, tracking.TAG_MODEL: result.name}
-            ) as child:
+            tags = {**provenance, **group, tracking.TAG_MODEL: result.name}
+            with mlflow.start_run(run_name=result.name, nested=True, tags=tags) as child:
                 mlflow.log_params(
-                    {
-                        "model": result.name,
-                        "estimator": describe(result.name, prepared.schema.task),
-                        "seed": params.seed,
-                        "dataset": prepared.schema.dataset,
-                        "folds": prepared.schema.folds,
-                    }
+                    tracking.model_params(
+                        result.name,
+                        describe(result.name, schema.task),
+                        task=schema.task,
+                        dataset=schema.dataset,
+                        folds=schema.folds,
+                        seed=params.seed,
+                    )
                 )
-                client.log_batch(
-                    child.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.items()] + fold_curve
-                )
-                mlflow.log_metric("fit_seconds", result.seconds)
+                tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
+                client.log_batch(child.info.run_id, metrics=[*metrics, Metric("fit_seconds", result.seconds, now, 0)])
 
 
 if __name__ == "__main__":

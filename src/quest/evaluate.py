@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 
 from quest import backend, paths, plots, tracking
 from quest.errors import QuestError, run_cli
-from quest.io import file_md5, write_json, write_text
+from quest.io import write_json, write_text
 from quest.metrics import scores
 from quest.params import load_params
 from quest.prepare import Prepared, read_prepared
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     prepared = read_prepared(args.data)
-    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    backend.configure(params.train.backend, params.train.device, params.seed)
     from quest.model import predict
 
     model = load_model(args.model)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         plots.training_curves(history, best_epoch, images[-1])
 
     root = paths.repo_root(args.params.parent)
-    log_to_mlflow(params.mlflow.experiment, root, args.model, args.data, device, test_metrics, images)
+    log_to_mlflow(params.mlflow.experiment, root, args.model, args.data, test_metrics, images)
     shown = ", ".join(f"{name}={value:.4f}" for name, value in test_metrics.items())
     print(f"evaluate: MLP on the test split: {shown}", file=sys.stderr)
 
@@ -139,21 +139,15 @@ def log_to_mlflow(
     root: Path,
     model_path: Path,
     data_dir: Path,
-    device: backend.DeviceInfo,
     test_metrics: dict[str, float],
     images: list[Path],
 ) -> None:
-    """Add the test metrics and plots to the MLP's run (found by the model file's hash), or a new run if gone."""
+    """Add the test metrics and plots to the run that trained the model."""
     import mlflow
 
     tracking.start(experiment, root)
-    model_md5 = file_md5(model_path)
-    run_id = tracking.find_run(experiment, {tracking.TAG_MODEL: "mlp", tracking.TAG_MODEL_MD5: model_md5})
-    tags = None
-    if run_id is None:  # e.g. the model came from `dvc pull`, trained on another machine
-        tags = {tracking.TAG_MODEL: "mlp", tracking.TAG_MODEL_MD5: model_md5}
-        tags |= tracking.provenance_tags(root, data_dir, device=device.describe(), backend=device.backend)
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else "mlp", tags=tags):
+    run_id = tracking.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
+    with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{name}": value for name, value in test_metrics.items() if np.isfinite(value)})
         for image in images:
             mlflow.log_artifact(str(image), artifact_path="plots")

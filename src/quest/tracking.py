@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quest import __version__
-from quest.io import dvc_md5
+from quest.io import dvc_md5, file_md5
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -127,17 +130,32 @@ def find_run(experiment: str, tags: Mapping[str, str]) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def log_series(run_id: str, name: str, values: list[float]) -> None:
-    """One metric as a curve over steps 1..n, sent in one batch."""
-    import time
+def model_params(model: str, estimator: str, *, task: str, dataset: str, folds: int, seed: int) -> dict[str, object]:
+    """The params every model run carries, so the UI's compare view lines the MLP up with each baseline."""
+    return {"model": model, "estimator": estimator, "task": task, "dataset": dataset, "folds": folds, "seed": seed}
 
-    from mlflow.entities import Metric
+
+def log_training_data(x: np.ndarray, y: np.ndarray, *, name: str, data_dir: Path) -> None:
+    """The training split as the active run's input dataset (MLflow computes its digest)."""
+    import mlflow
+
+    with warnings.catch_warnings():  # a local path matches two equivalent MLflow source types; either is right
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_numpy(x, targets=y, name=name, source=str(data_dir.resolve()))
+    mlflow.log_input(dataset, context="training")
+
+
+def mlp_run(experiment: str, model_path: Path, *, root: Path, data_dir: Path) -> str:
+    """The run that trained `model_path` (found by the file's hash), or a new one if that run is gone,
+    e.g. when the model came from `dvc pull` and was trained on another machine."""
     from mlflow.tracking import MlflowClient
 
-    now = int(time.time() * 1000)
-    batch = [
-        Metric(key=name, value=float(value), timestamp=now, step=step) for step, value in enumerate(values, start=1)
-    ]
+    identity = {TAG_MODEL: "mlp", TAG_MODEL_MD5: file_md5(model_path)}
+    found = find_run(experiment, identity)
+    if found:
+        return found
     client = MlflowClient()
-    for start_at in range(0, len(batch), 1000):  # MLflow's per-request limit
-        client.log_batch(run_id, metrics=batch[start_at : start_at + 1000])
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    created = client.create_run(experiment_id, run_name="mlp", tags={**identity, **provenance_tags(root, data_dir)})
+    client.set_terminated(created.info.run_id)
+    return created.info.run_id

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -102,22 +101,16 @@ def train_and_log(
         "quest.keras_version": keras.__version__,
     }
     with mlflow.start_run(run_name="mlp", tags=tags) as run:
+        estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
         mlflow.log_params(
             {
-                "model": "mlp",
-                "seed": params.seed,
-                "dataset": schema.dataset,
-                "task": schema.task,
-                "folds": schema.folds,
+                **tracking.model_params(
+                    "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
+                ),
                 **tracking.flatten("train", asdict(spec)),
             }
         )
-        with warnings.catch_warnings():  # a local path matches two equivalent MLflow source types; either is right
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_numpy(
-                prepared.x_train, targets=prepared.y_train, name=schema.dataset, source=str(data_dir.resolve())
-            )
-        mlflow.log_input(dataset, context="training")
+        tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
         folds = schema.folds
         cv = cross_validate(
             prepared,
