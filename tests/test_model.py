@@ -106,3 +106,26 @@ def test_sgd_optimizer_and_regression_in_target_units():
     predicted = predict(result.model, x, task="regression")
     assert predicted.shape == (120,)
     assert np.abs(predicted - y).mean() < 0.1 * y.std()
+
+
+def test_saved_model_is_byte_identical_and_loads_safely(tmp_path):
+    import time
+
+    from quest.io import FIXED_DATE_SAVED, file_md5
+    from quest.model import save_mlp
+
+    x, y = blobs(n=40)
+    settings = spec(hidden_layers=[4], epochs=2, l2=0.01)  # a shared regularizer: Keras writes its id() otherwise
+    result = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=0)
+    again = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=0)  # same seed, new objects
+    save_mlp(result.model, tmp_path / "a.keras")
+    time.sleep(1.1)  # Keras stamps the time of saving; it must not reach the file
+    save_mlp(again.model, tmp_path / "b.keras")
+    assert file_md5(tmp_path / "a.keras") == file_md5(tmp_path / "b.keras")
+    loaded = keras.saving.load_model(tmp_path / "b.keras", safe_mode=True)
+    np.testing.assert_array_equal(
+        predict(loaded, x, task="classification"), predict(result.model, x, task="classification")
+    )
+    import zipfile
+
+    assert FIXED_DATE_SAVED in zipfile.ZipFile(tmp_path / "a.keras").read("metadata.json").decode()

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,40 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# Zip's earliest representable time; Keras stamps the weights entry with "now" and metadata with a date.
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+FIXED_DATE_SAVED = "1980-01-01@00:00:00"
+
+
+def normalise_keras_archive(path: Path) -> None:
+    """Rewrite a `.keras` zip so identical weights give an identical file (and DVC hash): fixed timestamps, and
+    the memory addresses Keras writes as `shared_object_id` renumbered in order of first appearance."""
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w") as target:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata["date_saved"] = FIXED_DATE_SAVED
+                data = json.dumps(metadata).encode("utf-8")
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode("utf-8")
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            target.writestr(fixed, data)
+
+
+def _renumber_shared_objects(node: Any, numbers: dict[int, int]) -> Any:
+    if isinstance(node, dict):
+        renumbered = {key: _renumber_shared_objects(value, numbers) for key, value in node.items()}
+        if "shared_object_id" in node:
+            renumbered["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+        return renumbered
+    if isinstance(node, list):
+        return [_renumber_shared_objects(item, numbers) for item in node]
+    return node
 
 
 def dumps_json(data: Any) -> str:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from quest.io import atomic_path, normalise_keras_archive
 from quest.params import TrainParams
 
 
@@ -71,9 +73,9 @@ def compile_mlp(
     model: keras.Model, *, task: str, n_classes: int, optimizer: str, learning_rate: float, momentum: float
 ) -> None:
     if optimizer == "sgd":
-        chosen = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
-    else:
-        chosen = keras.optimizers.Adam(learning_rate=learning_rate)
+        chosen = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, name="sgd")
+    else:  # a fixed name: Keras would number a second optimizer in one process (adam_1) into the saved file
+        chosen = keras.optimizers.Adam(learning_rate=learning_rate, name="adam")
     if task == "regression":
         model.compile(optimizer=chosen, loss="mse", metrics=["mae"])
     elif output_size(task, n_classes) == 1:
@@ -152,6 +154,13 @@ def fit_mlp(
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     best = int(np.argmin(curves["val_loss"])) + 1
     return FitResult(model=model, history=curves, best_epoch=best, epochs_run=len(curves["val_loss"]))
+
+
+def save_mlp(model: keras.Model, path: Path) -> None:
+    """Save in Keras' native format, atomically and byte-for-byte reproducibly."""
+    with atomic_path(path) as staging:
+        model.save(staging)
+        normalise_keras_archive(staging)
 
 
 def predict(model: keras.Model, x: np.ndarray, *, task: str) -> np.ndarray:

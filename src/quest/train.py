@@ -13,7 +13,7 @@ import numpy as np
 
 from quest import backend, paths, tracking
 from quest.errors import run_cli
-from quest.io import atomic_path, file_md5, write_json, write_text
+from quest.io import file_md5, write_json, write_text
 from quest.metrics import scores
 from quest.params import Params, TrainParams, load_params
 from quest.prepare import Prepared, read_prepared
@@ -90,7 +90,7 @@ def train_and_log(
     import mlflow
 
     from quest.callbacks import MlflowEpochLogger, Progress
-    from quest.model import fit_mlp, predict
+    from quest.model import fit_mlp, predict, save_mlp
 
     spec, schema = params.train, prepared.schema
     tracking.start(params.mlflow.experiment, root)
@@ -139,8 +139,7 @@ def train_and_log(
             "best_epoch": final.best_epoch,
             "epochs_run": final.epochs_run,
         }
-        with atomic_path(model_path) as staging:
-            final.model.save(staging)
+        save_mlp(final.model, model_path)
         write_json(model_path.parent / paths.MODEL_CONFIG.name, config)
         write_text(model_path.parent / paths.HISTORY.name, history_csv(final.history))
         write_json(cv_path, {"model": "mlp", "folds": cv})
