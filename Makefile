@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test lint ui lock clean
+.PHONY: help setup repro test verify lint ui lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ repro: $(STAMP) ## run the whole pipeline (dvc repro) on the dataset named in pa
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest
+
+verify: $(STAMP) ## recompute HEAD from a clean clone and compare with its committed metrics
+	$(BIN)/python -m quest.verify
 
 lint: $(STAMP) ## ruff: style and import order
 	$(BIN)/ruff check src tests

@@ -6,7 +6,9 @@ a team does next (a no-op repro, an experiment in a temporary directory, a push/
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -206,6 +208,32 @@ def test_push_then_pull_in_a_fresh_clone_restores_data_and_models(project: Path,
     assert dvc_md5(clone / "data" / "processed") == dvc_md5(project / "data" / "processed")
     status = run(["dvc", "status"], clone).stdout
     assert "Data and pipelines are up to date." in status
+
+
+def test_verify_reproduces_every_byte_then_catches_a_tampered_metric(project: Path):
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results", "--allow-empty")
+    done = run(["python", "-m", "quest.verify"], project)
+    identical = re.search(r"byte-identical to the committed dvc.lock: (\d+)/(\d+)", done.stdout)
+    assert identical and identical[1] == identical[2]  # every output of every stage, the model included
+    assert int(identical[2]) >= 10
+    assert "verify: OK:" in done.stdout
+
+    metrics_path = project / "reports" / "metrics.json"
+    metrics = read_json(metrics_path)
+    metrics["mlp"]["test"]["accuracy"] += 0.001
+    metrics_path.write_text(json.dumps(metrics))
+    git(project, "commit", "-qam", "tampered")
+    tampered = run(["python", "-m", "quest.verify"], project, check=False)
+    assert tampered.returncode == 1
+    assert "verify: FAILED: 1 of" in tampered.stdout
+    row = next(
+        line for line in tampered.stdout.splitlines() if line.startswith("reports/metrics.json:mlp.test.accuracy")
+    )
+    committed, fresh, difference, tolerance = row.split()[1:]
+    assert float(committed) - float(fresh) == pytest.approx(0.001) and float(difference) == pytest.approx(0.001)
+    assert tolerance == "0"
+    git(project, "revert", "--no-edit", "HEAD")
 
 
 def titanic_like(rows: int = 400) -> pd.DataFrame:

@@ -13,6 +13,7 @@ STAGES = {
     "train": "cross-validate the Keras MLP on the shared folds and fit the final model",
     "evaluate": "score the MLP on the test split; confusion matrix, ROC/PR or residual plots",
     "compare": "run the baselines on the same folds and write the comparison report",
+    "verify": "recompute a commit from scratch and check its committed metrics (make verify)",
 }
 
 

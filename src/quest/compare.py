@@ -3,7 +3,6 @@ split, and write the comparison table, a bar chart with error bars and a short r
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -117,13 +116,7 @@ def report_markdown(table: pd.DataFrame, metric: str, dataset: str, task: str, o
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m quest.compare", description=__doc__)
-    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
-    parser.add_argument("--data", type=Path, default=paths.PROCESSED_DIR, help="prepared data (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=paths.MODEL, help="the trained MLP (default: %(default)s)")
-    parser.add_argument(
-        "--reports", type=Path, default=paths.REPORTS_DIR, help="reports directory (default: %(default)s)"
-    )
+    parser = paths.stage_parser("compare", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -221,6 +214,8 @@ def log_to_mlflow(
         )
         for artifact in artifacts:
             mlflow.log_artifact(str(artifact))
+        fingerprint = tracking.environment(root, seed=params.seed, backend="scikit-learn", device="cpu")
+        mlflow.log_dict(fingerprint, "environment.json")
         now = int(time.time() * 1000)
         for result in results:
             metrics = [
@@ -246,6 +241,7 @@ def log_to_mlflow(
                     )
                 )
                 tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
+                mlflow.log_dict(fingerprint, "environment.json")
                 client.log_batch(child.info.run_id, metrics=[*metrics, Metric("fit_seconds", result.seconds, now, 0)])
 
 

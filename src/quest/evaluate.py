@@ -3,7 +3,6 @@ matrix and ROC/PR curves (or residual plots for regression) as images and as DVC
 
 from __future__ import annotations
 
-import argparse
 import sys
 import zipfile
 from pathlib import Path
@@ -95,13 +94,7 @@ def load_model(path: Path):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m quest.evaluate", description=__doc__)
-    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
-    parser.add_argument("--data", type=Path, default=paths.PROCESSED_DIR, help="prepared data (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=paths.MODEL, help="the trained model (default: %(default)s)")
-    parser.add_argument(
-        "--reports", type=Path, default=paths.REPORTS_DIR, help="reports directory (default: %(default)s)"
-    )
+    parser = paths.stage_parser("evaluate", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

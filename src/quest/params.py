@@ -141,6 +141,19 @@ class MlflowParams:
 
 
 @dataclass(frozen=True)
+class VerifyParams:
+    tolerance: dict[str, float]  # metric name (or "default") -> allowed absolute difference
+
+    def __post_init__(self) -> None:
+        _require("default" in self.tolerance, "verify.tolerance", "a mapping with a `default` entry", self.tolerance)
+        for name, value in self.tolerance.items():
+            _require(value >= 0, f"verify.tolerance.{name}", "non-negative", value)
+
+    def allowed(self, metric: str) -> float:
+        return self.tolerance.get(metric, self.tolerance["default"])
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     data: DataParams
@@ -148,6 +161,7 @@ class Params:
     train: TrainParams
     compare: CompareParams
     mlflow: MlflowParams
+    verify: VerifyParams
 
 
 def load_params(path: Path) -> Params:
@@ -207,6 +221,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value is None:
             return None
         return _coerce(options[0], value, key)
+    if origin is dict:
+        value_hint = typing.get_args(hint)[1]
+        _require(isinstance(value, dict), key, "a mapping", value)
+        return {str(name): _coerce(value_hint, item, f"{key}.{name}") for name, item in value.items()}
     if origin is tuple:
         item_hint = typing.get_args(hint)[0]
         _require(isinstance(value, list), key, "a list", value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
@@ -11,6 +12,7 @@ MODELS_DIR = Path("models")
 MODEL = MODELS_DIR / "mlp.keras"
 MODEL_CONFIG = MODELS_DIR / "config.json"
 HISTORY = MODELS_DIR / "history.csv"
+ENVIRONMENT = MODELS_DIR / "environment.json"
 REPORTS_DIR = Path("reports")
 MLP_CV = REPORTS_DIR / "cv_mlp.json"
 METRICS = REPORTS_DIR / "metrics.json"
@@ -22,6 +24,28 @@ X_TEST, Y_TEST = "X_test.npy", "y_test.npy"
 FOLDS = "folds.npy"
 PREPROCESSOR = "preprocessor.joblib"
 SCHEMA = "schema.json"
+
+
+# The stages' path options: one definition, so a default never disagrees between stages.
+_OPTIONS = {
+    "params": (PARAMS, "params file"),
+    "data": (PROCESSED_DIR, "prepared data directory"),
+    "out": (PROCESSED_DIR, "output directory"),
+    "model": (MODEL, "the MLP model file"),
+    "cv_out": (MLP_CV, "per-fold CV scores of the MLP"),
+    "reports": (REPORTS_DIR, "reports directory"),
+}
+
+
+def stage_parser(module: str, description: str | None, *options: str) -> argparse.ArgumentParser:
+    """An argument parser for `python -m quest.<module>` with the named path options and their defaults."""
+    parser = argparse.ArgumentParser(prog=f"python -m quest.{module}", description=description)
+    for name in options:
+        default, text = _OPTIONS[name]
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=Path, default=default, help=f"{text} (default: %(default)s)"
+        )
+    return parser
 
 
 def repo_root(start: Path | None = None) -> Path:

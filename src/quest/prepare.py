@@ -3,7 +3,6 @@ model shares, fit preprocessing on the training split only, and write the proces
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +150,7 @@ def read_prepared(directory: Path) -> Prepared:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m quest.prepare", description=__doc__)
-    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=paths.PROCESSED_DIR, help="output directory (default: %(default)s)")
+    parser = paths.stage_parser("prepare", __doc__, "params", "out")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

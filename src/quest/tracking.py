@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from quest import __version__
+from quest.environment import check_strict
 from quest.io import dvc_md5, file_md5
 
 DB_NAME = "mlflow.db"
@@ -52,6 +53,7 @@ def start(experiment: str, root: Path) -> None:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    check_strict(git_state(root)[1])
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
@@ -61,8 +63,24 @@ def start(experiment: str, root: Path) -> None:
     mlflow.set_experiment(experiment)
 
 
-def git_state(root: Path) -> tuple[str, bool]:
-    """(commit, dirty) of the repo at `root`; ("unknown", False) outside git."""
+def dvc_managed_paths(root: Path) -> list[str]:
+    """dvc.lock and every output dvc.yaml declares: DVC rewrites them during `dvc repro`."""
+    import yaml
+
+    try:
+        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages", {})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return ["dvc.lock"]
+    managed = ["dvc.lock"]
+    for stage in stages.values():
+        for section in ("outs", "metrics", "plots"):
+            for entry in stage.get(section, []):
+                managed.append(next(iter(entry)) if isinstance(entry, dict) else str(entry))
+    return managed
+
+
+def git_state(root: Path) -> tuple[str, list[str]]:
+    """(commit, uncommitted paths) of the repo at `root`, ignoring what DVC manages; ("unknown", []) outside git."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -75,8 +93,11 @@ def git_state(root: Path) -> tuple[str, bool]:
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
-    return commit, bool(status.strip())
+        return "unknown", []
+    managed = [path.rstrip("/") for path in dvc_managed_paths(root)]
+    changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
+    dirty = [path for path in changed if not any(path == m or path.startswith(m + "/") for m in managed)]
+    return commit, dirty
 
 
 def provenance_tags(
@@ -86,7 +107,7 @@ def provenance_tags(
     commit, dirty = git_state(root)
     tags = {
         TAG_GIT_COMMIT: commit,
-        "quest.git_dirty": str(dirty).lower(),
+        "quest.git_dirty": str(bool(dirty)).lower(),
         "quest.data_dvc_md5": dvc_md5(data_dir) if data_dir.exists() else "missing",
         "quest.version": __version__,
         "quest.python": sys.version.split()[0],
@@ -98,6 +119,14 @@ def provenance_tags(
     if backend:
         tags["quest.backend"] = backend
     return tags
+
+
+def environment(root: Path, *, seed: int, backend: str, device: str) -> dict:
+    """The environment fingerprint of a run started now in `root`."""
+    from quest.environment import fingerprint
+
+    commit, dirty = git_state(root)
+    return fingerprint(root, commit=commit, dirty=bool(dirty), seed=seed, backend=backend, device=device)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@ training split and save it as models/mlp.keras with its history and resolved con
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -57,13 +56,7 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m quest.train", description=__doc__)
-    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
-    parser.add_argument("--data", type=Path, default=paths.PROCESSED_DIR, help="prepared data (default: %(default)s)")
-    parser.add_argument(
-        "--model", type=Path, default=paths.MODEL, help="where to save the model (default: %(default)s)"
-    )
-    parser.add_argument("--cv-out", type=Path, default=paths.MLP_CV, help="per-fold CV scores (default: %(default)s)")
+    parser = paths.stage_parser("train", __doc__, "params", "data", "model", "cv_out")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -141,6 +134,9 @@ def train_and_log(
         }
         save_mlp(final.model, model_path)
         write_json(model_path.parent / paths.MODEL_CONFIG.name, config)
+        fingerprint = tracking.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
+        write_json(model_path.parent / paths.ENVIRONMENT.name, fingerprint)
+        mlflow.log_dict(fingerprint, "environment.json")
         write_text(model_path.parent / paths.HISTORY.name, history_csv(final.history))
         write_json(cv_path, {"model": "mlp", "folds": cv})
 
