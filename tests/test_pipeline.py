@@ -173,6 +173,43 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
 
 
+FRESH_PROCESS_PREDICTIONS = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from quest import backend
+backend.configure("tensorflow", "cpu", 0)
+import mlflow
+from quest.evaluate import load_model
+from quest.metrics import scores
+from quest.model import predict
+from quest.prepare import read_prepared
+prepared = read_prepared(Path("data/processed"))
+output = predict(load_model(Path("models/mlp.keras")), prepared.x_test, task=prepared.schema.task)
+mlflow.set_tracking_uri("sqlite:///mlflow.db")
+logged = mlflow.keras.load_model(f"models:/{sys.argv[1]}", load_model_kwargs={"safe_mode": True})
+from_mlflow = predict(logged, prepared.x_test, task=prepared.schema.task)
+print(json.dumps({"scores": scores(prepared.schema.task, prepared.y_test, output),
+                  "mlflow_identical": bool(np.array_equal(output, from_mlflow))}))
+"""
+
+
+def test_models_load_in_a_fresh_process_and_predict_bit_for_bit(project: Path):
+    import mlflow
+
+    mlp = next(
+        r
+        for r in mlflow_runs(project)
+        if r.data.tags.get("quest.model_md5") == file_md5(project / "models" / "mlp.keras")
+    )
+    logged = mlflow.search_logged_models(experiment_ids=[mlp.info.experiment_id], output_format="list")
+    model_id = next(m.model_id for m in logged if m.source_run_id == mlp.info.run_id)
+    done = run(["python", "-c", FRESH_PROCESS_PREDICTIONS, model_id], project)
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    assert fresh["scores"] == read_json(project / "reports" / "metrics.json")["mlp"]["test"]  # exact, every bit
+    assert fresh["mlflow_identical"]
+
+
 def test_second_repro_is_a_no_op(project: Path):
     before = (project / "reports" / "comparison.csv").stat().st_mtime_ns
     done = run(["dvc", "repro"], project)
