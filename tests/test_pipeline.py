@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,29 @@ def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
     newest_mlp = max((r for r in runs if r.info.run_name == "mlp"), key=lambda r: r.info.start_time)
     assert newest_mlp.data.params["train.epochs"] == "2"
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_queued_experiments_on_two_workers_all_land_once(project: Path):
+    before = {r.info.run_id for r in mlflow_runs(project)}
+    for epochs in (2, 4):
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], project)
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.monotonic() + 600
+    while True:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if not re.search(r"\b(Running|Queued)\b", status) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    run(["dvc", "queue", "stop"], project, check=False)
+    names = re.findall(r"^\w+\s+(\S+)\s+.*\bSuccess\b", status, flags=re.MULTILINE)
+    assert len(names) == 2, status
+    new = [r for r in mlflow_runs(project) if r.info.run_id not in before]
+    assert len(new) == 20 and all(r.info.status == "FINISHED" for r in new)  # 2 x (MLP + 8 baselines + parent)
+    mlps = [r for r in new if r.info.run_name == "mlp"]
+    assert sorted(r.data.tags["quest.dvc_exp"] for r in mlps) == sorted(names)
+    assert sorted(r.data.params["train.epochs"] for r in mlps) == ["2", "4"]
+    first, second = sorted(mlps, key=lambda r: r.info.start_time)
+    assert second.info.start_time < first.info.end_time  # the two workers trained at the same time
 
 
 def test_push_then_pull_in_a_fresh_clone_restores_data_and_models(project: Path, tmp_path: Path):

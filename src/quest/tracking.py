@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,30 @@ def start(experiment: str, root: Path) -> None:
     check_strict(git_state(root)[1])
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
-        # MLflow would put artifacts under ./mlruns of the current directory, which for a queued DVC
-        # experiment is a temporary copy; keep them beside the store instead.
-        mlflow.create_experiment(experiment, artifact_location=(_store_root(root) / ARTIFACTS_DIR).as_uri())
-    mlflow.set_experiment(experiment)
+    if not uri.startswith("sqlite:"):
+        mlflow.set_experiment(experiment)
+        return
+    # Parallel workers (`dvc queue start -j N`) must not both create the schema of a new SQLite store, nor
+    # both create the experiment: the first opening of the store is serialised by a lock file beside it.
+    with _exclusive(_store_root(root) / f"{DB_NAME}.lock"):
+        if mlflow.get_experiment_by_name(experiment) is None:
+            # MLflow would put artifacts under ./mlruns of the current directory, which for a queued DVC
+            # experiment is a temporary copy; keep them beside the store instead.
+            mlflow.create_experiment(experiment, artifact_location=(_store_root(root) / ARTIFACTS_DIR).as_uri())
+        mlflow.set_experiment(experiment)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An inter-process lock (POSIX advisory lock on `lock_path`), released when the block ends."""
+    import fcntl
+
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def dvc_managed_paths(root: Path) -> list[str]:
