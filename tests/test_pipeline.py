@@ -184,7 +184,7 @@ import mlflow
 from quest.evaluate import load_model
 from quest.metrics import scores
 from quest.model import predict
-from quest.prepare import read_prepared
+from quest.prepared import read_prepared
 prepared = read_prepared(Path("data/processed"))
 output = predict(load_model(Path("models/mlp.keras")), prepared.x_test, task=prepared.schema.task)
 mlflow.set_tracking_uri("sqlite:///mlflow.db")

@@ -4,7 +4,8 @@ import pytest
 
 from quest.data import Dataset
 from quest.errors import QuestError
-from quest.prepare import assign_folds, encode_target, prepare, read_prepared, split_indices, write_prepared
+from quest.prepare import assign_folds, encode_target, prepare, split_indices, write_prepared
+from quest.prepared import read_prepared
 
 
 def test_labels_are_encoded_in_sorted_order():

@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from quest.preprocess import MISSING_CATEGORY, Column, Schema, fit_transform, infer_columns
+from quest.prepared import Column, Schema
+from quest.preprocess import MISSING_CATEGORY, fit_transform, infer_columns
 
 
 def test_column_kinds_from_dtypes(mixed_frame):

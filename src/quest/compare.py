@@ -17,7 +17,7 @@ from quest.errors import QuestError, run_cli
 from quest.io import read_json, write_json, write_text
 from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
 from quest.params import Params, load_params
-from quest.prepare import Prepared, read_prepared
+from quest.prepared import Prepared, read_prepared
 
 COLUMNS = ["model", "metric", "cv_mean", "cv_std", "test_score"]
 

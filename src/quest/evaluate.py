@@ -15,7 +15,7 @@ from quest.errors import QuestError, run_cli
 from quest.io import write_json, write_text
 from quest.metrics import scores
 from quest.params import load_params
-from quest.prepare import Prepared, read_prepared
+from quest.prepared import Prepared, read_prepared
 
 
 def roc_pr_lines(y_true: np.ndarray, proba: np.ndarray, labels: tuple[str, ...]) -> tuple[dict, dict]:

@@ -4,7 +4,6 @@ model shares, fit preprocessing on the training split only, and write the proces
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -15,9 +14,10 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from quest import paths
 from quest.data import Dataset, load_dataset
 from quest.errors import QuestError, run_cli
-from quest.io import atomic_dir, read_json, write_json
+from quest.io import atomic_dir, write_json
 from quest.params import load_params
-from quest.preprocess import Column, Schema, fit_transform, infer_columns
+from quest.prepared import Column, Schema
+from quest.preprocess import fit_transform, infer_columns
 
 
 def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -118,35 +118,6 @@ def write_prepared(result: dict, out: Path) -> None:
                 np.save(staging / name, value, allow_pickle=False)
         joblib.dump(result["preprocessor"], staging / paths.PREPROCESSOR)
         write_json(staging / paths.SCHEMA, result["schema"].to_dict())
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """prepare's outputs as the later stages read them."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    folds: np.ndarray
-    schema: Schema
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.schema.class_labels)
-
-
-def read_prepared(directory: Path) -> Prepared:
-    if not (directory / paths.SCHEMA).is_file():
-        raise QuestError(f"{directory}: no prepared data here; run `dvc repro prepare` first")
-    return Prepared(
-        x_train=np.load(directory / paths.X_TRAIN, allow_pickle=False),
-        y_train=np.load(directory / paths.Y_TRAIN, allow_pickle=False),
-        x_test=np.load(directory / paths.X_TEST, allow_pickle=False),
-        y_test=np.load(directory / paths.Y_TEST, allow_pickle=False),
-        folds=np.load(directory / paths.FOLDS, allow_pickle=False),
-        schema=Schema.from_dict(read_json(directory / paths.SCHEMA)),
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,6 @@
-"""Column kinds, the preprocessing pipeline (fit on the training split only) and the schema that records both."""
+"""Column kinds and the preprocessing pipeline, fitted on the training split only."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -12,42 +9,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-ColumnKind = Literal["numeric", "boolean", "categorical"]
+from quest.prepared import Column, ColumnKind
+
 MISSING_CATEGORY = "__missing__"  # missing categorical values become a category of their own: often informative
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: ColumnKind
-    categories: tuple[str, ...] = ()  # categorical columns: the values seen in the training split
-
-
-@dataclass(frozen=True)
-class Schema:
-    """What prepare decided about the table; saved beside the processed data and read by later stages."""
-
-    dataset: str
-    source: str
-    task: Literal["classification", "regression"]
-    target: str
-    class_labels: tuple[str, ...]  # classification: label of encoded class i; empty for regression
-    columns: tuple[Column, ...]
-    features: tuple[str, ...]  # model input names, after one-hot encoding
-    n_train: int
-    n_test: int
-    folds: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Schema:
-        columns = tuple(Column(c["name"], c["kind"], tuple(c["categories"])) for c in raw["columns"])
-        fields = {**raw, "columns": columns}
-        for key in ("class_labels", "features"):
-            fields[key] = tuple(raw[key])
-        return cls(**fields)
 
 
 def column_kind(values: pd.Series) -> ColumnKind:

@@ -15,7 +15,7 @@ from quest.errors import run_cli
 from quest.io import file_md5, write_json, write_text
 from quest.metrics import scores
 from quest.params import Params, TrainParams, load_params
-from quest.prepare import Prepared, read_prepared
+from quest.prepared import Prepared, read_prepared
 
 
 def cross_validate(
