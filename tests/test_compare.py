@@ -1,49 +1,60 @@
+import numpy as np
 import pandas as pd
 import pytest
 
-from quest.compare import ModelResult, comparison_table, report_markdown, verdict
+from quest.compare import COLUMNS, ModelResult, comparison_table, report_markdown, verdict
+from quest.stats import corrected_ttest, mean_interval
 
 
 def results():
     return [
-        ModelResult("mlp", {"accuracy": [0.9, 0.8]}, {"accuracy": 0.85}),
-        ModelResult("logreg", {"accuracy": [0.7, 0.7]}, {"accuracy": 0.75}),
-        ModelResult("forest", {"accuracy": [0.8, 0.6]}, {"accuracy": 0.70}),
+        ModelResult("mlp", {"accuracy": [0.9, 0.8, 0.9, 0.8]}, {"accuracy": 0.85}),
+        ModelResult("logreg", {"accuracy": [0.7, 0.7, 0.8, 0.6]}, {"accuracy": 0.75}),
+        ModelResult("forest", {"accuracy": [0.8, 0.6, 0.9, 0.8]}, {"accuracy": 0.70}),
     ]
 
 
-def test_table_has_one_row_per_model_with_mean_std_and_test():
-    table = comparison_table(results(), "accuracy")
-    assert list(table.columns) == ["model", "metric", "cv_mean", "cv_std", "test_score"]
-    expected = pd.DataFrame(
-        {
-            "model": ["mlp", "logreg", "forest"],
-            "metric": ["accuracy"] * 3,
-            "cv_mean": [0.85, 0.7, 0.7],
-            "cv_std": [0.05, 0.0, 0.1],
-            "test_score": [0.85, 0.75, 0.70],
-        }
+def test_table_has_mean_std_interval_test_and_the_mlp_vs_baseline_test():
+    table = comparison_table(results(), "accuracy", n_train=30, n_test=10)
+    assert list(table.columns) == COLUMNS
+    assert table["model"].tolist() == ["mlp", "logreg", "forest"]
+    rows = table.set_index("model")
+    assert rows.loc["mlp", "cv_mean"] == pytest.approx(0.85)
+    assert rows.loc["mlp", "cv_std"] == pytest.approx(0.05)
+    assert (rows.loc["mlp", "ci_low"], rows.loc["mlp", "ci_high"]) == pytest.approx(
+        mean_interval(np.array([0.9, 0.8, 0.9, 0.8]), n_train=30, n_test=10)
     )
-    pd.testing.assert_frame_equal(table, expected, atol=1e-12)
+    assert rows.loc["logreg", "p_value"] == pytest.approx(
+        corrected_ttest(np.array([0.2, 0.1, 0.1, 0.2]), n_train=30, n_test=10)[1]
+    )
+    assert np.isnan(rows.loc["mlp", "p_value"]) and pd.isna(rows.loc["mlp", "wins"])
+    assert (rows.loc["logreg", "wins"], rows.loc["logreg", "ties"], rows.loc["logreg", "losses"]) == (4, 0, 0)
+    assert (rows.loc["forest", "wins"], rows.loc["forest", "ties"], rows.loc["forest", "losses"]) == (2, 2, 0)
+    assert table.to_csv(index=False, na_rep="").splitlines()[1].endswith("0.85,,,,")  # the MLP's own row: empty
 
 
-def test_verdict_and_report_name_the_winner_and_margin():
-    table = comparison_table(results(), "accuracy")
-    outcome = verdict(table, "accuracy")
+def test_verdict_and_report_say_whether_the_gap_is_significant():
+    table = comparison_table(results(), "accuracy", n_train=30, n_test=10)
+    outcome = verdict(table, "accuracy", alpha=0.05)
     assert outcome["winner"] == "mlp"
-    assert outcome["best_baseline"] == "logreg"  # ties on the mean keep table order
-    assert outcome["mlp_minus_best_baseline"] == pytest.approx(0.15)
-    assert outcome["margin_in_std"] == pytest.approx(3.0)
-    report = report_markdown(table, "accuracy", "toy", "classification", outcome)
-    assert "**Winner (CV mean): mlp.** The MLP is 0.1500 ahead of the best baseline, logreg" in report
-    assert "| **mlp** | Keras MLP | 0.8500 ± 0.0500 | 0.8500 |" in report
+    assert outcome["best_baseline"] == "forest"  # 0.775 beats logreg's 0.70
+    assert outcome["mlp_minus_best_baseline"] == pytest.approx(0.075)
+    assert outcome["p_value_vs_best_baseline"] > 0.05
+    assert outcome["mlp_is"] == "indistinguishable from"
+    report = report_markdown(table, "accuracy", "toy", "classification", outcome, "4 folds")
+    assert "At α = 0.05 the MLP is **indistinguishable from** forest" in report
+    assert "| **mlp** | Keras MLP | 0.8500 ± 0.0500 |" in report
+    assert verdict(table, "accuracy", alpha=0.9)["mlp_is"] == "better than"
 
 
-def test_lower_is_better_metrics_rank_the_other_way():
+def test_lower_is_better_metrics_rank_and_count_the_other_way():
     rows = [
-        ModelResult("mlp", {"rmse": [2.0, 2.0]}, {"rmse": 2.0}),
-        ModelResult("tree", {"rmse": [1.0, 1.0]}, {"rmse": 1.0}),
+        ModelResult("mlp", {"rmse": [2.0, 2.1, 2.0]}, {"rmse": 2.0}),
+        ModelResult("tree", {"rmse": [1.0, 1.1, 1.05]}, {"rmse": 1.0}),
     ]
-    outcome = verdict(comparison_table(rows, "rmse"), "rmse")
+    table = comparison_table(rows, "rmse", n_train=20, n_test=10)
+    outcome = verdict(table, "rmse", alpha=0.05)
     assert outcome["winner"] == "tree"
-    assert outcome["mlp_minus_best_baseline"] == pytest.approx(-1.0)
+    assert outcome["mlp_minus_best_baseline"] == pytest.approx(-(6.1 / 3 - 3.15 / 3), rel=1e-9)
+    assert outcome["mlp_is"] == "worse than"
+    assert tuple(table.set_index("model").loc["tree", ["wins", "ties", "losses"]]) == (0, 0, 3)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 MODELS = ["mlp", "logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
 TINY = {
-    "prepare": {"folds": 2},
+    "prepare": {"folds": 2, "repeats": 2},
     "train": {
         "hidden_layers": [8],
         "epochs": 5,
@@ -94,12 +94,15 @@ def mlflow_runs(root: Path) -> list:
 def test_comparison_has_nine_rows_consistent_with_the_fold_scores(project: Path):
     table = pd.read_csv(project / "reports" / "comparison.csv")
     assert table["model"].tolist() == MODELS
-    assert list(table.columns) == ["model", "metric", "cv_mean", "cv_std", "test_score"]
+    assert list(table.columns)[:5] == ["model", "metric", "cv_mean", "cv_std", "ci_low"]
+    assert {"ci_high", "test_score", "p_value"} <= set(table.columns)
+    assert table["p_value"].isna().tolist() == [True] + [False] * 8  # empty on the MLP's own row
     assert set(table["metric"]) == {"accuracy"}
     folds = read_json(project / "reports" / "cv_folds.json")
     for row in table.itertuples():
         scores = folds[row.model]["accuracy"]
-        assert len(scores) == 2  # the tiny run's two shared folds
+        assert len(scores) == 4  # the tiny run's 2 folds x 2 repeats, shared by every model
+        assert row.ci_low <= row.cv_mean <= row.ci_high
         assert row.cv_mean == pytest.approx(np.mean(scores), abs=1e-6)
         assert row.cv_std == pytest.approx(np.std(scores), abs=1e-6)
         assert 0.5 < row.test_score <= 1.0
@@ -151,7 +154,7 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
             "2",
         )
         digests.add(found.inputs.dataset_inputs[0].dataset.digest)
-        for key in ("cv_mean", "cv_std", "test_score"):
+        for key in ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score") + (("p_value",) if name != "mlp" else ()):
             assert found.data.metrics[key] == pytest.approx(table.loc[name, key], abs=1e-6)
     assert len(digests) == 1  # every model saw the same training data
     verdict = read_json(project / "reports" / "verdict.json")

@@ -23,12 +23,17 @@ def test_split_is_stratified_and_seeded():
     assert set(train).isdisjoint(test)
 
 
-def test_folds_are_balanced_shared_and_seeded():
+def test_folds_are_balanced_shared_seeded_and_reshuffled_per_repeat():
     y = np.array([0] * 40 + [1] * 20)
-    folds = assign_folds(y, task="classification", folds=4, seed=1)
-    np.testing.assert_array_equal(folds, assign_folds(y, task="classification", folds=4, seed=1))
-    for fold in range(4):
-        assert np.bincount(y[folds == fold]).tolist() == [10, 5]
+    folds = assign_folds(y, task="classification", folds=4, seed=1, repeats=3)
+    assert folds.shape == (3, 60)
+    np.testing.assert_array_equal(folds, assign_folds(y, task="classification", folds=4, seed=1, repeats=3))
+    for repeat in range(3):
+        for fold in range(4):
+            assert np.bincount(y[folds[repeat] == fold]).tolist() == [10, 5]
+    assert not np.array_equal(folds[0], folds[1])  # each repeat is a new shuffle
+    regression = assign_folds(np.arange(10.0), task="regression", folds=5, seed=0, repeats=2)
+    assert [np.bincount(row).tolist() for row in regression] == [[2] * 5, [2] * 5]
 
 
 @pytest.mark.parametrize(
@@ -54,14 +59,18 @@ def test_prepare_writes_what_later_stages_read(tmp_path):
     features = pd.DataFrame({"x": rng.normal(size=40), "kind": rng.choice(["p", "q"], size=40)})
     target = pd.Series(["yes", "no"] * 20, name="label")
     dataset = Dataset(features=features, target=target, name="toy", source="inline", task="classification")
-    result = prepare(dataset, test_size=0.25, folds=3, seed=0)
+    result = prepare(dataset, test_size=0.25, folds=3, seed=0, repeats=2)
     write_prepared(result, tmp_path / "processed")
     prepared = read_prepared(tmp_path / "processed")
 
     assert prepared.x_train.shape == (30, 3) and prepared.x_test.shape == (10, 3)
     assert prepared.schema.class_labels == ("no", "yes")
     assert prepared.schema.features == ("numeric__x", "categorical__kind_p", "categorical__kind_q")
-    assert sorted(set(prepared.folds.tolist())) == [0, 1, 2]
+    assert prepared.folds.shape == (2, 30) and sorted(set(prepared.folds.ravel().tolist())) == [0, 1, 2]
+    splits = list(prepared.splits())
+    assert [number for number, _ in splits] == list(range(6))
+    assert all(mask.sum() == 10 for _, mask in splits)
+    assert prepared.split_sizes == (20, 10)
     assert not list((tmp_path).glob(".*tmp*"))  # nothing half-written left behind
 
 

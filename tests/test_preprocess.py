@@ -56,5 +56,6 @@ def test_schema_round_trips_through_a_dict():
         n_train=4,
         n_test=2,
         folds=2,
+        repeats=1,
     )
     assert Schema.from_dict(schema.to_dict()) == schema

@@ -18,8 +18,21 @@ from quest.io import read_json, write_json, write_text
 from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
 from quest.params import Params, load_params
 from quest.prepared import Prepared, read_prepared
+from quest.stats import corrected_ttest, mean_interval, win_tie_loss
 
-COLUMNS = ["model", "metric", "cv_mean", "cv_std", "test_score"]
+COLUMNS = [
+    "model",
+    "metric",
+    "cv_mean",
+    "cv_std",
+    "ci_low",
+    "ci_high",
+    "test_score",
+    "p_value",
+    "wins",
+    "ties",
+    "losses",
+]
 
 
 @dataclass(frozen=True)
@@ -35,8 +48,7 @@ def evaluate_baseline(name: str, prepared: Prepared, *, seed: int) -> ModelResul
     started = time.perf_counter()
     task, n_classes, n_features = prepared.schema.task, prepared.n_classes, prepared.x_train.shape[1]
     per_metric: dict[str, list[float]] = {}
-    for fold in range(prepared.schema.folds):
-        held_out = prepared.folds == fold
+    for _, held_out in prepared.splits():
         estimator = make_baseline(name, task=task, n_features=n_features, seed=seed)
         estimator.fit(prepared.x_train[~held_out], prepared.y_train[~held_out])
         output = model_output(estimator, prepared.x_train[held_out], task=task, n_classes=n_classes)
@@ -48,70 +60,92 @@ def evaluate_baseline(name: str, prepared: Prepared, *, seed: int) -> ModelResul
     return ModelResult(name=name, folds=per_metric, test=test, seconds=time.perf_counter() - started)
 
 
-def comparison_table(results: list[ModelResult], metric: str) -> pd.DataFrame:
-    """One row per model: the primary metric's CV mean and (population) std over folds, and the test score."""
-    rows = [
-        {
+def comparison_table(results: list[ModelResult], metric: str, *, n_train: int, n_test: int) -> pd.DataFrame:
+    """One row per model over the shared splits: mean, (population) std and corrected 95% interval of the
+    primary metric, the test score, and for each baseline the MLP-vs-baseline corrected t-test p-value and the
+    MLP's wins/ties/losses against it, split by split."""
+    lower = metric in LOWER_IS_BETTER
+    mlp = np.asarray(next(r for r in results if r.name == "mlp").folds[metric])
+    rows = []
+    for result in results:
+        scores = np.asarray(result.folds[metric])
+        low, high = mean_interval(scores, n_train=n_train, n_test=n_test)
+        row = {
             "model": result.name,
             "metric": metric,
-            "cv_mean": float(np.mean(result.folds[metric])),
-            "cv_std": float(np.std(result.folds[metric])),
+            "cv_mean": float(scores.mean()),
+            "cv_std": float(scores.std()),
+            "ci_low": low,
+            "ci_high": high,
             "test_score": float(result.test[metric]),
+            "p_value": float("nan"),
+            "wins": pd.NA,
+            "ties": pd.NA,
+            "losses": pd.NA,
         }
-        for result in results
-    ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+        if result.name != "mlp":
+            row["p_value"] = corrected_ttest(mlp - scores, n_train=n_train, n_test=n_test)[1]
+            row["wins"], row["ties"], row["losses"] = win_tie_loss(mlp, scores, lower_is_better=lower)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.astype({"wins": "Int64", "ties": "Int64", "losses": "Int64"})
 
 
-def verdict(table: pd.DataFrame, metric: str) -> dict[str, object]:
-    """Winner by CV mean, the best baseline, and how far the MLP is from it, in CV std units too."""
+def verdict(table: pd.DataFrame, metric: str, alpha: float) -> dict[str, object]:
+    """Winner by CV mean; whether the MLP is better, worse or indistinguishable from the best baseline at `alpha`."""
     lower = metric in LOWER_IS_BETTER
     ranked = table.sort_values("cv_mean", ascending=lower, kind="stable")
-    baselines = ranked[ranked["model"] != "mlp"]
+    best = ranked[ranked["model"] != "mlp"].iloc[0]
     mlp = table.set_index("model").loc["mlp"]
-    best = baselines.iloc[0]
     margin = float(mlp["cv_mean"] - best["cv_mean"]) * (-1 if lower else 1)  # > 0: the MLP is better
-    spread = float(np.hypot(mlp["cv_std"], best["cv_std"])) or float("nan")
+    p_value = float(best["p_value"])
+    mlp_is = "indistinguishable from" if not p_value < alpha else ("better than" if margin > 0 else "worse than")
     return {
         "winner": str(ranked.iloc[0]["model"]),
         "best_baseline": str(best["model"]),
         "mlp_minus_best_baseline": margin,
-        "margin_in_std": margin / spread if np.isfinite(spread) else float("nan"),
+        "p_value_vs_best_baseline": p_value,
+        "alpha": alpha,
+        "mlp_is": mlp_is,
     }
 
 
-def report_markdown(table: pd.DataFrame, metric: str, dataset: str, task: str, outcome: dict) -> str:
+def report_markdown(table: pd.DataFrame, metric: str, dataset: str, task: str, outcome: dict, splits: str) -> str:
     lower = metric in LOWER_IS_BETTER
     shown = table.sort_values("cv_mean", ascending=lower, kind="stable")
     lines = [
         f"# quest: does an MLP beat the classic models on `{dataset}`?",
         "",
         f"Task: {task}. Metric: **{metric}** ({'lower' if lower else 'higher'} is better). Every model saw the "
-        "same cross-validation folds of the training split and the same held-out test split.",
+        f"same {splits} of the training split and the same held-out test split.",
         "",
-        "| model | what | CV mean ± std | test |",
-        "|---|---|---|---|",
+        "| model | what | CV mean ± std | 95% interval | test | p (MLP vs) | MLP W/T/L |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in shown.itertuples():
         what = "Keras MLP" if row.model == "mlp" else describe(row.model, task)
         name = f"**{row.model}**" if row.model == outcome["winner"] else row.model
-        lines.append(f"| {name} | {what} | {row.cv_mean:.4f} ± {row.cv_std:.4f} | {row.test_score:.4f} |")
-    margin, in_std = outcome["mlp_minus_best_baseline"], outcome["margin_in_std"]
+        p_value = "" if row.model == "mlp" else f"{row.p_value:.3g}"
+        record = "" if row.model == "mlp" else f"{row.wins}/{row.ties}/{row.losses}"
+        lines.append(
+            f"| {name} | {what} | {row.cv_mean:.4f} ± {row.cv_std:.4f} | {row.ci_low:.4f} – {row.ci_high:.4f} "
+            f"| {row.test_score:.4f} | {p_value} | {record} |"
+        )
+    margin = outcome["mlp_minus_best_baseline"]
     side = "ahead of" if margin > 0 else ("level with" if margin == 0 else "behind")
     lines += [
         "",
         f"**Winner (CV mean): {outcome['winner']}.** The MLP is {abs(margin):.4f} {side} the best baseline, "
-        f"{outcome['best_baseline']} ({abs(in_std):.1f} combined fold standard deviations).",
+        f"{outcome['best_baseline']}. At α = {outcome['alpha']:g} the MLP is **{outcome['mlp_is']}** "
+        f"{outcome['best_baseline']} (p = {outcome['p_value_vs_best_baseline']:.3g}).",
+        "",
+        "p is the Nadeau–Bengio corrected resampled t-test of the MLP against each model over the shared splits; "
+        "the intervals use the same correction, because overlapping training sets make fold scores correlated. "
+        "W/T/L counts the splits on which the MLP won, tied or lost.",
+        "",
+        "![comparison](comparison.png)",
         "",
     ]
-    if abs(in_std) < 1:
-        lines.append(
-            "The gap is smaller than the fold-to-fold spread: on this data the MLP and the best baseline are not "
-            "distinguishable by these numbers."
-        )
-    else:
-        lines.append("The gap is larger than the fold-to-fold spread; more folds or repeats would firm it up.")
-    lines += ["", "![comparison](comparison.png)", ""]
     return "\n".join(lines)
 
 
@@ -134,21 +168,33 @@ def main(argv: list[str] | None = None) -> None:
         )
         results.append(result)
 
-    table = comparison_table(results, metric)
-    outcome = verdict(table, metric)
-    write_text(
-        args.reports / paths.COMPARISON.name, table.to_csv(index=False, float_format="%.6f", lineterminator="\n")
-    )
+    n_train, n_test = prepared.split_sizes
+    table = comparison_table(results, metric, n_train=n_train, n_test=n_test)
+    outcome = verdict(table, metric, params.compare.alpha)
+    csv_text = table.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\n")
+    write_text(args.reports / paths.COMPARISON.name, csv_text)
     write_json(args.reports / "cv_folds.json", {r.name: r.folds for r in results})
     write_json(args.reports / "verdict.json", {"metric": metric, **outcome})
     chart = args.reports / "comparison.png"
     plots.comparison_bars(
-        table["model"], table["cv_mean"], table["cv_std"], table["test_score"], metric=metric, path=chart
+        table["model"],
+        table["cv_mean"],
+        table["ci_low"],
+        table["ci_high"],
+        table["test_score"],
+        metric=metric,
+        path=chart,
     )
     report = args.reports / "comparison.md"
-    write_text(report, report_markdown(table, metric, prepared.schema.dataset, prepared.schema.task, outcome))
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
-    print(f"compare: winner {outcome['winner']}; report {report}", file=sys.stderr)
+    schema = prepared.schema
+    splits = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
+    write_text(report, report_markdown(table, metric, schema.dataset, schema.task, outcome, splits))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""), file=sys.stderr)
+    print(
+        f"compare: winner {outcome['winner']}; the MLP is {outcome['mlp_is']} the best baseline "
+        f"{outcome['best_baseline']} (p = {outcome['p_value_vs_best_baseline']:.3g}); report {report}",
+        file=sys.stderr,
+    )
 
     root = paths.repo_root(args.params.parent)
     log_to_mlflow(
@@ -210,6 +256,7 @@ def log_to_mlflow(
                 "mlp_cv_mean": float(rows.loc["mlp", "cv_mean"]),
                 "best_baseline_cv_mean": float(rows.loc[best, "cv_mean"]),
                 "mlp_minus_best_baseline": float(outcome["mlp_minus_best_baseline"]),
+                "p_value_vs_best_baseline": float(outcome["p_value_vs_best_baseline"]),
             }
         )
         for artifact in artifacts:
@@ -218,9 +265,9 @@ def log_to_mlflow(
         mlflow.log_dict(fingerprint, "environment.json")
         now = int(time.time() * 1000)
         for result in results:
-            metrics = [
-                Metric(key, float(rows.loc[result.name, key]), now, 0) for key in ("cv_mean", "cv_std", "test_score")
-            ]
+            summary = {key: float(rows.loc[result.name, key]) for key in ("cv_mean", "cv_std", "ci_low", "ci_high")}
+            summary |= {key: float(rows.loc[result.name, key]) for key in ("test_score", "p_value")}
+            metrics = [Metric(key, value, now, 0) for key, value in summary.items() if np.isfinite(value)]
             metrics += [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
             metrics += [Metric("cv_fold_score", float(v), now, i) for i, v in enumerate(result.folds[metric], 1)]
             if result.name == "mlp":  # trained and logged by the train stage: file it under this comparison

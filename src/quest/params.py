@@ -70,10 +70,12 @@ class DataParams:
 class PrepareParams:
     test_size: float
     folds: int
+    repeats: int
 
     def __post_init__(self) -> None:
         _require(0 < self.test_size < 1, "prepare.test_size", "between 0 and 1 (exclusive)", self.test_size)
         _require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
+        _require(1 <= self.repeats <= 20, "prepare.repeats", "an integer from 1 to 20", self.repeats)
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,11 @@ class TrainParams:
 @dataclass(frozen=True)
 class CompareParams:
     metric: Metric
+    alpha: float
     baselines: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        _require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)
         for name in self.baselines:
             _require(name in BASELINES, "compare.baselines", f"a list drawn from {', '.join(BASELINES)}", name)
 

@@ -95,20 +95,23 @@ def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, pat
 def comparison_bars(
     models: Sequence[str],
     cv_mean: Sequence[float],
-    cv_std: Sequence[float],
+    ci_low: Sequence[float],
+    ci_high: Sequence[float],
     test_score: Sequence[float],
     *,
     metric: str,
     path: Path,
 ) -> None:
-    """CV mean ± std (bars with error bars) and the held-out test score (dots), one pair per model."""
+    """CV mean with its 95% interval (bars with error bars) and the held-out test score (dots), per model."""
     positions = np.arange(len(models))
+    mean, low, high = (np.asarray(values, dtype=float) for values in (cv_mean, ci_low, ci_high))
     figure, axes = plt.subplots(figsize=(max(7.0, 0.85 * len(models) + 2), 4.5))
     colours = ["tab:orange" if name == "mlp" else "tab:blue" for name in models]
-    axes.bar(positions, cv_mean, yerr=cv_std, capsize=4, color=colours, alpha=0.85, label="CV mean ± std")
+    errors = np.nan_to_num(np.vstack([mean - low, high - mean]))
+    axes.bar(positions, mean, yerr=errors, capsize=4, color=colours, alpha=0.85, label="CV mean, 95% interval")
     axes.scatter(positions, test_score, color="black", zorder=3, marker="D", s=24, label="test")
     axes.set_xticks(positions, models, rotation=30, ha="right")
-    values = np.concatenate([np.asarray(cv_mean) - np.asarray(cv_std), np.asarray(test_score)])
+    values = np.concatenate([low, np.asarray(test_score)])
     finite = values[np.isfinite(values)]
     if finite.size and metric in {"accuracy", "balanced_accuracy", "f1", "roc_auc"}:
         axes.set_ylim(max(0.0, float(finite.min()) - 0.05), 1.0)

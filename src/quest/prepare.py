@@ -9,7 +9,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
 
 from quest import paths
 from quest.data import Dataset, load_dataset
@@ -57,8 +57,11 @@ def split_indices(
     return np.sort(train), np.sort(test)
 
 
-def assign_folds(y: np.ndarray, *, task: str, folds: int, seed: int, labels: tuple[str, ...] = ()) -> np.ndarray:
-    """Fold number (0..folds-1) of every training row; the MLP and every baseline use these same folds."""
+def assign_folds(
+    y: np.ndarray, *, task: str, folds: int, seed: int, repeats: int = 1, labels: tuple[str, ...] = ()
+) -> np.ndarray:
+    """Fold number (0..folds-1) of every training row in each repeat, shape (repeats, rows); the MLP and every
+    baseline use these same splits."""
     if len(y) < folds:
         raise QuestError(f"prepare.folds={folds} but the training split has only {len(y)} rows")
     if task == "classification":
@@ -68,21 +71,23 @@ def assign_folds(y: np.ndarray, *, task: str, folds: int, seed: int, labels: tup
                 f"prepare.folds={folds} but class {rarest!r} has only {count} training rows; "
                 "lower prepare.folds or gather more data"
             )
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     else:
-        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold_of = np.empty(len(y), dtype=np.int64)
-    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        fold_of[held_out] = fold
+        splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    fold_of = np.empty((repeats, len(y)), dtype=np.int64)
+    for split, (_, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        fold_of[split // folds, held_out] = split % folds
     return fold_of
 
 
-def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int) -> dict:
+def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeats: int = 1) -> dict:
     """Everything prepare writes, computed in memory: arrays, the fitted preprocessor and the schema."""
     y, class_labels = encode_target(dataset.target, dataset.task)
     try:
         train_rows, test_rows = split_indices(y, task=dataset.task, test_size=test_size, seed=seed, labels=class_labels)
-        fold_of = assign_folds(y[train_rows], task=dataset.task, folds=folds, seed=seed, labels=class_labels)
+        fold_of = assign_folds(
+            y[train_rows], task=dataset.task, folds=folds, seed=seed, repeats=repeats, labels=class_labels
+        )
     except QuestError as error:
         raise QuestError(f"{dataset.source}: {error}") from None
     train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
@@ -99,6 +104,7 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int) -> dic
         n_train=len(train_rows),
         n_test=len(test_rows),
         folds=folds,
+        repeats=repeats,
     )
     return {
         paths.X_TRAIN: x_train,
@@ -127,12 +133,19 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     root = paths.repo_root(args.params.parent)
     dataset = load_dataset(params.data, seed=params.seed, root=root)
-    result = prepare(dataset, test_size=params.prepare.test_size, folds=params.prepare.folds, seed=params.seed)
+    result = prepare(
+        dataset,
+        test_size=params.prepare.test_size,
+        folds=params.prepare.folds,
+        repeats=params.prepare.repeats,
+        seed=params.seed,
+    )
     write_prepared(result, args.out)
     schema: Schema = result["schema"]
     print(
         f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train / {schema.n_test} test rows, "
-        f"{len(schema.columns)} columns -> {len(schema.features)} features, {schema.folds} folds -> {args.out}",
+        f"{len(schema.columns)} columns -> {len(schema.features)} features, "
+        f"{schema.folds} folds x {schema.repeats} repeats -> {args.out}",
         file=sys.stderr,
     )
 

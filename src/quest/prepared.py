@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,7 @@ class Schema:
     n_train: int
     n_test: int
     folds: int
+    repeats: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,12 +59,24 @@ class Prepared:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    folds: np.ndarray
+    folds: np.ndarray  # (repeats, rows): the fold of each training row in each repeat
     schema: Schema
 
     @property
     def n_classes(self) -> int:
         return len(self.schema.class_labels)
+
+    def splits(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(split number, held-out mask) for every fold of every repeat, in the same order for every model."""
+        for repeat in range(self.schema.repeats):
+            for fold in range(self.schema.folds):
+                yield repeat * self.schema.folds + fold, self.folds[repeat] == fold
+
+    @property
+    def split_sizes(self) -> tuple[int, int]:
+        """Average (training, held-out) rows of a split: the n_train and n_test of the corrected statistics."""
+        held_out = len(self.y_train) / self.schema.folds
+        return round(len(self.y_train) - held_out), round(held_out)
 
 
 def read_prepared(directory: Path) -> Prepared:

@@ -28,18 +28,17 @@ def cross_validate(
     """Per-metric scores of an MLP fitted on each shared fold's training rows and scored on its held-out rows."""
     from quest.model import fit_mlp, predict
 
-    task, folds = prepared.schema.task, prepared.folds
+    task = prepared.schema.task
     per_metric: dict[str, list[float]] = {}
-    for fold in range(prepared.schema.folds):
-        held_out = folds == fold
+    for split, held_out in prepared.splits():
         result = fit_mlp(
             prepared.x_train[~held_out],
             prepared.y_train[~held_out],
             task=task,
             n_classes=prepared.n_classes,
             spec=spec,
-            seed=seed + fold + 1,  # each fold its own, still seeded, initialisation
-            callbacks=callbacks_for(fold),
+            seed=seed + split + 1,  # each split its own, still seeded, initialisation
+            callbacks=callbacks_for(split),
         )
         output = predict(result.model, prepared.x_train[held_out], task=task)
         for name, value in scores(task, prepared.y_train[held_out], output).items():
@@ -104,12 +103,12 @@ def train_and_log(
             }
         )
         tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
-        folds = schema.folds
+        splits = schema.folds * schema.repeats
         cv = cross_validate(
             prepared,
             spec=spec,
             seed=params.seed,
-            callbacks_for=lambda fold: [Progress(f"fold {fold + 1}/{folds}", spec.epochs)],
+            callbacks_for=lambda split: [Progress(f"split {split + 1}/{splits}", spec.epochs)],
         )
         final = fit_mlp(
             prepared.x_train,

@@ -56,7 +56,7 @@ def flatten(name: str, text: str) -> dict[str, float]:
         out = {}
         for row in csv.DictReader(io.StringIO(text)):
             for column, value in row.items():
-                if column not in ("model", "metric"):
+                if column not in ("model", "metric") and value != "":  # empty: not applicable (the MLP's p_value)
                     out[f"{name}:{row['model']}.{column}"] = float(value)
         return out
     return dict(_walk(name + ":", json.loads(text)))
