@@ -157,6 +157,14 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
         for key in ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score") + (("p_value",) if name != "mlp" else ()):
             assert found.data.metrics[key] == pytest.approx(table.loc[name, key], abs=1e-6)
     assert len(digests) == 1  # every model saw the same training data
+    import mlflow
+
+    for found in [parent, *by_name.values()]:  # every run says how to reproduce it
+        recorded = mlflow.artifacts.load_dict(f"{found.info.artifact_uri}/params.json")
+        assert recorded["train"]["hidden_layers"] == [8] and recorded["prepare"]["repeats"] == 2
+        environment = mlflow.artifacts.load_dict(f"{found.info.artifact_uri}/environment.json")
+        assert environment["git"]["commit"] == found.data.tags["mlflow.source.git.commit"]
+        assert environment["packages"]["keras"] == environment["keras"]["version"]
     verdict = read_json(project / "reports" / "verdict.json")
     assert parent.data.tags["quest.winner"] == verdict["winner"]
     assert parent.data.metrics["mlp_minus_best_baseline"] == pytest.approx(verdict["mlp_minus_best_baseline"])
@@ -168,8 +176,6 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     assert mlp.data.params["train.hidden_layers"] == "[8]"
     assert {"loss", "val_loss", "test_accuracy", "test_roc_auc"} <= set(mlp.data.metrics)
     assert mlp.inputs.dataset_inputs[0].dataset.digest
-    import mlflow
-
     logged = mlflow.search_logged_models(experiment_ids=[mlp.info.experiment_id], output_format="list")
     assert [m.source_run_id for m in logged] == [mlp.info.run_id]
     assert logged[0].model_id

@@ -262,7 +262,7 @@ def log_to_mlflow(
         for artifact in artifacts:
             mlflow.log_artifact(str(artifact))
         fingerprint = tracking.environment(root, seed=params.seed, backend="scikit-learn", device="cpu")
-        mlflow.log_dict(fingerprint, "environment.json")
+        tracking.log_provenance(fingerprint, params)
         now = int(time.time() * 1000)
         for result in results:
             summary = {key: float(rows.loc[result.name, key]) for key in ("cv_mean", "cv_std", "ci_low", "ci_high")}
@@ -288,7 +288,7 @@ def log_to_mlflow(
                     )
                 )
                 tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
-                mlflow.log_dict(fingerprint, "environment.json")
+                tracking.log_provenance(fingerprint, params)
                 client.log_batch(child.info.run_id, metrics=[*metrics, Metric("fit_seconds", result.seconds, now, 0)])
 
 

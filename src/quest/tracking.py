@@ -149,6 +149,16 @@ def environment(root: Path, *, seed: int, backend: str, device: str) -> dict:
     return fingerprint(root, commit=commit, dirty=bool(dirty), seed=seed, backend=backend, device=device)
 
 
+def log_provenance(fingerprint: dict, params: object) -> None:
+    """The environment fingerprint and the whole resolved params.yaml, as artifacts of the active run."""
+    import dataclasses
+
+    import mlflow
+
+    mlflow.log_dict(fingerprint, "environment.json")
+    mlflow.log_dict(dataclasses.asdict(params), "params.json")
+
+
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
     """Nested params as MLflow's flat `a.b.c` keys; lists as their YAML-ish text."""
     if isinstance(value, Mapping):

@@ -135,7 +135,7 @@ def train_and_log(
         write_json(model_path.parent / paths.MODEL_CONFIG.name, config)
         fingerprint = tracking.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
         write_json(model_path.parent / paths.ENVIRONMENT.name, fingerprint)
-        mlflow.log_dict(fingerprint, "environment.json")
+        tracking.log_provenance(fingerprint, params)
         write_text(model_path.parent / paths.HISTORY.name, history_csv(final.history))
         write_json(cv_path, {"model": "mlp", "folds": cv})
 
