@@ -1,14 +1,22 @@
 import numpy as np
 import pytest
 
-from quest.baselines import CLASSIFIERS, REGRESSORS, make_baseline, model_output
+import quest.baselines
+from quest.baselines import CLASSIFIERS, REGRESSORS, available, make_baseline, model_output
 from quest.params import BASELINES
 
 LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
+ALL = [*LECTURE_EIGHT, "hgb", "xgboost"]
 
 
-def test_registries_hold_the_lecture_eight_for_both_tasks():
-    assert list(CLASSIFIERS) == LECTURE_EIGHT == list(REGRESSORS) == list(BASELINES)
+def test_registries_hold_the_lecture_eight_then_the_peers_for_both_tasks():
+    assert list(CLASSIFIERS) == ALL == list(REGRESSORS) == list(BASELINES)
+
+
+def test_a_baseline_whose_library_is_missing_is_reported_unavailable(monkeypatch):
+    assert available("xgboost") and available("logreg")
+    monkeypatch.setitem(quest.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
+    assert not available("xgboost")
 
 
 def toy(task: str, n: int = 60):
@@ -18,7 +26,7 @@ def toy(task: str, n: int = 60):
     return x, y
 
 
-@pytest.mark.parametrize("name", LECTURE_EIGHT)
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_every_baseline_fits_predicts_and_is_seeded(name, task):
     x, y = toy(task)

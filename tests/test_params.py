@@ -12,16 +12,8 @@ def test_repo_params_load_into_typed_frozen_objects():
     assert params.data.source == "breast_cancer"
     assert params.train.hidden_layers == (64, 32)
     assert params.train.learning_rate == 0.001
-    assert params.compare.baselines == (
-        "logreg",
-        "logreg_rbf",
-        "knn5",
-        "knn15",
-        "tree",
-        "forest",
-        "boosting",
-        "svm_rbf",
-    )
+    lecture = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
+    assert params.compare.baselines == (*lecture, "hgb", "xgboost")
     with pytest.raises(AttributeError):
         params.train.epochs = 3  # frozen
 

@@ -1,7 +1,9 @@
-"""The lecture's eight classic models, for classification and (with the same row names) regression."""
+"""The lecture's eight classic models plus the peers a practitioner would pick (histogram gradient boosting,
+XGBoost), for classification and (with the same row names) regression."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 import numpy as np
@@ -11,6 +13,8 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -26,6 +30,15 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 RBF_COMPONENTS = 300
 
 Factory = Callable[[int, int], BaseEstimator]  # (n_features, seed) -> unfitted estimator
+# Rows whose library is optional: skipped with a notice when it is not installed.
+REQUIRES = {"xgboost": "xgboost"}
+
+
+def _xgboost(kind: str, seed: int) -> BaseEstimator:
+    import xgboost
+
+    estimator = xgboost.XGBClassifier if kind == "classifier" else xgboost.XGBRegressor
+    return estimator(n_estimators=300, learning_rate=0.1, tree_method="hist", random_state=seed, n_jobs=1)
 
 
 def _rbf_features(n_features: int, seed: int) -> RBFSampler:
@@ -49,6 +62,8 @@ CLASSIFIERS: dict[str, tuple[str, Factory]] = {
         "RBF-kernel SVM",
         lambda d, s: CalibratedClassifierCV(SVC(kernel="rbf", random_state=s), method="sigmoid", ensemble=False),
     ),
+    "hgb": ("histogram gradient boosting", lambda d, s: HistGradientBoostingClassifier(random_state=s)),
+    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s: _xgboost("classifier", s)),
 }
 
 REGRESSORS: dict[str, tuple[str, Factory]] = {
@@ -63,7 +78,15 @@ REGRESSORS: dict[str, tuple[str, Factory]] = {
     "forest": ("random forest, 200 trees", lambda d, s: RandomForestRegressor(n_estimators=200, random_state=s)),
     "boosting": ("gradient boosting", lambda d, s: GradientBoostingRegressor(random_state=s)),
     "svm_rbf": ("RBF-kernel SVR", lambda d, s: SVR(kernel="rbf")),
+    "hgb": ("histogram gradient boosting", lambda d, s: HistGradientBoostingRegressor(random_state=s)),
+    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s: _xgboost("regressor", s)),
 }
+
+
+def available(name: str) -> bool:
+    """Whether the library behind a baseline is installed."""
+    module = REQUIRES.get(name)
+    return module is None or importlib.util.find_spec(module) is not None
 
 
 def describe(name: str, task: str) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from quest import paths, plots, tracking
-from quest.baselines import describe, make_baseline, model_output
+from quest.baselines import REQUIRES, available, describe, make_baseline, model_output
 from quest.errors import QuestError, run_cli
 from quest.io import read_json, write_json, write_text
 from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     mlp = _read_mlp(args.reports)
     results = [mlp]
     for name in params.compare.baselines:
+        if not available(name):
+            print(f"compare: notice: skipping {name}: its library ({REQUIRES[name]}) is not installed", file=sys.stderr)
+            continue
         result = evaluate_baseline(name, prepared, seed=params.seed)
         folds = result.folds[metric]
         print(

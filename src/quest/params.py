@@ -28,7 +28,7 @@ Activation = Literal["relu", "tanh", "sigmoid"]
 Initializer = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal"]
 Optimizer = Literal["adam", "sgd"]
 Metric = Literal["auto", "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "r2", "rmse", "mae"]
-BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
+BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf", "hgb", "xgboost")
 
 
 def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
