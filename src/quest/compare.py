@@ -20,6 +20,8 @@ from quest.params import Params, load_params
 from quest.prepared import Prepared, read_prepared
 from quest.stats import corrected_ttest, mean_interval, win_tie_loss
 
+# The comparison's numbers every model run carries, so MLflow's compare view lines them up.
+SHARED_KEYS = ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value")
 COLUMNS = [
     "model",
     "metric",
@@ -176,9 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     outcome = verdict(table, metric, params.compare.alpha)
     csv_text = table.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\n")
     write_text(args.reports / paths.COMPARISON.name, csv_text)
-    write_json(args.reports / "cv_folds.json", {r.name: r.folds for r in results})
-    write_json(args.reports / "verdict.json", {"metric": metric, **outcome})
-    chart = args.reports / "comparison.png"
+    write_json(args.reports / paths.CV_FOLDS.name, {r.name: r.folds for r in results})
+    write_json(args.reports / paths.VERDICT.name, {"metric": metric, **outcome})
+    chart = args.reports / paths.COMPARISON_CHART.name
     plots.comparison_bars(
         table["model"],
         table["cv_mean"],
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         metric=metric,
         path=chart,
     )
-    report = args.reports / "comparison.md"
+    report = args.reports / paths.COMPARISON_REPORT.name
     schema = prepared.schema
     splits = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
     write_text(report, report_markdown(table, metric, schema.dataset, schema.task, outcome, splits))
@@ -268,16 +270,15 @@ def log_to_mlflow(
         tracking.log_provenance(fingerprint, params)
         now = int(time.time() * 1000)
         for result in results:
-            summary = {key: float(rows.loc[result.name, key]) for key in ("cv_mean", "cv_std", "ci_low", "ci_high")}
-            summary |= {key: float(rows.loc[result.name, key]) for key in ("test_score", "p_value")}
+            summary = {key: float(rows.loc[result.name, key]) for key in SHARED_KEYS}
             metrics = [Metric(key, value, now, 0) for key, value in summary.items() if np.isfinite(value)]
-            metrics += [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
             metrics += [Metric("cv_fold_score", float(v), now, i) for i, v in enumerate(result.folds[metric], 1)]
-            if result.name == "mlp":  # trained and logged by the train stage: file it under this comparison
+            if result.name == "mlp":  # trained by train, test metrics by evaluate: add the comparison's keys only
                 client.set_tag(mlp_run, tracking.TAG_PARENT, parent.info.run_id)
                 client.set_tag(mlp_run, tracking.TAG_GROUP, parent.info.run_id)
                 client.log_batch(mlp_run, metrics=metrics)
                 continue
+            metrics += [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
             tags = {**provenance, **group, tracking.TAG_MODEL: result.name}
             with mlflow.start_run(run_name=result.name, nested=True, tags=tags) as child:
                 mlflow.log_params(

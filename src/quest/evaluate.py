@@ -48,20 +48,18 @@ def write_evaluation(prepared: Prepared, output: np.ndarray, *, reports: Path) -
     """Test metrics plus the plot images and DVC plot data; returns the metrics and the images written."""
     schema, y_test = prepared.schema, prepared.y_test
     test_metrics = scores(schema.task, y_test, output)
-    plot_dir = reports / "eval"
+    eval_dir = reports / paths.EVAL_DIR.name
     images: list[Path] = []
     if schema.task == "classification":
         labels = schema.class_labels
         predicted = output.argmax(axis=1)
         matrix = skm.confusion_matrix(y_test, predicted, labels=np.arange(len(labels)))
-        images.append(plot_dir / "confusion_matrix.png")
+        images.append(eval_dir / "confusion_matrix.png")
         plots.confusion_matrix(matrix, labels, images[-1], title=f"MLP on {schema.dataset} (test)")
         names = np.asarray(labels)
-        write_text(
-            reports / "eval" / "confusion.csv", csv_table(["actual", "predicted"], [names[y_test], names[predicted]])
-        )
+        write_text(eval_dir / "confusion.csv", csv_table(["actual", "predicted"], [names[y_test], names[predicted]]))
         roc, pr = roc_pr_lines(y_test, output, labels)
-        images += [plot_dir / "roc.png", plot_dir / "pr.png"]
+        images += [eval_dir / "roc.png", eval_dir / "pr.png"]
         plots.curves(
             roc,
             images[-2],
@@ -72,12 +70,12 @@ def write_evaluation(prepared: Prepared, output: np.ndarray, *, reports: Path) -
         )
         plots.curves(pr, images[-1], title="Precision-recall (test)", xlabel="recall", ylabel="precision")
         first_roc, first_pr = next(iter(roc.values())), next(iter(pr.values()))
-        write_text(reports / "eval" / "roc.csv", csv_table(["fpr", "tpr"], list(first_roc)))
-        write_text(reports / "eval" / "pr.csv", csv_table(["recall", "precision"], list(first_pr)))
+        write_text(eval_dir / "roc.csv", csv_table(["fpr", "tpr"], list(first_roc)))
+        write_text(eval_dir / "pr.csv", csv_table(["recall", "precision"], list(first_pr)))
     else:
-        images.append(plot_dir / "residuals.png")
+        images.append(eval_dir / "residuals.png")
         plots.residuals(y_test, output, images[-1], title=f"MLP on {schema.dataset}")
-        write_text(reports / "eval" / "predictions.csv", csv_table(["actual", "predicted"], [y_test, output]))
+        write_text(eval_dir / "predictions.csv", csv_table(["actual", "predicted"], [y_test, output]))
     return test_metrics, images
 
 
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.reports / paths.METRICS.name, {"mlp": {"test": test_metrics}})
     history = _read_history(args.model.parent / paths.HISTORY.name)
     if history:
-        images.append(args.reports / "eval" / "training_curves.png")
+        images.append(args.reports / paths.EVAL_DIR.name / "training_curves.png")
         best_epoch = int(np.argmin(history["val_loss"])) + 1
         plots.training_curves(history, best_epoch, images[-1])
 

@@ -17,6 +17,11 @@ REPORTS_DIR = Path("reports")
 MLP_CV = REPORTS_DIR / "cv_mlp.json"
 METRICS = REPORTS_DIR / "metrics.json"
 COMPARISON = REPORTS_DIR / "comparison.csv"
+COMPARISON_REPORT = REPORTS_DIR / "comparison.md"
+COMPARISON_CHART = REPORTS_DIR / "comparison.png"
+CV_FOLDS = REPORTS_DIR / "cv_folds.json"
+VERDICT = REPORTS_DIR / "verdict.json"
+EVAL_DIR = REPORTS_DIR / "eval"  # the MLP's test-set plots and their data
 
 # File names inside the processed-data directory written by `prepare`.
 X_TRAIN, Y_TRAIN = "X_train.npy", "y_train.npy"

@@ -26,10 +26,10 @@ from quest.errors import QuestError, run_cli
 from quest.params import VerifyParams, load_params
 
 # The committed files whose numbers verify compares, relative to the repo root.
-METRIC_FILES = ("reports/metrics.json", "reports/comparison.csv", "reports/cv_folds.json", "reports/verdict.json")
+METRIC_FILES = tuple(path.as_posix() for path in (paths.METRICS, paths.COMPARISON, paths.CV_FOLDS, paths.VERDICT))
 EXIT_MISMATCH = 1
 # Outputs that record when and from which commit they were made; they cannot match a later commit's rerun.
-RECORDS_COMMIT = ("models/environment.json",)
+RECORDS_COMMIT = (paths.ENVIRONMENT.as_posix(),)
 
 
 @dataclass(frozen=True)
