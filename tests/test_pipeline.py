@@ -6,10 +6,12 @@ a team does next (a no-op repro, an experiment in a temporary directory, a push/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,12 +41,21 @@ TINY = {
 OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def environment(cwd: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(cwd / "src")  # the copy's own code, not the checkout's
     env["DVC_NO_ANALYTICS"] = "1"
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command in the copy; a hang is a failure with whatever it printed, never a stuck CI job."""
+    try:
+        done = subprocess.run(args, cwd=cwd, env=environment(cwd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        printed = f"{error.stdout}\n{error.stderr}"
+        raise AssertionError(f"{' '.join(args)} still running after {timeout:.0f} s\n{printed}") from None
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
@@ -242,20 +253,53 @@ def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
+def processes_under(root: Path) -> list[int]:
+    """Processes working in `root` (queue workers, their experiment runs), by their working directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == root or root in cwd.parents:
+            found.append(int(entry.name))
+    return found
+
+
+def queue_diagnostics(root: Path) -> str:
+    logs = sorted((root / ".dvc" / "tmp" / "exps").rglob("*.out"))
+    return "\n".join(f"--- {log.relative_to(root)}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
+
+
 def test_queued_experiments_on_two_workers_all_land_once(project: Path):
     before = {r.info.run_id for r in mlflow_runs(project)}
     for epochs in (2, 4):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
-    deadline = time.monotonic() + 600
-    while True:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if not re.search(r"\b(Running|Queued)\b", status) or time.monotonic() > deadline:
-            break
-        time.sleep(3)
-    run(["dvc", "queue", "stop"], project, check=False)
+    # The workers are daemons that inherit the starter's stdout: read it from a file, never wait on a pipe.
+    started = project / ".dvc" / "tmp" / "queue-start.log"
+    with started.open("w") as log:
+        starter = subprocess.Popen(
+            ["dvc", "queue", "start", "-j", "2"], cwd=project, env=environment(project), stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            status = run(["dvc", "queue", "status"], project, timeout=120).stdout
+            if not re.search(r"\b(Running|Queued)\b", status):
+                break
+            assert time.monotonic() < deadline, f"queue not done in 600 s:\n{status}\n{queue_diagnostics(project)}"
+            time.sleep(3)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], project, check=False, timeout=120)
+        for pid in processes_under(project):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            starter.wait(timeout=30)
     names = re.findall(r"^\w+\s+(\S+)\s+.*\bSuccess\b", status, flags=re.MULTILINE)
-    assert len(names) == 2, status
+    assert len(names) == 2, f"{status}\n{queue_diagnostics(project)}"
     new = [r for r in mlflow_runs(project) if r.info.run_id not in before]
     assert len(new) == 2 * (len(MODELS) + 1) and all(r.info.status == "FINISHED" for r in new)
     mlps = [r for r in new if r.info.run_name == "mlp"]
