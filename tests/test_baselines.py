@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import quest.baselines
-from quest.baselines import CLASSIFIERS, REGRESSORS, available, make_baseline, model_output
+from quest.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline, model_output
 from quest.params import BASELINES
 
 LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
@@ -49,3 +49,19 @@ def test_probabilities_cover_classes_a_fold_never_saw():
     proba = model_output(estimator, x[:3], task="classification", n_classes=3)
     assert proba.shape == (3, 3)
     assert (proba[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_past_the_threshold_the_kernel_svm_and_boosting_switch_to_scalable_stand_ins(task):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.kernel_approximation import Nystroem
+
+    svm = make_baseline("svm_rbf", task=task, n_features=4, seed=0, large=True, hyper={"C": 2.0, "gamma": 0.5})
+    inner = svm.regressor if task == "regression" else svm
+    assert isinstance(inner.steps[0][1], Nystroem) and inner.steps[0][1].gamma == 0.5
+    boosting = make_baseline("boosting", task=task, n_features=4, seed=0, large=True, hyper={"n_estimators": 50})
+    inner = boosting.regressor if task == "regression" else boosting
+    assert isinstance(inner, HistGradientBoostingClassifier | HistGradientBoostingRegressor) and inner.max_iter == 50
+    assert "scalable" in describe("svm_rbf", task, large=True) and "scalable" not in describe("svm_rbf", task)
+    knn = make_baseline("knn5", task=task, n_features=4, seed=0, large=True)
+    assert type(knn) is type(make_baseline("knn5", task=task, n_features=4, seed=0))  # unchanged below and above

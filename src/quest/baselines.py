@@ -18,7 +18,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.kernel_approximation import RBFSampler
+from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
@@ -29,16 +29,17 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 # Random Fourier features for the "logistic regression on RBF features" row.
 RBF_COMPONENTS = 300
 
-Factory = Callable[[int, int], BaseEstimator]  # (n_features, seed) -> unfitted estimator
+Factory = Callable[[int, int, dict], BaseEstimator]  # (n_features, seed, hyperparameters) -> unfitted estimator
 # Rows whose library is optional: skipped with a notice when it is not installed.
 REQUIRES = {"xgboost": "xgboost"}
 
 
-def _xgboost(kind: str, seed: int) -> BaseEstimator:
+def _xgboost(kind: str, seed: int, hyper: dict) -> BaseEstimator:
     import xgboost
 
     estimator = xgboost.XGBClassifier if kind == "classifier" else xgboost.XGBRegressor
-    return estimator(n_estimators=300, learning_rate=0.1, tree_method="hist", random_state=seed, n_jobs=1)
+    defaults = {"n_estimators": 300, "learning_rate": 0.1, "tree_method": "hist", "random_state": seed, "n_jobs": 1}
+    return estimator(**{**defaults, **hyper})
 
 
 def _rbf_features(n_features: int, seed: int) -> RBFSampler:
@@ -46,41 +47,112 @@ def _rbf_features(n_features: int, seed: int) -> RBFSampler:
     return RBFSampler(gamma=1.0 / n_features, n_components=RBF_COMPONENTS, random_state=seed)
 
 
+def _ridge(hyper: dict) -> Ridge:
+    """Ridge with the classification row's knob: C is inverse regularisation, so alpha = 1 / C."""
+    hyper = dict(hyper)
+    return Ridge(alpha=1.0 / hyper.pop("C", 1.0), **hyper)
+
+
+def _with(defaults: dict, hyper: dict) -> dict:
+    return {**defaults, **hyper}
+
+
 CLASSIFIERS: dict[str, tuple[str, Factory]] = {
-    "logreg": ("logistic regression", lambda d, s: LogisticRegression(max_iter=5000, random_state=s)),
+    "logreg": (
+        "logistic regression",
+        lambda d, s, h: LogisticRegression(**_with({"max_iter": 5000}, h), random_state=s),
+    ),
     "logreg_rbf": (
         "logistic regression on RBF random features",
-        lambda d, s: make_pipeline(_rbf_features(d, s), LogisticRegression(max_iter=5000, random_state=s)),
+        lambda d, s, h: make_pipeline(
+            _rbf_features(d, s), LogisticRegression(**_with({"max_iter": 5000}, h), random_state=s)
+        ),
     ),
-    "knn5": ("k-nearest neighbours, k=5", lambda d, s: KNeighborsClassifier(n_neighbors=5)),
-    "knn15": ("k-nearest neighbours, k=15", lambda d, s: KNeighborsClassifier(n_neighbors=15)),
-    "tree": ("decision tree", lambda d, s: DecisionTreeClassifier(random_state=s)),
-    "forest": ("random forest, 200 trees", lambda d, s: RandomForestClassifier(n_estimators=200, random_state=s)),
-    "boosting": ("gradient boosting", lambda d, s: GradientBoostingClassifier(random_state=s)),
+    "knn5": ("k-nearest neighbours, k=5", lambda d, s, h: KNeighborsClassifier(n_neighbors=5, **h)),
+    "knn15": ("k-nearest neighbours, k=15", lambda d, s, h: KNeighborsClassifier(n_neighbors=15, **h)),
+    "tree": ("decision tree", lambda d, s, h: DecisionTreeClassifier(random_state=s, **h)),
+    "forest": (
+        "random forest, 200 trees",
+        lambda d, s, h: RandomForestClassifier(**_with({"n_estimators": 200}, h), random_state=s),
+    ),
+    "boosting": ("gradient boosting", lambda d, s, h: GradientBoostingClassifier(random_state=s, **h)),
     # Platt-calibrated probabilities, as scikit-learn 1.9 recommends instead of SVC(probability=True).
     "svm_rbf": (
         "RBF-kernel SVM",
-        lambda d, s: CalibratedClassifierCV(SVC(kernel="rbf", random_state=s), method="sigmoid", ensemble=False),
+        lambda d, s, h: CalibratedClassifierCV(
+            SVC(kernel="rbf", random_state=s, **h), method="sigmoid", ensemble=False
+        ),
     ),
-    "hgb": ("histogram gradient boosting", lambda d, s: HistGradientBoostingClassifier(random_state=s)),
-    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s: _xgboost("classifier", s)),
+    "hgb": ("histogram gradient boosting", lambda d, s, h: HistGradientBoostingClassifier(random_state=s, **h)),
+    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s, h: _xgboost("classifier", s, h)),
 }
 
 REGRESSORS: dict[str, tuple[str, Factory]] = {
-    "logreg": ("ridge regression", lambda d, s: Ridge(alpha=1.0)),
+    "logreg": ("ridge regression", lambda d, s, h: _ridge(h)),
     "logreg_rbf": (
         "ridge regression on RBF random features",
-        lambda d, s: make_pipeline(_rbf_features(d, s), Ridge(alpha=1.0)),
+        lambda d, s, h: make_pipeline(_rbf_features(d, s), _ridge(h)),
     ),
-    "knn5": ("k-nearest neighbours, k=5", lambda d, s: KNeighborsRegressor(n_neighbors=5)),
-    "knn15": ("k-nearest neighbours, k=15", lambda d, s: KNeighborsRegressor(n_neighbors=15)),
-    "tree": ("decision tree", lambda d, s: DecisionTreeRegressor(random_state=s)),
-    "forest": ("random forest, 200 trees", lambda d, s: RandomForestRegressor(n_estimators=200, random_state=s)),
-    "boosting": ("gradient boosting", lambda d, s: GradientBoostingRegressor(random_state=s)),
-    "svm_rbf": ("RBF-kernel SVR", lambda d, s: SVR(kernel="rbf")),
-    "hgb": ("histogram gradient boosting", lambda d, s: HistGradientBoostingRegressor(random_state=s)),
-    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s: _xgboost("regressor", s)),
+    "knn5": ("k-nearest neighbours, k=5", lambda d, s, h: KNeighborsRegressor(n_neighbors=5, **h)),
+    "knn15": ("k-nearest neighbours, k=15", lambda d, s, h: KNeighborsRegressor(n_neighbors=15, **h)),
+    "tree": ("decision tree", lambda d, s, h: DecisionTreeRegressor(random_state=s, **h)),
+    "forest": (
+        "random forest, 200 trees",
+        lambda d, s, h: RandomForestRegressor(**_with({"n_estimators": 200}, h), random_state=s),
+    ),
+    "boosting": ("gradient boosting", lambda d, s, h: GradientBoostingRegressor(random_state=s, **h)),
+    "svm_rbf": ("RBF-kernel SVR", lambda d, s, h: SVR(kernel="rbf", **h)),
+    "hgb": ("histogram gradient boosting", lambda d, s, h: HistGradientBoostingRegressor(random_state=s, **h)),
+    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s, h: _xgboost("regressor", s, h)),
 }
+
+
+def _nystroem(d: int, s: int, h: dict) -> Nystroem:
+    return Nystroem(gamma=h.pop("gamma", 1.0 / d), n_components=RBF_COMPONENTS, random_state=s)
+
+
+def _hgb_for_boosting(h: dict) -> dict:
+    """Gradient boosting's knobs in histogram gradient boosting's names."""
+    h = dict(h)
+    if "n_estimators" in h:
+        h["max_iter"] = h.pop("n_estimators")
+    return h
+
+
+# Above `compare.scale_threshold` training rows, the two rows whose cost grows fastest (the kernel SVM is
+# quadratic to cubic in rows, exact gradient boosting sorts every feature at every split) switch to these.
+SCALABLE_CLASSIFIERS: dict[str, tuple[str, Factory]] = {
+    "svm_rbf": (
+        "RBF SVM, scalable: Nystroem features + logistic regression",
+        lambda d, s, h: make_pipeline(_nystroem(d, s, h), LogisticRegression(max_iter=5000, random_state=s, **h)),
+    ),
+    "boosting": (
+        "gradient boosting, scalable: histogram-based",
+        lambda d, s, h: HistGradientBoostingClassifier(random_state=s, **_hgb_for_boosting(h)),
+    ),
+}
+SCALABLE_REGRESSORS: dict[str, tuple[str, Factory]] = {
+    "svm_rbf": (
+        "RBF SVR, scalable: Nystroem features + ridge",
+        lambda d, s, h: make_pipeline(_nystroem(d, s, h), _ridge(h)),
+    ),
+    "boosting": (
+        "gradient boosting, scalable: histogram-based",
+        lambda d, s, h: HistGradientBoostingRegressor(random_state=s, **_hgb_for_boosting(h)),
+    ),
+}
+
+
+def _registry(task: str, large: bool) -> dict[str, tuple[str, Factory]]:
+    exact = CLASSIFIERS if task == "classification" else REGRESSORS
+    if not large:
+        return exact
+    return {**exact, **(SCALABLE_CLASSIFIERS if task == "classification" else SCALABLE_REGRESSORS)}
+
+
+def scaled(name: str) -> bool:
+    """Whether a row has a scalable stand-in for large training sets."""
+    return name in SCALABLE_CLASSIFIERS
 
 
 def available(name: str) -> bool:
@@ -89,14 +161,17 @@ def available(name: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
-def describe(name: str, task: str) -> str:
-    return (CLASSIFIERS if task == "classification" else REGRESSORS)[name][0]
+def describe(name: str, task: str, *, large: bool = False) -> str:
+    return _registry(task, large)[name][0]
 
 
-def make_baseline(name: str, *, task: str, n_features: int, seed: int) -> BaseEstimator:
-    """A fresh, seeded estimator; regression targets are standardised inside (SVR and kNN need it)."""
-    registry = CLASSIFIERS if task == "classification" else REGRESSORS
-    estimator = registry[name][1](n_features, seed)
+def make_baseline(
+    name: str, *, task: str, n_features: int, seed: int, hyper: dict | None = None, large: bool = False
+) -> BaseEstimator:
+    """A fresh, seeded estimator with the row's defaults, or with `hyper` (a tuning trial's values) over them;
+    regression targets are standardised inside (SVR and kNN need it). `large`: the training set is past
+    `compare.scale_threshold`, so rows with a scalable stand-in use it."""
+    estimator = _registry(task, large)[name][1](n_features, seed, dict(hyper or {}))
     if task == "regression":
         return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler())
     return estimator
