@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from quest.model import build_mlp, fit_mlp, predict, validation_split
+from quest.model import build_mlp, fit_mlp, predict
 from quest.params import params_from_dict
+from quest.prepared import validation_split
 from tests.conftest import repo_params
 
 

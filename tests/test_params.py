@@ -40,6 +40,13 @@ def test_repo_params_load_into_typed_frozen_objects():
         ({"compare": {"baselines": ["logreg", "lasso"]}}, "compare.baselines must be a list drawn from logreg,"),
         ({"train": {"backend": "mxnet"}}, "train.backend must be one of tensorflow, jax, torch (got 'mxnet')"),
         ({"seedz": 1}, "unknown key seedz; did you mean seed?"),
+        ({"tune": {"trials": -1}}, "tune.trials must be an integer from 0 (off) to 10000 (got -1)"),
+        ({"tune": {"spaces": {"lasso": {}}}}, "tune.spaces must be models drawn from mlp, logreg,"),
+        ({"tune": {"spaces": {"mlp": {"epochs": [1, 2]}}}}, "tune.spaces.mlp.epochs must be one of the train keys"),
+        ({"tune": {"spaces": {"logreg": {"C": {"low": 0, "high": 1, "log": True}}}}}, "log: true only with low > 0"),
+        ({"tune": {"spaces": {"logreg": {"C": {"low": 2, "high": 1}}}}}, "tune.spaces.logreg.C must be numbers with"),
+        ({"tune": {"spaces": {"logreg": {"C": []}}}}, "tune.spaces.logreg.C must be a non-empty list of choices"),
+        ({"learning": {"fractions": [0.5, 1.5]}}, "learning.fractions must be a list of fractions in (0, 1]"),
     ],
 )
 def test_bad_params_name_the_key_and_what_is_allowed(overrides, message):

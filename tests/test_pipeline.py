@@ -131,6 +131,15 @@ def test_comparison_has_a_row_per_model_consistent_with_the_fold_scores(project:
         assert (project / "reports" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_report_is_written_and_the_optional_stages_say_they_were_off(project: Path):
+    for name in ("learning", "tuning"):
+        assert read_json(project / "reports" / name / "summary.json") == {"enabled": False}
+    report = (project / "reports" / "report.md").read_text()
+    assert report.count("Not run.") == 2 and "| **" in report  # the winner's row is bold
+    page = (project / "reports" / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == report.count("![")
+
+
 def test_model_and_config_are_saved_beside_each_other(project: Path):
     import keras
 
@@ -348,6 +357,30 @@ def test_verify_reproduces_every_byte_then_catches_a_tampered_metric(project: Pa
     assert float(committed) - float(fresh) == pytest.approx(0.001) and float(difference) == pytest.approx(0.001)
     assert tolerance == "0"
     git(project, "revert", "--no-edit", "HEAD")
+
+
+def test_tuning_and_learning_curves_run_in_the_pipeline_and_reach_the_report(project: Path):
+    before = {r.info.run_id for r in mlflow_runs(project)}
+    run(["dvc", "exp", "run", "-S", "tune.trials=2", "-S", "learning.fractions=[0.5,1.0]"], project)
+    tuned = read_json(project / "reports" / "tuning" / "summary.json")
+    assert tuned["enabled"] and sorted(tuned["models"]) == sorted(MODELS)
+    trials = pd.read_csv(project / "reports" / "tuning" / "trials.csv")
+    assert len(trials) == 2 * len(MODELS) and trials["validation"].notna().all()
+    curve = pd.read_csv(project / "reports" / "learning" / "curve.csv")
+    assert sorted(curve["model"].unique()) == sorted(MODELS) and sorted(curve["fraction"].unique()) == [0.5, 1.0]
+    report = (project / "reports" / "report.md").read_text()
+    assert "Not run." not in report
+    assert (
+        "![budget curves](tuning/budget.png)" in report and "![learning curves](learning/learning_curve.png)" in report
+    )
+    page = (project / "reports" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == report.count("![")
+    new = [r for r in mlflow_runs(project) if r.info.run_id not in before]
+    parents = [r for r in new if r.info.run_name.startswith("tune · ")]
+    assert len(parents) == len(MODELS)
+    children = [r for r in new if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
+    assert len(children) == 2 * len(MODELS)
+    assert [r.info.run_name for r in new].count("learning curve") == 1
 
 
 def titanic_like(rows: int = 400) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 from quest import paths, plots, tracking
 from quest.baselines import REQUIRES, available, describe, make_baseline, model_output
 from quest.errors import QuestError, run_cli
-from quest.io import read_json, write_json, write_text
+from quest.io import file_md5, read_json, write_json, write_text
 from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
 from quest.params import Params, load_params
 from quest.prepared import Prepared, read_prepared
@@ -45,18 +45,18 @@ class ModelResult:
     seconds: float = 0.0  # wall time of CV + final fit (logged, never written to DVC-tracked files)
 
 
-def evaluate_baseline(name: str, prepared: Prepared, *, seed: int) -> ModelResult:
+def evaluate_baseline(name: str, prepared: Prepared, *, seed: int, large: bool = False) -> ModelResult:
     """CV on the shared folds, then a fit on the whole training split scored on the test split."""
     started = time.perf_counter()
     task, n_classes, n_features = prepared.schema.task, prepared.n_classes, prepared.x_train.shape[1]
     per_metric: dict[str, list[float]] = {}
     for _, held_out in prepared.splits():
-        estimator = make_baseline(name, task=task, n_features=n_features, seed=seed)
+        estimator = make_baseline(name, task=task, n_features=n_features, seed=seed, large=large)
         estimator.fit(prepared.x_train[~held_out], prepared.y_train[~held_out])
         output = model_output(estimator, prepared.x_train[held_out], task=task, n_classes=n_classes)
         for metric, value in scores(task, prepared.y_train[held_out], output).items():
             per_metric.setdefault(metric, []).append(value)
-    estimator = make_baseline(name, task=task, n_features=n_features, seed=seed)
+    estimator = make_baseline(name, task=task, n_features=n_features, seed=seed, large=large)
     estimator.fit(prepared.x_train, prepared.y_train)
     test = scores(task, prepared.y_test, model_output(estimator, prepared.x_test, task=task, n_classes=n_classes))
     return ModelResult(name=name, folds=per_metric, test=test, seconds=time.perf_counter() - started)
@@ -112,7 +112,9 @@ def verdict(table: pd.DataFrame, metric: str, alpha: float) -> dict[str, object]
     }
 
 
-def report_markdown(table: pd.DataFrame, metric: str, dataset: str, task: str, outcome: dict, splits: str) -> str:
+def report_markdown(
+    table: pd.DataFrame, metric: str, dataset: str, task: str, outcome: dict, splits: str, *, large: bool = False
+) -> str:
     lower = metric in LOWER_IS_BETTER
     shown = table.sort_values("cv_mean", ascending=lower, kind="stable")
     lines = [
@@ -125,7 +127,7 @@ def report_markdown(table: pd.DataFrame, metric: str, dataset: str, task: str, o
         "|---|---|---|---|---|---|---|",
     ]
     for row in shown.itertuples():
-        what = "Keras MLP" if row.model == "mlp" else describe(row.model, task)
+        what = "Keras MLP" if row.model == "mlp" else describe(row.model, task, large=large)
         name = f"**{row.model}**" if row.model == outcome["winner"] else row.model
         p_value = "" if row.model == "mlp" else f"{row.p_value:.3g}"
         record = "" if row.model == "mlp" else f"{row.wins}/{row.ties}/{row.losses}"
@@ -145,6 +147,15 @@ def report_markdown(table: pd.DataFrame, metric: str, dataset: str, task: str, o
         "the intervals use the same correction, because overlapping training sets make fold scores correlated. "
         "W/T/L counts the splits on which the MLP won, tied or lost.",
         "",
+        *(
+            [
+                "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient "
+                "boosting rows ran as their scalable stand-ins, named in the table.",
+                "",
+            ]
+            if large
+            else []
+        ),
         "![comparison](comparison.png)",
         "",
     ]
@@ -160,11 +171,18 @@ def main(argv: list[str] | None = None) -> None:
     metric = primary_metric(params.compare.metric, prepared.schema.task)
     mlp = _read_mlp(args.reports)
     results = [mlp]
+    large = params.compare.large(len(prepared.y_train))
+    if large:
+        print(
+            f"compare: notice: {len(prepared.y_train)} training rows > compare.scale_threshold "
+            f"({params.compare.scale_threshold}): svm_rbf and boosting run as scalable stand-ins",
+            file=sys.stderr,
+        )
     for name in params.compare.baselines:
         if not available(name):
             print(f"compare: notice: skipping {name}: its library ({REQUIRES[name]}) is not installed", file=sys.stderr)
             continue
-        result = evaluate_baseline(name, prepared, seed=params.seed)
+        result = evaluate_baseline(name, prepared, seed=params.seed, large=large)
         folds = result.folds[metric]
         print(
             f"compare: {name:<10} CV {metric} {np.mean(folds):.4f} ± {np.std(folds):.4f}  "
@@ -193,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     report = args.reports / paths.COMPARISON_REPORT.name
     schema = prepared.schema
     splits = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
-    write_text(report, report_markdown(table, metric, schema.dataset, schema.task, outcome, splits))
+    write_text(report, report_markdown(table, metric, schema.dataset, schema.task, outcome, splits, large=large))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""), file=sys.stderr)
     print(
         f"compare: winner {outcome['winner']}; the MLP is {outcome['mlp_is']} the best baseline "
@@ -251,7 +269,12 @@ def log_to_mlflow(
     mlp_run = tracking.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
     with mlflow.start_run(
         run_name=f"comparison · {schema.dataset}",
-        tags={**provenance, tracking.TAG_MODEL: "comparison", "quest.winner": outcome["winner"]},
+        tags={
+            **provenance,
+            tracking.TAG_MODEL: "comparison",
+            tracking.TAG_COMPARISON_MD5: file_md5(next(a for a in artifacts if a.name == paths.COMPARISON.name)),
+            "quest.winner": outcome["winner"],
+        },
     ) as parent:
         group = {tracking.TAG_GROUP: parent.info.run_id}
         mlflow.log_params({"metric": metric, "dataset": schema.dataset, "models": len(results), "seed": params.seed})
@@ -284,7 +307,7 @@ def log_to_mlflow(
                 mlflow.log_params(
                     tracking.model_params(
                         result.name,
-                        describe(result.name, schema.task),
+                        describe(result.name, schema.task, large=params.compare.large(len(prepared.y_train))),
                         task=schema.task,
                         dataset=schema.dataset,
                         folds=schema.folds,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from quest.io import atomic_path, normalise_keras_archive
 from quest.params import TrainParams
+from quest.prepared import validation_split
 
 
 @dataclass
@@ -82,19 +82,6 @@ def compile_mlp(
         model.compile(optimizer=chosen, loss="binary_crossentropy", metrics=["accuracy"])
     else:
         model.compile(optimizer=chosen, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
-
-def validation_split(y: np.ndarray, *, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of a training set into fit/validation rows, stratified when every class allows it."""
-    rows = np.arange(len(y))
-    stratify = None
-    if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
-        n_validation = int(np.ceil(fraction * len(y)))
-        if counts.min() >= 2 and n_validation >= len(counts) and len(y) - n_validation >= len(counts):
-            stratify = y
-    fit_rows, validation_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
-    return np.sort(fit_rows), np.sort(validation_rows)
 
 
 def fit_mlp(

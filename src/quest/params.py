@@ -129,11 +129,77 @@ class CompareParams:
     metric: Metric
     alpha: float
     baselines: tuple[str, ...]
+    scale_threshold: int
 
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)
+        _require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
         for name in self.baselines:
             _require(name in BASELINES, "compare.baselines", f"a list drawn from {', '.join(BASELINES)}", name)
+
+    def large(self, n_train: int) -> bool:
+        """Whether a training split of `n_train` rows switches svm_rbf and boosting to their scalable stand-ins."""
+        return n_train > self.scale_threshold
+
+
+# The MLP's tunable keys: fields of TrainParams a search space may vary.
+MLP_TUNABLE = ("hidden_layers", "activation", "dropout_rate", "l2", "learning_rate", "batch_size", "optimizer")
+
+
+def _check_space(model: str, name: str, spec: Any) -> None:
+    """One hyperparameter's range: a non-empty list of choices, or {low, high} with an optional `log: true`."""
+    key = f"tune.spaces.{model}.{name}"
+    if isinstance(spec, list):
+        _require(len(spec) > 0, key, "a non-empty list of choices or {low, high, log}", spec)
+        return
+    _require(
+        isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log"},
+        key,
+        "a list of choices or a mapping {low, high} with optional log: true",
+        spec,
+    )
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    _require(numbers and low < high, key, "numbers with low < high", spec)
+    _require(isinstance(log, bool) and (not log or low > 0), key, "log: true only with low > 0", spec)
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    trials: int
+    validation_fraction: float
+    storage: str | None
+    spaces: dict[str, dict[str, Any]]  # model -> hyperparameter -> [choices] | {low, high, log}
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.trials <= 10000, "tune.trials", "an integer from 0 (off) to 10000", self.trials)
+        _require(
+            0 < self.validation_fraction < 1,
+            "tune.validation_fraction",
+            "between 0 and 1 (exclusive)",
+            self.validation_fraction,
+        )
+        for model, space in self.spaces.items():
+            _require(
+                model in ("mlp", *BASELINES), "tune.spaces", f"models drawn from mlp, {', '.join(BASELINES)}", model
+            )
+            _require(isinstance(space, dict), f"tune.spaces.{model}", "a mapping of hyperparameter ranges", space)
+            for name, spec in space.items():
+                if model == "mlp":
+                    allowed = ", ".join(MLP_TUNABLE)
+                    _require(name in MLP_TUNABLE, f"tune.spaces.mlp.{name}", f"one of the train keys {allowed}", name)
+                _check_space(model, name, spec)
+
+
+@dataclass(frozen=True)
+class LearningParams:
+    fractions: tuple[float, ...]
+    repeats: int
+
+    def __post_init__(self) -> None:
+        for fraction in self.fractions:
+            _require(0 < fraction <= 1, "learning.fractions", "a list of fractions in (0, 1]", list(self.fractions))
+        _require(1 <= self.repeats <= 20, "learning.repeats", "an integer from 1 to 20", self.repeats)
 
 
 @dataclass(frozen=True)
@@ -164,6 +230,8 @@ class Params:
     prepare: PrepareParams
     train: TrainParams
     compare: CompareParams
+    tune: TuneParams
+    learning: LearningParams
     mlflow: MlflowParams
     verify: VerifyParams
 
@@ -214,6 +282,8 @@ def _join(where: str, key: Any) -> str:
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if hint is Any:  # free-form, checked by the owning dataclass
+        return value
     if is_dataclass(hint):
         return _build(hint, value, key)
     if origin is Literal:

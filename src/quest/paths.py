@@ -22,6 +22,10 @@ COMPARISON_CHART = REPORTS_DIR / "comparison.png"
 CV_FOLDS = REPORTS_DIR / "cv_folds.json"
 VERDICT = REPORTS_DIR / "verdict.json"
 EVAL_DIR = REPORTS_DIR / "eval"  # the MLP's test-set plots and their data
+LEARNING_DIR = REPORTS_DIR / "learning"  # learning curves
+TUNING_DIR = REPORTS_DIR / "tuning"  # the equal-budget search: trials, budget curves, best params
+REPORT_MD = REPORTS_DIR / "report.md"
+REPORT_HTML = REPORTS_DIR / "report.html"
 
 # File names inside the processed-data directory written by `prepare`.
 X_TRAIN, Y_TRAIN = "X_train.npy", "y_train.npy"

@@ -120,3 +120,65 @@ def comparison_bars(
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="y", alpha=0.3)
     _save(figure, path)
+
+
+def learning_curves(table, *, metric: str, path: Path) -> None:
+    """Mean score (with a ±1 std band) against training rows, one line per model, the MLP emphasised."""
+    figure, axes = plt.subplots(figsize=(8, 4.8))
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 1] + ["black", "gold", "navy"]
+    others = iter(palette * 2)  # orange is the MLP's
+    for name, rows in table.groupby("model", sort=False):
+        rows = rows.sort_values("n_train")
+        x, mean, std = rows["n_train"].to_numpy(), rows["mean"].to_numpy(), rows["std"].to_numpy()
+        mlp = name == "mlp"
+        colour = "tab:orange" if mlp else next(others)
+        axes.plot(
+            x,
+            mean,
+            marker="o",
+            markersize=3,
+            label=name,
+            color=colour,
+            linewidth=3.0 if mlp else 1.2,
+            zorder=4 if mlp else 2,
+        )
+        axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15 if mlp else 0.04)
+    sizes = sorted(table["n_train"].unique())
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [str(int(size)) for size in sizes])
+    axes.minorticks_off()
+    axes.set(xlabel="training rows (log scale)", ylabel=metric, title=f"Learning curves ({metric}, same folds)")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def budget_curves(curves: Mapping[str, Sequence[float]], *, metric: str, path: Path) -> None:
+    """Test score of the best-by-validation trial so far against trials spent, one line per model, the MLP
+    emphasised: the tabular benchmark's picture of what an equal tuning budget buys each model."""
+    figure, axes = plt.subplots(figsize=(8, 4.8))
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 1] + ["black", "gold", "navy"]
+    others = iter(palette * 2)  # orange is the MLP's
+    for name, curve in curves.items():
+        mlp = name == "mlp"
+        values = np.asarray(curve, dtype=float)
+        axes.plot(
+            np.arange(1, len(values) + 1),
+            values,
+            drawstyle="steps-post",  # the best so far holds until a better trial by validation arrives
+            marker="o",
+            markersize=3,
+            label=name,
+            color="tab:orange" if mlp else next(others),
+            linewidth=3.0 if mlp else 1.2,
+            zorder=4 if mlp else 2,
+        )
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.set(
+        xlabel="trials (random search)",
+        ylabel=f"test {metric}",
+        title=f"Equal-budget tuning: test {metric} of the best trial by validation",
+    )
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.grid(alpha=0.3)
+    _save(figure, path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from quest import paths
 from quest.errors import QuestError
@@ -90,3 +91,19 @@ def read_prepared(directory: Path) -> Prepared:
         folds=np.load(directory / paths.FOLDS, allow_pickle=False),
         schema=Schema.from_dict(read_json(directory / paths.SCHEMA)),
     )
+
+
+def validation_split(y: np.ndarray, *, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of a training set into fit/validation rows, stratified when every class allows it.
+
+    Early stopping's validation slice and tuning's inner split; here, not in quest.model, so that stages
+    which must not import keras can use it."""
+    rows = np.arange(len(y))
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        n_validation = int(np.ceil(fraction * len(y)))
+        if counts.min() >= 2 and n_validation >= len(counts) and len(y) - n_validation >= len(counts):
+            stratify = y
+    fit_rows, validation_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(fit_rows), np.sort(validation_rows)

@@ -26,6 +26,7 @@ ARTIFACTS_DIR = "mlartifacts"
 TAG_MODEL = "quest.model"
 TAG_GROUP = "quest.comparison"
 TAG_MODEL_MD5 = "quest.model_md5"
+TAG_COMPARISON_MD5 = "quest.comparison_md5"  # the comparison table a parent run wrote
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"
 

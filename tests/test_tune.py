@@ -1,0 +1,249 @@
+"""The tune stage: sampling, the budget curve, determinism, the MLflow layout, and its user errors.
+
+One real search (moons, 4 models x 3 trials, a 3-epoch MLP) runs twice per module, into one MLflow store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from quest.errors import QuestError
+from quest.params import params_from_dict
+from quest.prepare import main as prepare_main
+from quest.tune import (
+    TrialResult,
+    TuneData,
+    best_so_far,
+    best_trial,
+    check_baseline_space,
+    sample_space,
+    scorer,
+    search,
+    tuned_models,
+)
+from quest.tune import main as tune_main
+from tests.conftest import REPO, repo_params
+
+MODELS = ["mlp", "logreg", "knn5", "tree"]
+TRIALS = 3
+MLP_SPACE = {
+    "hidden_layers": [[8], [16, 8]],
+    "learning_rate": {"low": 0.001, "high": 0.05, "log": True},
+    "batch_size": [16, 32],
+}
+
+
+def write_params(path: Path, trials: int = TRIALS, spaces: dict | None = None) -> Path:
+    raw = repo_params(
+        data={"source": "synthetic", "synthetic": {"kind": "moons", "n_samples": 200}},
+        prepare={"folds": 2, "repeats": 1},
+        train={"epochs": 3, "hidden_layers": [8], "batch_size": 32, "device": "cpu"},
+        compare={"baselines": MODELS[1:]},
+        tune={"trials": trials},
+    )
+    raw["tune"]["spaces"]["mlp"] = MLP_SPACE  # replaced, not merged: only these three keys vary
+    if spaces is not None:
+        raw["tune"]["spaces"] = spaces
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("tune")
+    params = write_params(root / "params.yaml")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        prepare_main(["--params", str(params), "--out", str(root / "data")])
+        for run in ("first", "second"):
+            tune_main(["--params", str(params), "--data", str(root / "data"), "--reports", str(root / run)])
+    return SimpleNamespace(first=root / "first" / "tuning", second=root / "second" / "tuning", uri=uri)
+
+
+def test_off_writes_only_a_disabled_summary_and_imports_no_heavy_library(tmp_path: Path):
+    params = write_params(tmp_path / "params.yaml", trials=0)
+    stale = tmp_path / "reports" / "tuning" / "trials.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier search\n")
+    code = (
+        "import sys; from quest.tune import main; "
+        f"main(['--params', {str(params)!r}, '--data', 'no-such-dir', '--reports', {str(tmp_path / 'reports')!r}]); "
+        "print(sorted(m for m in ('keras', 'mlflow', 'optuna', 'tensorflow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tune: off (tune.trials is 0); set tune.trials to run an equal-budget search"
+    )
+    assert sorted(p.name for p in stale.parent.iterdir()) == ["summary.json"]
+    assert json.loads((stale.parent / "summary.json").read_text()) == {"enabled": False}
+
+
+def test_a_search_records_every_trial_and_the_best_by_validation_test_curve(tuned: SimpleNamespace):
+    trials = pd.read_csv(tuned.first / "trials.csv")
+    assert list(trials.columns) == ["model", "trial", "validation", "test", "best_so_far_test", "params"]
+    assert trials["model"].tolist() == [name for name in MODELS for _ in range(TRIALS)]
+    assert trials["trial"].tolist() == list(range(1, TRIALS + 1)) * len(MODELS)
+    assert trials[["validation", "test"]].notna().all().all()
+    assert trials[["validation", "test"]].apply(lambda c: c.between(0.0, 1.0)).all().all()
+    assert (trials.loc[trials["model"] != "mlp", "validation"] > 0.7).all()  # the baselines learn the moons
+    for name, rows in trials.groupby("model", sort=False):
+        validation, test = rows["validation"].tolist(), rows["test"].tolist()
+        expected = [test[max(range(n + 1), key=lambda i: (validation[i], -i))] for n in range(TRIALS)]
+        assert rows["best_so_far_test"].tolist() == expected, name
+    mlp_values = [json.loads(text) for text in trials.loc[trials["model"] == "mlp", "params"]]
+    assert all(set(v) == set(MLP_SPACE) and v["hidden_layers"] in ([8], [16, 8]) for v in mlp_values)
+    assert all(0.001 <= v["learning_rate"] <= 0.05 and v["batch_size"] in (16, 32) for v in mlp_values)
+    assert len({json.dumps(v, sort_keys=True) for v in mlp_values}) == TRIALS  # random search, not one repeated
+
+    budget = pd.read_csv(tuned.first / "budget.csv")
+    assert list(budget.columns) == ["trial", *MODELS]
+    assert budget["trial"].tolist() == list(range(1, TRIALS + 1))
+    for name in MODELS:
+        assert budget[name].tolist() == trials.loc[trials["model"] == name, "best_so_far_test"].tolist()
+    assert (tuned.first / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    summary = json.loads((tuned.first / "summary.json").read_text())
+    assert (summary["enabled"], summary["metric"], summary["trials"]) == (True, "accuracy", TRIALS)
+    assert summary["validation_fraction"] == 0.2
+    assert list(summary["models"]) == sorted(MODELS)
+    for name, best in summary["models"].items():
+        rows = trials[trials["model"] == name]
+        first_best = rows.loc[rows["validation"].idxmax()]
+        assert best["validation"] == pytest.approx(first_best["validation"], abs=1e-6)
+        assert best["test"] == pytest.approx(first_best["test"], abs=1e-6)
+        assert best["test"] == pytest.approx(rows["best_so_far_test"].iloc[-1], abs=1e-6)
+        assert best["best_params"] == json.loads(first_best["params"])
+
+
+def test_the_same_seed_gives_the_same_bytes(tuned: SimpleNamespace):
+    for name in ("trials.csv", "budget.csv", "summary.json", "budget.png"):
+        assert (tuned.first / name).read_bytes() == (tuned.second / name).read_bytes(), name
+
+
+def test_mlflow_has_one_parent_per_model_with_a_nested_run_per_trial(tuned: SimpleNamespace):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tuned.uri)
+    experiment = client.get_experiment_by_name("quest")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`quest.stage` = 'tune'")
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert sorted(run.info.run_name for run in parents) == sorted(f"tune · {name}" for name in MODELS * 2)
+    budget = pd.read_csv(tuned.first / "budget.csv")
+    trials = pd.read_csv(tuned.first / "trials.csv")
+    for parent in parents:
+        name = parent.data.tags["quest.model"]
+        children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(run.info.run_name for run in children) == [f"{name} · trial {n}" for n in range(1, TRIALS + 1)]
+        rows = trials[trials["model"] == name].set_index("trial")
+        for child in children:
+            n = int(child.data.tags["quest.trial"])
+            assert child.data.metrics["validation_score"] == pytest.approx(rows.loc[n, "validation"], abs=1e-6)
+            assert child.data.metrics["test_score"] == pytest.approx(rows.loc[n, "test"], abs=1e-6)
+            assert set(child.data.params) == set(json.loads(rows.loc[n, "params"]))
+        history = client.get_metric_history(parent.info.run_id, "best_so_far_test")
+        assert [point.step for point in sorted(history, key=lambda p: p.step)] == list(range(1, TRIALS + 1))
+        assert [point.value for point in sorted(history, key=lambda p: p.step)] == pytest.approx(
+            budget[name].tolist(), abs=1e-6
+        )
+        assert parent.data.params["trials"] == str(TRIALS)
+        assert parent.data.metrics["best_test"] == pytest.approx(budget[name].iloc[-1], abs=1e-6)
+        artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+        assert {"space.json", "budget.png", "trials.csv"} <= artifacts
+
+
+def test_list_valued_choices_travel_as_strings_and_come_back_as_tuples():
+    space = {"hidden_layers": [[32], [64, 32]], "activation": ["relu", "tanh"], "batch_size": [16, 32]}
+    fixed = optuna.trial.FixedTrial({"hidden_layers": "64-32", "activation": "tanh", "batch_size": 16})
+    assert sample_space(fixed, space) == {"hidden_layers": (64, 32), "activation": "tanh", "batch_size": 16}
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    numbers = {"units": {"low": 2, "high": 9}, "rate": {"low": 1e-4, "high": 1e-1, "log": True}}
+    for _ in range(8):
+        trial = study.ask()
+        values = sample_space(trial, {**space, **numbers})
+        assert values["hidden_layers"] in ((32,), (64, 32))
+        assert trial.params["hidden_layers"] in ("32", "64-32")
+        assert isinstance(values["units"], int) and 2 <= values["units"] <= 9
+        assert isinstance(values["rate"], float) and 1e-4 <= values["rate"] <= 1e-1
+        study.tell(trial, 0.0)
+
+
+def test_a_tuned_model_without_a_space_is_a_user_error(tmp_path: Path):
+    spaces = repo_params()["tune"]["spaces"]
+    del spaces["tree"]
+    params = write_params(tmp_path / "params.yaml", spaces=spaces)
+    with pytest.raises(QuestError, match=r"tune\.spaces\.tree is missing"):
+        tune_main(["--params", str(params), "--data", str(tmp_path / "none"), "--reports", str(tmp_path)])
+    assert not (tmp_path / "tuning").exists()
+
+
+def test_spaces_are_checked_before_any_trial_runs():
+    with pytest.raises(QuestError, match=r"tune\.spaces\.mlp\.hidden_layers must be a list of layer-size lists"):
+        tuned_models(["tree"], {"mlp": {"hidden_layers": [32, 64]}, "tree": {}})
+    with pytest.raises(QuestError, match=r"tune\.spaces\.knn5: .*leaf_count"):
+        check_baseline_space("knn5", {"leaf_count": [1, 2]}, task="classification", n_features=2, seed=0)
+    assert tuned_models(["tree"], {"mlp": {}, "tree": {}}) == ["mlp", "tree"]
+
+
+def test_best_so_far_takes_the_earliest_best_validation_and_skips_failures():
+    nan = math.nan
+    validation = [nan, 0.7, 0.9, 0.9, 0.8, 0.95]
+    test = [nan, 0.60, 0.80, 0.99, 0.70, 0.85]
+    assert best_so_far(validation, test, lower_is_better=False) == pytest.approx(
+        [nan, 0.60, 0.80, 0.80, 0.80, 0.85], nan_ok=True
+    )
+    assert best_so_far([3.0, 1.0, 2.0], [30.0, 10.0, 20.0], lower_is_better=True) == [30.0, 10.0, 10.0]
+    results = [TrialResult(i + 1, {}, v, t) for i, (v, t) in enumerate(zip(validation, test, strict=True))]
+    assert best_trial(results, lower_is_better=False).trial == 6
+    assert best_trial(results[:4], lower_is_better=False).trial == 3
+    assert best_trial(results[:1], lower_is_better=False) is None
+
+
+def test_a_combination_the_estimator_rejects_fails_that_trial_not_the_search():
+    x = np.array([[0.0], [0.1], [0.2], [0.3], [1.0], [1.1], [1.2], [1.3]])
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    data = TuneData(x, y, x[[1, 5]], y[[1, 5]], x[[2, 6]], y[[2, 6]], task="classification", n_classes=2)
+    train = params_from_dict(repo_params()).train
+    score = scorer("tree", data, metric="accuracy", train=train, seed=0)
+    results = search(
+        "tree",
+        {"min_samples_leaf": [0, 1]},  # 0 is out of range: scikit-learn raises InvalidParameterError
+        score,
+        trials=8,
+        lower_is_better=False,
+        seed=5,
+        storage=None,
+        study="rejected",
+    )
+    assert [r.trial for r in results] == list(range(1, 9))
+    failed = [r for r in results if r.values["min_samples_leaf"] == 0]
+    fitted = [r for r in results if r.values["min_samples_leaf"] == 1]
+    assert failed and fitted
+    assert all(math.isnan(r.validation) and math.isnan(r.test) for r in failed)
+    assert all(r.validation == 1.0 and r.test == 1.0 for r in fitted)
+    curve = best_so_far([r.validation for r in results], [r.test for r in results], lower_is_better=False)
+    first_fit = fitted[0].trial
+    assert all(math.isnan(v) for v in curve[: first_fit - 1]) and curve[first_fit - 1 :] == [1.0] * (9 - first_fit)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("large", [False, True])
+def test_every_space_in_params_yaml_names_hyperparameters_its_estimator_has(task: str, large: bool):
+    spaces = repo_params()["tune"]["spaces"]
+    for name, space in spaces.items():
+        if name != "mlp":
+            check_baseline_space(name, space, task=task, n_features=3, seed=0, large=large)
