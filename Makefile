@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test verify lint ui lock clean
+.PHONY: help setup repro test verify lint ui bench-cpu bench-gpu lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,8 @@ help: ## list the targets
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep -E '^uv==' requirements.lock)"
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	@# Compiled at install: imports then read .pyc files even where PYTHONDONTWRITEBYTECODE is set (halves them).
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -32,10 +33,16 @@ verify: $(STAMP) ## recompute HEAD from a clean clone and compare with its commi
 	$(BIN)/python -m quest.verify
 
 lint: $(STAMP) ## ruff: style and import order
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 ui: $(STAMP) ## open the MLflow UI on http://127.0.0.1:5000 for the repo's mlflow.db
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's time split, MLflow cost, baselines
+	$(BIN)/python benchmarks/bench.py cpu
+
+bench-gpu: $(STAMP) ## benchmarks on a GPU (JAX): fast engine vs fit vs a hand-written loop on 1 M x 64 rows
+	$(BIN)/python benchmarks/bench.py gpu
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock

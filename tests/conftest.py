@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 # The model tests import keras; pick its backend the way quest.backend.configure would, before any import.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 

@@ -66,7 +66,7 @@ def test_gpu_requested_without_one(tmp_path):
     params = write_params(tmp_path, train={"device": "gpu"})
     assert quest("prepare", "--params", str(params), "--out", str(out), cwd=tmp_path).returncode == 0
     done = quest("train", "--params", str(params), "--data", str(out), cwd=tmp_path)
-    assert_user_error(done, "quest train: error: ", "train.device is gpu but the tensorflow backend sees no GPU")
+    assert_user_error(done, "quest train: error: ", "train.device is gpu but the jax backend sees no GPU")
     assert not (tmp_path / "models").exists()
 
 

@@ -58,3 +58,44 @@ def test_lower_is_better_metrics_rank_and_count_the_other_way():
     assert outcome["mlp_minus_best_baseline"] == pytest.approx(-(6.1 / 3 - 3.15 / 3), rel=1e-9)
     assert outcome["mlp_is"] == "worse than"
     assert tuple(table.set_index("model").loc["tree", ["wins", "ties", "losses"]]) == (0, 0, 3)
+
+
+PARALLEL_EQUALS_SERIAL = """
+import json, sys
+from pathlib import Path
+from quest.compare import evaluate_baselines
+from quest.data import load_dataset
+from quest.params import params_from_dict
+from quest.prepare import prepare, write_prepared
+from quest.prepared import read_prepared
+import yaml
+params = yaml.safe_load(Path("params.yaml").read_text())
+params["data"].update(source="synthetic")
+params["data"]["synthetic"].update(kind="moons", n_samples=120)
+params = params_from_dict(params)
+out = Path(sys.argv[1])
+write_prepared(prepare(load_dataset(params.data, seed=1, root=Path(".")), test_size=0.25, folds=3, seed=1), out)
+prepared = read_prepared(out)
+names = ["logreg", "tree", "forest", "knn5"]
+runs = {w: [(r.name, r.folds, r.test) for r in evaluate_baselines(names, prepared, seed=1, workers=w)] for w in (1, 2)}
+print(json.dumps({"same": runs[1] == runs[2], "names": [name for name, _, _ in runs[2]], "jax": "jax" in sys.modules}))
+"""
+
+
+def test_baselines_spread_over_processes_give_what_one_process_gives(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # In a fresh process: this one may run JAX's threads, and then evaluate_baselines rightly will not fork.
+    done = subprocess.run(
+        [sys.executable, "-c", PARALLEL_EQUALS_SERIAL, str(tmp_path / "prepared")],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "same": True,
+        "names": ["logreg", "tree", "forest", "knn5"],
+        "jax": False,
+    }

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from quest.curves import overtakes, subsample, summarise
 from quest.learning import main as learning_main
-from quest.learning import overtakes, subsample, summarise
 from quest.prepare import main as prepare_main
 from tests.conftest import repo_params
 

@@ -1,4 +1,4 @@
-"""The Keras MLP builder and trainer (TensorFlow backend, tiny data)."""
+"""The Keras MLP builder and both training engines (JAX backend, tiny data)."""
 
 import keras
 import numpy as np
@@ -67,9 +67,14 @@ def blobs(n=80, seed=0):
     return x, y
 
 
-def test_same_seed_same_weights_and_it_learns():
+ENGINES = pytest.mark.parametrize("engine", ["fast", "fit"])
+
+
+@ENGINES
+def test_same_seed_same_weights_and_it_learns(engine):
     x, y = blobs()
     settings = spec(
+        engine=engine,
         hidden_layers=[8],
         epochs=30,
         batch_size=16,
@@ -87,10 +92,15 @@ def test_same_seed_same_weights_and_it_learns():
     assert (proba.argmax(axis=1) == y).mean() > 0.9  # well-separated blobs
 
 
-def test_early_stopping_restores_the_best_epoch():
+@ENGINES
+def test_early_stopping_restores_the_best_epoch(engine):
     x, y = blobs()
     settings = spec(
-        hidden_layers=[8], epochs=60, learning_rate=0.05, early_stopping={"patience": 3, "validation_fraction": 0.25}
+        engine=engine,
+        hidden_layers=[8],
+        epochs=60,
+        learning_rate=0.05,
+        early_stopping={"patience": 3, "validation_fraction": 0.25},
     )
     result = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=0)
     assert result.epochs_run < 60
@@ -98,25 +108,30 @@ def test_early_stopping_restores_the_best_epoch():
     assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
 
 
-def test_sgd_optimizer_and_regression_in_target_units():
+@ENGINES
+def test_sgd_optimizer_and_regression_in_target_units(engine):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(120, 2)).astype(np.float32)
     y = (5000.0 + 800.0 * x[:, 0] - 300.0 * x[:, 1]).astype(np.float32)  # large units, like prices
-    settings = spec(hidden_layers=[16], epochs=40, optimizer="sgd", learning_rate=0.05, dropout_rate=0.0, l2=0.0)
+    settings = spec(
+        engine=engine, hidden_layers=[16], epochs=40, optimizer="sgd", learning_rate=0.05, dropout_rate=0.0, l2=0.0
+    )
     result = fit_mlp(x, y, task="regression", n_classes=0, spec=settings, seed=0)
     predicted = predict(result.model, x, task="regression")
     assert predicted.shape == (120,)
     assert np.abs(predicted - y).mean() < 0.1 * y.std()
 
 
-def test_saved_model_is_byte_identical_and_loads_safely(tmp_path):
+@ENGINES
+def test_saved_model_is_byte_identical_and_loads_safely(tmp_path, engine):
     import time
 
     from quest.io import FIXED_DATE_SAVED, file_md5
     from quest.model import save_mlp
 
     x, y = blobs(n=40)
-    settings = spec(hidden_layers=[4], epochs=2, l2=0.01)  # a shared regularizer: Keras writes its id() otherwise
+    # A shared regularizer: Keras writes its id() otherwise.
+    settings = spec(engine=engine, hidden_layers=[4], epochs=2, l2=0.01)
     result = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=0)
     again = fit_mlp(x, y, task="classification", n_classes=2, spec=settings, seed=0)  # same seed, new objects
     save_mlp(result.model, tmp_path / "a.keras")
@@ -130,3 +145,18 @@ def test_saved_model_is_byte_identical_and_loads_safely(tmp_path):
     import zipfile
 
     assert FIXED_DATE_SAVED in zipfile.ZipFile(tmp_path / "a.keras").read("metadata.json").decode()
+
+
+def test_seeding_without_tensorflow_draws_what_keras_draws():
+    from quest.backend import seed_everything
+
+    def initial_weights(seed_with):
+        seed_with(3)
+        model = build_mlp(n_features=4, task="classification", n_classes=2, hidden_layers=(5,), activation="relu",
+                          dropout_rate=0.5, l2=0.0, initializer="he_normal")  # fmt: skip
+        return model.get_weights(), np.random.random(), keras.random.uniform((2,)).tolist()
+
+    ours, theirs = initial_weights(seed_everything), initial_weights(keras.utils.set_random_seed)
+    for a, b in zip(ours[0], theirs[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert ours[1:] == theirs[1:]

@@ -191,7 +191,7 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     mlp = by_name["mlp"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
     assert mlp.data.tags["mlflow.source.git.commit"] == head
-    assert mlp.data.tags["quest.device"].startswith("cpu:") and mlp.data.tags["quest.backend"] == "tensorflow"
+    assert mlp.data.tags["quest.device"].startswith("cpu:") and mlp.data.tags["quest.backend"] == "jax"
     assert mlp.data.tags["quest.model_md5"] == file_md5(project / "models" / "mlp.keras")
     assert mlp.data.params["train.hidden_layers"] == "[8]"
     assert {"loss", "val_loss", "test_accuracy", "test_roc_auc"} <= set(mlp.data.metrics)
@@ -208,7 +208,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from quest import backend
-backend.configure("tensorflow", "cpu", 0)
+backend.configure("jax", "cpu", 0)
 import mlflow
 from quest.evaluate import load_model
 from quest.metrics import scores

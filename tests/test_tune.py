@@ -21,7 +21,8 @@ import yaml
 from quest.errors import QuestError
 from quest.params import params_from_dict
 from quest.prepare import main as prepare_main
-from quest.tune import (
+from quest.tune import main as tune_main
+from quest.tuning import (
     TrialResult,
     TuneData,
     best_so_far,
@@ -32,7 +33,6 @@ from quest.tune import (
     search,
     tuned_models,
 )
-from quest.tune import main as tune_main
 from tests.conftest import REPO, repo_params
 
 MODELS = ["mlp", "logreg", "knn5", "tree"]

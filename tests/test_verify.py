@@ -3,7 +3,7 @@ import math
 import pytest
 
 from quest.params import VerifyParams
-from quest.verify import Row, compare_metrics, flatten, format_table, metric_name
+from quest.verify import Row, compare_metrics, flatten, format_table, metric_name, recorded_device
 
 COMPARISON = "model,metric,cv_mean,cv_std,test_score\nmlp,accuracy,0.9,0.05,0.85\nlogreg,accuracy,0.7,0.0,0.75\n"
 
@@ -42,23 +42,37 @@ def test_a_tampered_metric_fails_and_tolerances_apply_per_metric():
     fresh = dict(committed)
     fresh["reports/comparison.csv:mlp.cv_mean"] = 0.9 + 1e-9
     fresh["reports/comparison.csv:logreg.test_score"] = 0.74
-    strict = compare_metrics(committed, fresh, VerifyParams(tolerance={"default": 0.0}))
+    strict = compare_metrics(committed, fresh, VerifyParams(tolerance={"default": 0.0}, other_machine=1e-6))
     assert [row.key for row in strict if not row.ok] == [
         "reports/comparison.csv:logreg.test_score",
         "reports/comparison.csv:mlp.cv_mean",
     ]
-    lenient = compare_metrics(committed, fresh, VerifyParams(tolerance={"default": 0.0, "cv_mean": 1e-6}))
+    lenient = compare_metrics(
+        committed, fresh, VerifyParams(tolerance={"default": 0.0, "cv_mean": 1e-6}, other_machine=0.0)
+    )
     assert [row.key for row in lenient if not row.ok] == ["reports/comparison.csv:logreg.test_score"]
     bad = next(row for row in lenient if not row.ok)
     assert bad.difference == pytest.approx(0.01)
     table = format_table([bad]).splitlines()
     assert table[0].split() == ["metric", "committed", "fresh", "difference", "tolerance"]
     assert table[1].split() == ["reports/comparison.csv:logreg.test_score", "0.75", "0.74", "0.01", "0"]
+    # Committed on another CPU model or a GPU: every metric gets at least verify.other_machine.
+    elsewhere = VerifyParams(tolerance={"default": 0.0}, other_machine=1e-6)
+    moved = compare_metrics(committed, fresh, elsewhere, same_machine=False)
+    assert [row.key for row in moved if not row.ok] == ["reports/comparison.csv:logreg.test_score"]
+    assert {row.tolerance for row in moved} == {1e-6}
+
+
+def test_the_device_a_fingerprint_names():
+    assert recorded_device('{"device": "cpu:AMD EPYC (jax)", "seed": 1}') == "cpu:AMD EPYC (jax)"
+    assert recorded_device(None) == recorded_device("not json") == ""
 
 
 def test_missing_keys_and_nans():
     rows = compare_metrics(
-        {"f:a.x": 1.0, "f:a.nan": math.nan}, {"f:a.y": 1.0, "f:a.nan": math.nan}, VerifyParams({"default": 1.0})
+        {"f:a.x": 1.0, "f:a.nan": math.nan},
+        {"f:a.y": 1.0, "f:a.nan": math.nan},
+        VerifyParams({"default": 1.0}, other_machine=0.0),
     )
     assert {row.key: row.ok for row in rows} == {"f:a.nan": True, "f:a.x": False, "f:a.y": False}
     assert not Row("f:a.z", 1.0, math.nan, 10.0).ok

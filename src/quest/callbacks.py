@@ -10,6 +10,8 @@ import time
 
 import keras
 
+from quest import timing
+
 
 class Progress(keras.callbacks.Callback):
     """A line every `every` epochs and at the end: long training is never silent, CI logs stay short."""
@@ -47,27 +49,36 @@ class Progress(keras.callbacks.Callback):
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
-    """Per-epoch metrics to an MLflow run, sent in batches: one request per `flush_every` epochs, not per epoch."""
+    """Per-epoch metrics to an MLflow run, sent in batches: at most one request per `every_seconds` (and at the
+    end), so the curve in the UI stays live on long runs while a run of a few seconds costs one request."""
 
-    def __init__(self, run_id: str, flush_every: int = 20) -> None:
+    MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch request
+
+    def __init__(self, run_id: str, every_seconds: float = 10.0) -> None:
         super().__init__()
-        self.run_id, self.flush_every = run_id, flush_every
+        self.run_id, self.every_seconds = run_id, every_seconds
         self.pending: list = []
+        self.sent = time.perf_counter()
 
+    @timing.timed("mlflow")
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self.pending.extend(Metric(key, float(value), now, epoch + 1) for key, value in (logs or {}).items())
-        if (epoch + 1) % self.flush_every == 0:
+        if time.perf_counter() - self.sent >= self.every_seconds:
             self.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.flush()
 
+    @timing.timed("mlflow")
     def flush(self) -> None:
         if self.pending:
             from mlflow.tracking import MlflowClient
 
-            MlflowClient().log_batch(self.run_id, metrics=self.pending)
+            client = MlflowClient()
+            for start in range(0, len(self.pending), self.MAX_BATCH):
+                client.log_batch(self.run_id, metrics=self.pending[start : start + self.MAX_BATCH])
             self.pending = []
+        self.sent = time.perf_counter()

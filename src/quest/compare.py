@@ -3,15 +3,19 @@ split, and write the comparison table, a bar chart with error bars and a short r
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from quest import paths, plots, tracking
+from quest import paths, plots, timing, tracking
 from quest.baselines import REQUIRES, available, describe, make_baseline, model_output
 from quest.errors import QuestError, run_cli
 from quest.io import file_md5, read_json, write_json, write_text
@@ -60,6 +64,41 @@ def evaluate_baseline(name: str, prepared: Prepared, *, seed: int, large: bool =
     estimator.fit(prepared.x_train, prepared.y_train)
     test = scores(task, prepared.y_test, model_output(estimator, prepared.x_test, task=task, n_classes=n_classes))
     return ModelResult(name=name, folds=per_metric, test=test, seconds=time.perf_counter() - started)
+
+
+def evaluate_baselines(
+    names: Sequence[str], prepared: Prepared, *, seed: int, large: bool = False, workers: int | None = None
+) -> Iterator[ModelResult]:
+    """`evaluate_baseline` for each name, in order, the models spread over `workers` processes (all cores).
+
+    Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
+    result is the same as in one process (its estimator, data and seed do not depend on where it runs).
+    """
+    workers = min(len(names), workers or len(os.sched_getaffinity(0)))
+    # Forking a process that runs JAX's or TensorFlow's threads can deadlock the child (a test process may
+    # have them; the compare stage never imports them): run in this process then.
+    if workers <= 1 or any(runtime in sys.modules for runtime in ("jax", "tensorflow", "torch")):
+        yield from (evaluate_baseline(name, prepared, seed=seed, large=large) for name in names)
+        return
+    global _SHARED
+    _SHARED = (prepared, seed, large, max(1, len(os.sched_getaffinity(0)) // workers))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield from pool.map(_evaluate_shared, names)
+    finally:
+        _SHARED = None
+
+
+_SHARED: tuple[Prepared, int, bool, int] | None = None  # what forked workers inherit from evaluate_baselines
+
+
+def _evaluate_shared(name: str) -> ModelResult:
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    prepared, seed, large, threads = _SHARED
+    # The workers already fill the cores: OpenMP/BLAS threads on top would only fight over them.
+    with threadpool_limits(limits=threads):
+        return evaluate_baseline(name, prepared, seed=seed, large=large)
 
 
 def comparison_table(results: list[ModelResult], metric: str, *, n_train: int, n_test: int) -> pd.DataFrame:
@@ -162,6 +201,7 @@ def report_markdown(
     return "\n".join(lines)
 
 
+@timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("compare", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
@@ -181,8 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in params.compare.baselines:
         if not available(name):
             print(f"compare: notice: skipping {name}: its library ({REQUIRES[name]}) is not installed", file=sys.stderr)
-            continue
-        result = evaluate_baseline(name, prepared, seed=params.seed, large=large)
+    names = [name for name in params.compare.baselines if available(name)]
+    for result in evaluate_baselines(names, prepared, seed=params.seed, large=large):
+        name = result.name
         folds = result.folds[metric]
         print(
             f"compare: {name:<10} CV {metric} {np.mean(folds):.4f} ± {np.std(folds):.4f}  "
@@ -242,6 +283,7 @@ def _read_mlp(reports: Path) -> ModelResult:
     return ModelResult(name="mlp", folds=read_json(cv_path)["folds"], test=read_json(metrics_path)["mlp"]["test"])
 
 
+@timing.timed("mlflow")
 def log_to_mlflow(
     params: Params,
     prepared: Prepared,

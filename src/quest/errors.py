@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from quest import timing
+
 
 class QuestError(Exception):
     """A problem with the user's input (params, data, environment): reported in one line, no traceback."""
@@ -15,6 +17,7 @@ EXIT_USER_ERROR = 2
 
 def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run a stage's main(); user errors become `prog: error: message` on stderr and exit code 2."""
+    startup = timing.process_age()
     try:
         main(argv)
     except QuestError as error:
@@ -23,3 +26,5 @@ def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str]
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        timing.record(prog, startup)

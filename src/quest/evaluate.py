@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from quest import backend, paths, plots, tracking
+from quest import backend, paths, plots, timing, tracking
 from quest.errors import QuestError, run_cli
 from quest.io import write_json, write_text
 from quest.metrics import scores
@@ -91,6 +91,7 @@ def load_model(path: Path):
         raise QuestError(f"{path}: cannot load the model ({type(error).__name__}); re-run `dvc repro train`") from None
 
 
+@timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("evaluate", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
@@ -125,6 +126,7 @@ def _read_history(path: Path) -> dict[str, list[float]]:
     return {name: [row[i] for row in rows] for i, name in enumerate(names)}
 
 
+@timing.timed("mlflow")
 def log_to_mlflow(
     experiment: str,
     root: Path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from quest.errors import QuestError
 
@@ -27,6 +26,8 @@ def classification_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, fl
 
     `proba` holds one column per class of the whole problem, so a fold missing a class still scores.
     """
+    from sklearn import metrics as skm  # here, not at the top: the report stage reads this module's names only
+
     proba = proba / proba.sum(axis=1, keepdims=True)  # float32 outputs sum to 1 only up to rounding
     n_classes = proba.shape[1]
     predicted = proba.argmax(axis=1)
@@ -54,6 +55,8 @@ def classification_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, fl
 
 
 def regression_scores(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     return {
         "r2": float(skm.r2_score(y_true, predicted)),
         "rmse": float(np.sqrt(skm.mean_squared_error(y_true, predicted))),

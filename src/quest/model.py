@@ -1,4 +1,6 @@
-"""The Keras 3 MLP: build it from params, fit it with early stopping on a seeded validation split, predict.
+"""The Keras 3 MLP: build it from params, train it with early stopping on a seeded validation split, predict.
+
+Two engines train it: `fast` (quest.fast, compiled JAX loops, many networks at once) and Keras' `fit`.
 
 Import this module only after `quest.backend.configure`, which picks the Keras backend.
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from quest.backend import seed_everything
 from quest.io import atomic_path, normalise_keras_archive
 from quest.params import TrainParams
 from quest.prepared import validation_split
@@ -84,6 +87,55 @@ def compile_mlp(
         model.compile(optimizer=chosen, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
+@dataclass(frozen=True)
+class Job:
+    """One network to train: the rows of x it learns from, the rows that pick its best epoch, its seed."""
+
+    fit_rows: np.ndarray
+    validation_rows: np.ndarray
+    seed: int
+
+
+def plan_job(rows: np.ndarray, y: np.ndarray, *, task: str, validation_fraction: float, seed: int) -> Job:
+    """A job over `rows` of (x, y): a seeded, stratified slice of them watches for early stopping."""
+    fit, validation = validation_split(y[rows], task=task, fraction=validation_fraction, seed=seed)
+    return Job(fit_rows=rows[fit], validation_rows=rows[validation], seed=seed)
+
+
+def fit_mlps(
+    x: np.ndarray,
+    y: np.ndarray,
+    jobs: Sequence[Job],
+    *,
+    task: str,
+    n_classes: int,
+    spec: TrainParams,
+    callbacks: Sequence[Sequence[keras.callbacks.Callback]] = (),
+    label: str = "",
+) -> list[FitResult]:
+    """One fresh MLP per job, trained by the engine `spec.engine` names; results in job order.
+
+    `fast` trains every job together in compiled JAX programs (quest.fast); `fit` is Keras' own
+    `model.fit`, one job after another, kept as the reference. `callbacks[j]` go to job j's training.
+    """
+    if spec.engine == "fast" and jobs:
+        from quest import fast
+
+        return fast.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, callbacks=callbacks, label=label)
+    return [
+        _fit_one(
+            x,
+            y,
+            job,
+            task=task,
+            n_classes=n_classes,
+            spec=spec,
+            callbacks=callbacks[index] if index < len(callbacks) else (),
+        )
+        for index, job in enumerate(jobs)
+    ]
+
+
 def fit_mlp(
     x: np.ndarray,
     y: np.ndarray,
@@ -94,11 +146,27 @@ def fit_mlp(
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
-    """Build and fit a fresh MLP; early stopping on the validation slice restores the best epoch's weights."""
-    keras.utils.set_random_seed(seed)
-    fit_rows, validation_rows = validation_split(
-        y, task=task, fraction=spec.early_stopping.validation_fraction, seed=seed
+    """Build and fit a fresh MLP on all of (x, y); early stopping on a validation slice of it restores the best
+    epoch's weights."""
+    job = plan_job(
+        np.arange(len(y)), y, task=task, validation_fraction=spec.early_stopping.validation_fraction, seed=seed
     )
+    return fit_mlps(x, y, [job], task=task, n_classes=n_classes, spec=spec, callbacks=[callbacks])[0]
+
+
+def _fit_one(
+    x: np.ndarray,
+    y: np.ndarray,
+    job: Job,
+    *,
+    task: str,
+    n_classes: int,
+    spec: TrainParams,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> FitResult:
+    """The reference engine: Keras' model.fit with an EarlyStopping callback."""
+    seed_everything(job.seed)
+    fit_rows, validation_rows = job.fit_rows, job.validation_rows
     model = build_mlp(
         n_features=x.shape[1],
         task=task,

@@ -24,6 +24,7 @@ Task = Literal["classification", "regression", "auto"]
 SyntheticKind = Literal["moons", "spirals", "xor", "classification"]
 Backend = Literal["tensorflow", "jax", "torch"]
 Device = Literal["auto", "cpu", "gpu"]
+Engine = Literal["fast", "fit"]
 Activation = Literal["relu", "tanh", "sigmoid"]
 Initializer = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal"]
 Optimizer = Literal["adam", "sgd"]
@@ -97,6 +98,8 @@ class EarlyStoppingParams:
 class TrainParams:
     backend: Backend
     device: Device
+    engine: Engine
+    seeds: int
     hidden_layers: tuple[int, ...]
     activation: Activation
     dropout_rate: float
@@ -110,6 +113,13 @@ class TrainParams:
     early_stopping: EarlyStoppingParams
 
     def __post_init__(self) -> None:
+        _require(
+            self.engine == "fit" or self.backend == "jax",
+            "train.engine",
+            "fit when train.backend is not jax (the fast engine compiles with JAX)",
+            self.engine,
+        )
+        _require(1 <= self.seeds <= 100, "train.seeds", "an integer from 1 to 100", self.seeds)
         _require(
             all(size >= 1 for size in self.hidden_layers),
             "train.hidden_layers",
@@ -213,14 +223,17 @@ class MlflowParams:
 @dataclass(frozen=True)
 class VerifyParams:
     tolerance: dict[str, float]  # metric name (or "default") -> allowed absolute difference
+    other_machine: float  # at least this much for every metric when the results came from another device
 
     def __post_init__(self) -> None:
+        _require(self.other_machine >= 0, "verify.other_machine", "non-negative", self.other_machine)
         _require("default" in self.tolerance, "verify.tolerance", "a mapping with a `default` entry", self.tolerance)
         for name, value in self.tolerance.items():
             _require(value >= 0, f"verify.tolerance.{name}", "non-negative", value)
 
-    def allowed(self, metric: str) -> float:
-        return self.tolerance.get(metric, self.tolerance["default"])
+    def allowed(self, metric: str, *, same_machine: bool = True) -> float:
+        own = self.tolerance.get(metric, self.tolerance["default"])
+        return own if same_machine else max(own, self.other_machine)
 
 
 @dataclass(frozen=True)

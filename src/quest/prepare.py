@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
 
-from quest import paths
+from quest import paths, timing
 from quest.data import Dataset, load_dataset
 from quest.errors import QuestError, run_cli
 from quest.io import atomic_dir, write_json
@@ -126,6 +126,7 @@ def write_prepared(result: dict, out: Path) -> None:
         write_json(staging / paths.SCHEMA, result["schema"].to_dict())
 
 
+@timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("prepare", __doc__, "params", "out")
     args = parser.parse_args(argv)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from quest import paths
 from quest.errors import QuestError
@@ -105,5 +104,7 @@ def validation_split(y: np.ndarray, *, task: str, fraction: float, seed: int) ->
         n_validation = int(np.ceil(fraction * len(y)))
         if counts.min() >= 2 and n_validation >= len(counts) and len(y) - n_validation >= len(counts):
             stratify = y
+    from sklearn.model_selection import train_test_split  # lazily: stages that only read schemas skip sklearn
+
     fit_rows, validation_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(fit_rows), np.sort(validation_rows)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from quest import paths, tracking
+from quest import paths, timing, tracking
 from quest.errors import QuestError, run_cli
 from quest.io import file_md5, read_json, write_text
 from quest.metrics import LOWER_IS_BETTER
@@ -179,6 +179,7 @@ def build_html(markdown: str, reports: Path, title: str) -> str:
     )
 
 
+@timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("report", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
@@ -205,6 +206,7 @@ def _existing(path: Path, stage: str) -> Path:
     return path
 
 
+@timing.timed("mlflow")
 def log_to_mlflow(params: Params, reports: Path, files: list[Path], *, root: Path, data_dir: Path) -> None:
     """Onto the comparison's parent run (found by the comparison table it wrote), so the report sits beside it."""
     import mlflow

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from quest import backend, paths, tracking
+from quest import backend, paths, timing, tracking
 from quest.errors import run_cli
 from quest.io import file_md5, write_json, write_text
 from quest.metrics import scores
 from quest.params import Params, TrainParams, load_params
 from quest.prepared import Prepared, read_prepared
+
+SEED_STRIDE = 10007  # between a split's extra seeds: far from the next split's seed + split + 1
 
 
 def cross_validate(
@@ -23,26 +25,52 @@ def cross_validate(
     *,
     spec: TrainParams,
     seed: int,
-    callbacks_for: Callable[[int], list],
+    callbacks_for: Callable[[int], list] = lambda split: [],
 ) -> dict[str, list[float]]:
-    """Per-metric scores of an MLP fitted on each shared fold's training rows and scored on its held-out rows."""
-    from quest.model import fit_mlp, predict
+    """Per-metric scores of MLPs fitted on each shared fold's training rows and scored on its held-out rows.
+
+    Every split trains `spec.seeds` networks (each its own seed; the split scores their mean). The fast engine
+    trains all of them in one program; `callbacks_for(split)` reaches each of the split's networks.
+    """
+    from quest.model import fit_mlps, plan_job, predict
 
     task = prepared.schema.task
-    per_metric: dict[str, list[float]] = {}
+    jobs, held_outs, callbacks = [], [], []
     for split, held_out in prepared.splits():
-        result = fit_mlp(
-            prepared.x_train[~held_out],
-            prepared.y_train[~held_out],
-            task=task,
-            n_classes=prepared.n_classes,
-            spec=spec,
-            seed=seed + split + 1,  # each split its own, still seeded, initialisation
-            callbacks=callbacks_for(split),
-        )
-        output = predict(result.model, prepared.x_train[held_out], task=task)
-        for name, value in scores(task, prepared.y_train[held_out], output).items():
-            per_metric.setdefault(name, []).append(value)
+        rows = np.flatnonzero(~held_out)
+        held_outs.append(held_out)
+        for copy in range(spec.seeds):
+            # Each split (and copy) its own, still seeded, initialisation; copy 0 keeps seed + split + 1.
+            job_seed = seed + split + 1 + SEED_STRIDE * copy
+            jobs.append(
+                plan_job(
+                    rows,
+                    prepared.y_train,
+                    task=task,
+                    validation_fraction=spec.early_stopping.validation_fraction,
+                    seed=job_seed,
+                )
+            )
+            callbacks.append(callbacks_for(split))
+    results = fit_mlps(
+        prepared.x_train,
+        prepared.y_train,
+        jobs,
+        task=task,
+        n_classes=prepared.n_classes,
+        spec=spec,
+        callbacks=callbacks,
+        label="CV",
+    )
+    per_metric: dict[str, list[float]] = {}
+    for split, held_out in enumerate(held_outs):
+        copies = results[split * spec.seeds : (split + 1) * spec.seeds]
+        per_copy = [
+            scores(task, prepared.y_train[held_out], predict(r.model, prepared.x_train[held_out], task=task))
+            for r in copies
+        ]
+        for name in per_copy[0]:
+            per_metric.setdefault(name, []).append(float(np.mean([s[name] for s in per_copy])))
     return per_metric
 
 
@@ -54,6 +82,7 @@ def history_csv(history: dict[str, list[float]]) -> str:
     return "\n".join(rows) + "\n"
 
 
+@timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("train", __doc__, "params", "data", "model", "cv_out")
     args = parser.parse_args(argv)
@@ -68,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
+@timing.timed("mlflow")  # all but the training inside, which is compute
 def train_and_log(
     params: Params,
     prepared: Prepared,
@@ -104,21 +134,25 @@ def train_and_log(
         )
         tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
         splits = schema.folds * schema.repeats
-        cv = cross_validate(
-            prepared,
-            spec=spec,
-            seed=params.seed,
-            callbacks_for=lambda split: [Progress(f"split {split + 1}/{splits}", spec.epochs)],
-        )
-        final = fit_mlp(
-            prepared.x_train,
-            prepared.y_train,
-            task=schema.task,
-            n_classes=prepared.n_classes,
-            spec=spec,
-            seed=params.seed,
-            callbacks=[Progress("final", spec.epochs), MlflowEpochLogger(run.info.run_id)],
-        )
+        with timing.phase("compute"):
+            cv = cross_validate(
+                prepared,
+                spec=spec,
+                seed=params.seed,
+                # The fit engine reports each split as it goes; the fast engine, all networks at once, per block.
+                callbacks_for=lambda split: (
+                    [Progress(f"split {split + 1}/{splits}", spec.epochs)] if spec.engine == "fit" else []
+                ),
+            )
+            final = fit_mlp(
+                prepared.x_train,
+                prepared.y_train,
+                task=schema.task,
+                n_classes=prepared.n_classes,
+                spec=spec,
+                seed=params.seed,
+                callbacks=[Progress("final", spec.epochs), MlflowEpochLogger(run.info.run_id)],
+            )
         config = {
             "train": asdict(spec),
             "seed": params.seed,

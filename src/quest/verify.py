@@ -78,11 +78,24 @@ def metric_name(key: str) -> str:
     return re.sub(r"\[\d+\]$", "", key.split(":", 1)[1]).rsplit(".", 1)[-1]
 
 
-def compare_metrics(committed: dict[str, float], fresh: dict[str, float], tolerance: VerifyParams) -> list[Row]:
+def compare_metrics(
+    committed: dict[str, float], fresh: dict[str, float], tolerance: VerifyParams, *, same_machine: bool = True
+) -> list[Row]:
     """One row per key on either side; a key missing on one side counts as NaN there, which never matches."""
     keys = sorted(set(committed) | set(fresh))
     nan = float("nan")
-    return [Row(k, committed.get(k, nan), fresh.get(k, nan), tolerance.allowed(metric_name(k))) for k in keys]
+    return [
+        Row(k, committed.get(k, nan), fresh.get(k, nan), tolerance.allowed(metric_name(k), same_machine=same_machine))
+        for k in keys
+    ]
+
+
+def recorded_device(text: str | None) -> str:
+    """The device an environment fingerprint (models/environment.json) names; empty when there is none."""
+    try:
+        return str(json.loads(text or "{}").get("device", ""))
+    except json.JSONDecodeError:
+        return ""
 
 
 def format_table(rows: list[Row]) -> str:
@@ -153,12 +166,23 @@ def main(argv: list[str] | None = None) -> None:
         fresh: dict[str, float] = {}
         for name in METRIC_FILES:
             fresh.update(flatten(name, (clone / name).read_text(encoding="utf-8")))
+        devices = (
+            recorded_device(git_show(root, args.rev, paths.ENVIRONMENT.as_posix())),
+            recorded_device((clone / paths.ENVIRONMENT).read_text(encoding="utf-8")),
+        )
         before, after = (
             output_hashes(git_show(root, args.rev, "dvc.lock")),
             output_hashes((clone / "dvc.lock").read_text()),
         )
 
-    rows = compare_metrics(committed, fresh, tolerance)
+    same_machine = devices[0] == devices[1]
+    if not same_machine:
+        print(
+            f"verify: notice: the results were committed on {devices[0] or 'an unrecorded device'} and recomputed on "
+            f"{devices[1]}; float sums round differently there, so every metric may differ by "
+            f"verify.other_machine ({tolerance.other_machine:g})"
+        )
+    rows = compare_metrics(committed, fresh, tolerance, same_machine=same_machine)
     compared = [path for path in after if path not in RECORDS_COMMIT]
     differ = sorted(path for path in compared if before.get(path) != after[path])
     print(

@@ -1,0 +1,549 @@
+"""quest's benchmarks: every figure is measured side by side in one run and printed as a ratio.
+
+    python benchmarks/bench.py cpu     # make bench-cpu: engines on the default dataset, the pipeline's split,
+                                       # MLflow's cost per epoch, baseline growth from n to 2n rows
+    python benchmarks/bench.py gpu     # make bench-gpu: engines on a synthetic 1 M x 64 set on the GPU
+
+Each training engine runs in its own process (a Keras backend is chosen once per process). Results are
+printed and written to benchmarks/results/<part>.json and <part>.txt. Targets live here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+PIPELINE_OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
+
+
+# --- one engine, one process --------------------------------------------------------------------------------
+
+
+def engine_main(argv: list[str]) -> None:
+    """`bench.py _engine ...`: train one workload with one engine here and print a JSON line of figures."""
+    parser = argparse.ArgumentParser(prog="bench.py _engine")
+    parser.add_argument("--engine", choices=["fit", "fast", "limit"], required=True)
+    parser.add_argument("--backend", choices=["tensorflow", "jax"], required=True)
+    parser.add_argument("--data", choices=["default", "synthetic"], required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--hidden", default="")
+    args = parser.parse_args(argv)
+
+    from quest import backend
+
+    device = backend.configure(args.backend, "auto", 42)
+    import numpy as np
+
+    x, y, jobs, x_test, y_test, hidden = _workload(args.data, rows=args.rows)
+    if args.hidden:
+        hidden = [int(units) for units in args.hidden.split(",")]
+    from quest.params import params_from_dict
+
+    params = params_from_dict(
+        _params(hidden, args.batch, args.epochs, args.engine, args.backend, plain=args.data == "synthetic")
+    )
+    figures: dict[str, object] = {"device": device.describe()}
+    if args.engine == "limit":
+        figures.update(_limit(x, y, jobs, hidden=hidden, batch=args.batch, epochs=args.epochs, seed=42))
+    else:
+        figures.update(_keras(x, y, jobs, params.train, warm=args.data == "synthetic"))
+        if x_test is not None:
+            from quest.metrics import scores
+            from quest.model import predict
+
+            accuracy = [
+                scores("classification", y_test, predict(m, x_test, task="classification"))["accuracy"]
+                for m in figures.pop("models")
+            ]
+            figures["test_accuracy"] = float(np.mean(accuracy))
+        figures.pop("models", None)
+    print(json.dumps(figures))
+
+
+def _params(hidden: list[int], batch: int, epochs: int, engine: str, backend_name: str, plain: bool = False) -> dict:
+    """params.yaml's train section with the workload's shape; `plain`: no dropout or L2, as the limit loop."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update(
+        hidden_layers=hidden,
+        batch_size=batch,
+        epochs=epochs,
+        engine="fast" if engine == "limit" else engine,
+        backend=backend_name,
+    )
+    params["train"]["early_stopping"]["patience"] = 0  # every engine runs every epoch: equal work
+    if plain:
+        params["train"].update(dropout_rate=0.0, l2=0.0)
+    return params
+
+
+def _workload(name: str, *, rows: int):
+    """(x, y, jobs, x_test, y_test, hidden): the default dataset's first 5 CV folds, or one synthetic job."""
+    import numpy as np
+
+    from quest.model import plan_job
+
+    if name == "default":
+        from quest.data import load_dataset
+        from quest.params import params_from_dict
+        from quest.prepare import prepare
+
+        params = params_from_dict(_params([64, 32], 32, 1, "fit", "jax"))
+        prepared = prepare(
+            load_dataset(params.data, seed=params.seed, root=REPO),
+            test_size=params.prepare.test_size,
+            folds=params.prepare.folds,
+            repeats=1,
+            seed=params.seed,
+        )
+        from quest import paths
+
+        x, y, folds = prepared[paths.X_TRAIN], prepared[paths.Y_TRAIN], prepared[paths.FOLDS][0]
+        jobs = [
+            plan_job(
+                np.flatnonzero(folds != fold),
+                y,
+                task="classification",
+                validation_fraction=0.15,
+                seed=params.seed + fold + 1,
+            )
+            for fold in range(params.prepare.folds)
+        ]
+        return x, y, jobs, prepared[paths.X_TEST], prepared[paths.Y_TEST], list(params.train.hidden_layers)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 64)).astype(np.float32)
+    y = ((x[:, :8] @ rng.normal(size=8) + 0.5 * np.sin(3 * x[:, 8])) > 0).astype(np.int64)
+    jobs = [plan_job(np.arange(rows), y, task="classification", validation_fraction=0.05, seed=1)]
+    return x, y, jobs, None, None, [256, 256]
+
+
+def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
+    """Train `jobs` with quest's engine `spec.engine`; seconds exclude compilation, which is reported apart."""
+    from quest.model import fit_mlps
+
+    if spec.engine == "fast":
+        timings: dict[str, float] = {}
+        from quest.fast import fit_many
+
+        results = fit_many(x, y, jobs, task="classification", n_classes=2, spec=spec, timings=timings)
+        return {
+            "seconds": timings["train"],
+            "compile": timings["compile"],
+            "samples": timings["samples"],
+            "samples_per_s": timings["samples"] / timings["train"],
+            "models": [r.model for r in results],
+        }
+    import keras
+
+    class Clock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[float] = []
+
+        def on_train_begin(self, logs=None) -> None:
+            self.ends.append(time.perf_counter())
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            self.ends.append(time.perf_counter())
+
+    clocks = [Clock() for _ in jobs]
+    results = fit_mlps(x, y, jobs, task="classification", n_classes=2, spec=spec, callbacks=[[c] for c in clocks])
+    # fit's first epoch traces and compiles its step: on a large set (warm) it is left out, as compile is above.
+    first = 1 if warm and spec.epochs > 1 else 0
+    seconds = sum(c.ends[-1] - c.ends[first] for c in clocks)
+    samples = sum(len(job.fit_rows) * (spec.epochs - first) for job in jobs)
+    compile_seconds = sum(c.ends[1] - c.ends[0] for c in clocks) if first else 0.0
+    return {
+        "seconds": seconds,
+        "compile": compile_seconds,
+        "samples": float(samples),
+        "samples_per_s": samples / seconds,
+        "models": [r.model for r in results],
+    }
+
+
+def _limit(x, y, jobs, *, hidden: list[int], batch: int, epochs: int, seed: int) -> dict:
+    """The hand-written JAX loop: the same MLP (dense+ReLU, sigmoid out, Adam) with no Keras at all."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sizes = [x.shape[1], *hidden, 1]
+
+    def init(key):
+        params = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            key, sub = jax.random.split(key)
+            params.append((jax.random.normal(sub, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in), jnp.zeros(fan_out)))
+        return params
+
+    def forward(params, xb):
+        for w, b in params[:-1]:
+            xb = jax.nn.relu(xb @ w + b)
+        w, b = params[-1]
+        return (xb @ w + b)[:, 0]
+
+    def loss(params, xb, yb):
+        logits = forward(params, xb)
+        return jnp.mean(jnp.maximum(logits, 0) - logits * yb + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+
+    def adam(params, grads, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+        m = jax.tree.map(lambda a, g: b1 * a + (1 - b1) * g, m, grads)
+        v = jax.tree.map(lambda a, g: b2 * a + (1 - b2) * g * g, v, grads)
+        scale = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+        params = jax.tree.map(lambda p, a, b: p - scale * a / (jnp.sqrt(b) + eps), params, m, v)
+        return params, m, v
+
+    xd, yd = jnp.asarray(x), jnp.asarray(y, dtype="float32")
+    width = max(len(job.fit_rows) for job in jobs)
+    n_batches = width // batch  # full batches only: the limit does the least work per sample
+    rows = jnp.asarray(np.stack([np.resize(job.fit_rows, width) for job in jobs]))
+
+    def train(key, rows):
+        params = init(key)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+
+        def epoch(carry, index):
+            params, m, v, t = carry
+            order = jax.random.permutation(jax.random.fold_in(key, index), rows)[: n_batches * batch]
+
+            def step(carry, picked):
+                params, m, v, t = carry
+                grads = jax.grad(loss)(params, xd[picked], yd[picked])
+                params, m, v = adam(params, grads, m, v, t + 1)
+                return (params, m, v, t + 1), None
+
+            carry, _ = jax.lax.scan(step, (params, m, v, t), order.reshape(n_batches, batch))
+            return carry, None
+
+        (params, _, _, _), _ = jax.lax.scan(epoch, (params, zeros, zeros, 0.0), jnp.arange(epochs))
+        return params
+
+    run = jax.jit(jax.vmap(train))
+    keys = jnp.stack([jax.random.PRNGKey(seed + j) for j in range(len(jobs))])
+    started = time.perf_counter()
+    compiled = run.lower(keys, rows).compile()
+    compile_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    jax.block_until_ready(compiled(keys, rows))
+    seconds = time.perf_counter() - started
+    samples = float(len(jobs) * n_batches * batch * epochs)
+    return {"seconds": seconds, "compile": compile_seconds, "samples": samples, "samples_per_s": samples / seconds}
+
+
+def _engine(engine: str, backend_name: str, data: str, batch: int, epochs: int, **extra: object) -> dict:
+    args = [sys.executable, __file__, "_engine", "--engine", engine, "--backend", backend_name, "--data", data]
+    args += ["--batch", str(batch), "--epochs", str(epochs)]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    # No persistent compilation cache: every engine compiles from nothing, as on a first run.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "QUEST_JAX_CACHE": ""}
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {engine} on {backend_name} failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["process_seconds"] = time.perf_counter() - started
+    return figures
+
+
+# --- the CPU part -------------------------------------------------------------------------------------------
+
+
+def cpu_training(out: Report, epochs: int) -> None:
+    out.section(f"Training on the default dataset: 5 CV folds x {epochs} epochs, MLP 64-32, Adam (CPU)")
+    out.line(f"{'engine':<22}{'batch':>6}{'seconds':>9}{'compile':>9}{'samples/s':>12}{'test acc':>10}")
+    for batch in (32, 256):
+        runs = {
+            "fit (tensorflow)": _engine("fit", "tensorflow", "default", batch, epochs),
+            "fit (jax)": _engine("fit", "jax", "default", batch, epochs),
+            "fast (jax)": _engine("fast", "jax", "default", batch, epochs),
+            "limit (hand-written)": _engine("limit", "jax", "default", batch, epochs),
+        }
+        for name, figures in runs.items():
+            accuracy = figures.get("test_accuracy")
+            out.line(
+                f"{name:<22}{batch:>6}{figures['seconds']:>9.2f}{figures['compile']:>9.2f}"
+                f"{figures['samples_per_s']:>12,.0f}{accuracy if accuracy is not None else float('nan'):>10.4f}"
+            )
+        fit_tf, fast, limit = runs["fit (tensorflow)"], runs["fast (jax)"], runs["limit (hand-written)"]
+        # The headline counts compilation against the fast engine: it is paid on every run.
+        speedup = fit_tf["seconds"] / (fast["seconds"] + fast["compile"])
+        out.figure(f"cpu_speedup_vs_fit_b{batch}", speedup)
+        out.figure(f"cpu_fast_vs_limit_b{batch}", fast["samples_per_s"] / limit["samples_per_s"])
+        out.figure(f"cpu_accuracy_gap_b{batch}", abs(fast["test_accuracy"] - fit_tf["test_accuracy"]))
+        if batch == 32:
+            out.figure("cpu_speedup_vs_fit", speedup)
+
+
+def pipeline(out: Report) -> None:
+    out.section("The whole pipeline on the default dataset (dvc repro; seconds)")
+    with tempfile.TemporaryDirectory(prefix="quest-bench-") as tmp:
+        copy = _copy_repo(Path(tmp) / "quest")
+        timings = Path(tmp) / "timings.jsonl"
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(copy / "src")}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("MLFLOW_TRACKING_URI", None)
+        first = _timed(["dvc", "repro"], copy, env)  # a fresh MLflow store: its schema is created here
+        env["QUEST_TIMINGS"] = str(timings)
+        forced = _timed(["dvc", "repro", "--force"], copy, env)
+        noop = _timed(["dvc", "repro"], copy, {k: v for k, v in env.items() if k != "QUEST_TIMINGS"})
+        stages = [json.loads(line) for line in timings.read_text().splitlines()]
+    out.line(f"{'stage':<18}{'total':>7}{'start-up':>9}{'imports':>9}{'compute':>9}{'mlflow':>8}{'other':>7}")
+    sums = dict.fromkeys(("total", "startup", "imports", "compute", "mlflow", "other"), 0.0)
+    for stage in stages:
+        for key in sums:
+            sums[key] += stage.get(key, 0.0)
+        out.line(
+            f"{stage['stage']:<18}{stage['total']:>7.2f}{stage['startup']:>9.2f}{stage.get('imports', 0):>9.2f}"
+            f"{stage.get('compute', 0):>9.2f}{stage.get('mlflow', 0):>8.2f}{stage['other']:>7.2f}"
+        )
+    dvc = forced - sums["total"]
+    out.line(
+        f"{'all stages':<18}{sums['total']:>7.2f}{sums['startup']:>9.2f}{sums['imports']:>9.2f}"
+        f"{sums['compute']:>9.2f}{sums['mlflow']:>8.2f}{sums['other']:>7.2f}"
+    )
+    out.line(f"dvc itself (repro --force wall time less the stages): {dvc:.2f}")
+    out.line("start-up = interpreter and module imports; imports = Keras and its backend; mlflow includes its import")
+    split = {
+        "imports": sums["startup"] + sums["imports"],
+        "dvc": dvc,
+        "mlflow": sums["mlflow"],
+        "compute": sums["compute"],
+        "other": sums["other"],
+    }
+    out.line("split: " + ", ".join(f"{k} {v:.1f}s ({v / forced:.0%})" for k, v in split.items()))
+    out.figure("repro_first_seconds", first)
+    out.figure("repro_force_seconds", forced)
+    out.figure("repro_noop_seconds", noop)
+    out.figure("repro_slowest_part", max(split, key=split.get), text=True)
+
+
+def _copy_repo(destination: Path) -> Path:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        if name.startswith(PIPELINE_OUTPUTS) or not (REPO / name).is_file():
+            continue
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, destination / name)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench copy"]):
+        subprocess.run(
+            ["git", "-c", "user.name=bench", "-c", "user.email=bench@quest.local", *args],
+            cwd=destination,
+            check=True,
+            capture_output=True,
+        )
+    return destination
+
+
+def _timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def mlflow_cost(out: Report) -> None:
+    """The train stage's training (15 CV networks, then the final one with its per-epoch MLflow logger)."""
+    out.section("MLflow's per-epoch logging against training time (the train stage's work, default dataset)")
+    done = subprocess.run(
+        [sys.executable, __file__, "_mlflow"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: MLflow cost failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    out.line(
+        f"training {figures['training']:.3f}s (compilation included), of which logging {figures['logging']:.3f}s "
+        f"for {figures['epochs']} epochs; per epoch: logging {figures['per_epoch_logging_ms']:.3f} ms, "
+        f"the final network's compute {figures['per_epoch_compute_ms']:.3f} ms"
+    )
+    out.figure("mlflow_fraction_of_training", figures["fraction"])
+    out.figure("mlflow_per_epoch_vs_epoch_compute", figures["per_epoch_logging_ms"] / figures["per_epoch_compute_ms"])
+
+
+def mlflow_main() -> None:
+    from quest import backend, timing
+
+    backend.configure("jax", "cpu", 42)
+    import mlflow
+    import numpy as np
+
+    from quest.callbacks import MlflowEpochLogger
+    from quest.fast import fit_many
+    from quest.params import load_params
+
+    params = load_params(REPO / "params.yaml")
+    x, y, jobs, _, _, _ = _workload("default", rows=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        from quest.model import plan_job
+
+        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        final_job = plan_job(np.arange(len(y)), y, task="classification", validation_fraction=0.15, seed=params.seed)
+        cv_jobs = jobs * params.prepare.repeats  # as many networks as the stage's 5 folds x 3 repeats
+        with mlflow.start_run() as run:
+            for _ in range(2):  # the first fills JAX's compilation cache, as any earlier run would have
+                logger = MlflowEpochLogger(run.info.run_id)
+                before = timing._spent.get("mlflow", 0.0)
+                started = time.perf_counter()
+                fit_many(x, y, cv_jobs, task="classification", n_classes=2, spec=params.train)
+                final: dict[str, float] = {}
+                (result,) = fit_many(
+                    x, y, [final_job], task="classification", n_classes=2, spec=params.train,
+                    callbacks=[[logger]], timings=final,
+                )  # fmt: skip
+                training = time.perf_counter() - started
+                logging = timing._spent.get("mlflow", 0.0) - before
+    epochs = result.epochs_run
+    print(
+        json.dumps(
+            {
+                "epochs": epochs,
+                "training": training,
+                "logging": logging,
+                "fraction": logging / (training - logging),
+                "per_epoch_logging_ms": 1000 * logging / epochs,
+                "per_epoch_compute_ms": 1000 * (final["train"] - logging) / epochs,
+            }
+        )
+    )
+
+
+def baseline_growth(out: Report, n: int) -> None:
+    out.section(f"Baseline fit times at n = {n} and 2n rows (synthetic, 20 features, 2 classes)")
+    import numpy as np
+    from sklearn.datasets import make_classification
+
+    sys.path.insert(0, str(REPO / "src"))
+    from quest.baselines import available, make_baseline
+    from quest.params import BASELINES
+
+    x, y = make_classification(n_samples=2 * n, n_features=20, n_informative=10, random_state=0)
+    out.line(f"{'model':<22}{'n (s)':>9}{'2n (s)':>9}{'ratio':>7}   growth ~ n^k")
+    for name in BASELINES:
+        if not available(name):
+            continue
+        for large in (False, True) if name in ("svm_rbf", "boosting") else (False,):
+            seconds = []
+            for rows in (n, 2 * n):
+                model = make_baseline(name, task="classification", n_features=20, seed=0, large=large)
+                started = time.perf_counter()
+                model.fit(x[:rows], y[:rows])
+                seconds.append(time.perf_counter() - started)
+            ratio = seconds[1] / seconds[0]
+            label = f"{name} (stand-in)" if large else name
+            out.line(f"{label:<22}{seconds[0]:>9.3f}{seconds[1]:>9.3f}{ratio:>7.2f}   k = {np.log2(ratio):.2f}")
+
+
+# --- the GPU part -------------------------------------------------------------------------------------------
+
+
+def gpu(out: Report, rows: int, epochs: int, allow_cpu: bool) -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax; print(sum(d.platform == 'gpu' for d in jax.devices()))"],
+        capture_output=True,
+        text=True,
+    )
+    gpus = int(probe.stdout.strip() or 0) if probe.returncode == 0 else 0
+    if not gpus and not allow_cpu:
+        raise SystemExit("bench-gpu: JAX sees no GPU here; run it on a machine with one (or pass --allow-cpu)")
+    out.section(f"Training on a synthetic {rows:,} x 64 set, MLP 256-256, Adam, {epochs} timed epochs (JAX backend)")
+    out.line(f"{'engine':<22}{'batch':>6}{'seconds':>9}{'compile':>9}{'samples/s':>14}")
+    device = ""
+    for batch in (256, 4096):
+        runs = {
+            "fit (jax)": _engine("fit", "jax", "synthetic", batch, epochs + 1, rows=rows),
+            "fast (jax)": _engine("fast", "jax", "synthetic", batch, epochs, rows=rows),
+            "limit (hand-written)": _engine("limit", "jax", "synthetic", batch, epochs, rows=rows),
+        }
+        for name, figures in runs.items():
+            device = figures["device"]
+            out.line(
+                f"{name:<22}{batch:>6}{figures['seconds']:>9.2f}{figures['compile']:>9.2f}"
+                f"{figures['samples_per_s']:>14,.0f}"
+            )
+        fast = runs["fast (jax)"]["samples_per_s"]
+        out.figure(f"gpu_fast_vs_limit_b{batch}", fast / runs["limit (hand-written)"]["samples_per_s"])
+        out.figure(f"gpu_fast_vs_fit_b{batch}", fast / runs["fit (jax)"]["samples_per_s"])
+    out.line(f"device: {device}")
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+
+class Report:
+    """Printed as it goes; saved as text and JSON under benchmarks/results/."""
+
+    def __init__(self, part: str) -> None:
+        self.part, self.lines, self.figures = part, [], {}
+
+    def section(self, title: str) -> None:
+        self.line(f"\n## {title}")
+
+    def line(self, text: str) -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+    def figure(self, name: str, value: float | str, text: bool = False) -> None:
+        self.figures[name] = value
+        self.line(f"{name}={value}" if text else f"{name}={value:.3f}")
+
+    def save(self) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        header = f"# quest benchmarks, {self.part} part: {platform.node()} {platform.processor() or platform.machine()}"
+        (RESULTS / f"{self.part}.txt").write_text("\n".join([header, *self.lines]) + "\n")
+        (RESULTS / f"{self.part}.json").write_text(json.dumps(self.figures, indent=2) + "\n")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_engine":
+        return engine_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "_mlflow":
+        return mlflow_main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["cpu", "gpu"])
+    parser.add_argument("--epochs", type=int, default=None, help="cpu: 100 per fold; gpu: 3 timed epochs")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="gpu: rows of the synthetic set")
+    parser.add_argument("--baseline-rows", type=int, default=2000, help="cpu: n of the baseline growth table")
+    parser.add_argument("--skip-pipeline", action="store_true", help="cpu: leave out the dvc repro timings")
+    parser.add_argument("--allow-cpu", action="store_true", help="gpu: run the GPU part on the CPU (smoke test)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "src"))
+    out = Report(args.part)
+    started = time.perf_counter()
+    if args.part == "cpu":
+        cpu_training(out, args.epochs or 100)
+        mlflow_cost(out)
+        if not args.skip_pipeline:
+            pipeline(out)
+        baseline_growth(out, args.baseline_rows)
+    else:
+        gpu(out, args.rows, args.epochs or 3, args.allow_cpu)
+    out.line(f"\n(benchmark wall time {time.perf_counter() - started:.0f}s)")
+    out.save()
+
+
+if __name__ == "__main__":
+    main()

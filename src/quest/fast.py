@@ -1,0 +1,321 @@
+"""The fast engine: Keras MLPs trained inside compiled JAX programs, many networks at once.
+
+On tabular data an MLP's arithmetic is tiny and `model.fit` spends its time on per-step dispatch. Here the
+network is still the Keras model from quest.model, but its forward pass runs through `stateless_call` inside
+`lax.scan` over an epoch's mini-batches and `lax.while_loop` over epochs, with the data resident on the
+device; shuffling, early stopping and best-weight restore happen there too. Several networks (CV folds,
+seeds, training-set fractions) train in one program: `jax.vmap` over jobs whose rows are padded index lists,
+so a job's mini-batches are exactly the ones it would see trained alone.
+
+The host takes control back every block of epochs, only to report progress and per-epoch curves.
+Import only after `quest.backend.configure` picked the jax backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from quest.backend import seed_everything
+from quest.model import FitResult, Job, build_mlp, compile_mlp, output_size
+from quest.params import TrainParams
+
+BLOCKS = 5  # host round trips per training run: progress lines and MLflow batches arrive this often
+
+
+def fit_many(
+    x: np.ndarray,
+    y: np.ndarray,
+    jobs: Sequence[Job],
+    *,
+    task: str,
+    n_classes: int,
+    spec: TrainParams,
+    callbacks: Sequence[Sequence[keras.callbacks.Callback]] = (),
+    label: str = "",
+    timings: dict[str, float] | None = None,
+) -> list[FitResult]:
+    """Train one fresh MLP per job, all in one vectorised program; results in job order.
+
+    Each job's network starts from the weights `model.fit_mlp` would draw for its seed, learns with early
+    stopping on its validation rows and ends holding its best epoch's weights. `callbacks[j]` (Keras
+    callbacks) receive job j's per-epoch logs after each block of epochs. `timings`, when given, receives the
+    seconds spent compiling and training and the number of training rows processed (`samples`).
+    """
+    if keras.backend.backend() != "jax":
+        raise RuntimeError("the fast engine needs the jax backend: run quest.backend.configure('jax', ...) first")
+    started = time.perf_counter()
+    models = [_fresh_model(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed) for job in jobs]
+    regression = task == "regression"
+    target = _target(y, task=task, n_classes=n_classes)
+    shift, scale = _standardisers(target, jobs) if regression else (np.zeros(len(jobs)), np.ones(len(jobs)))
+    fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=spec.batch_size)
+    validation_rows, validation_mask = _pad([job.validation_rows for job in jobs], multiple=1)
+    per_job = {
+        "key": jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs]),
+        "fit_rows": jnp.asarray(fit_rows),
+        "fit_mask": jnp.asarray(fit_mask),
+        "validation_rows": jnp.asarray(validation_rows),
+        "validation_mask": jnp.asarray(validation_mask),
+        "shift": jnp.asarray(shift, dtype="float32"),
+        "scale": jnp.asarray(scale, dtype="float32"),
+    }
+    template = models[0]
+    optimizer = template.optimizer
+    optimizer.build(template.trainable_variables)
+    state = _initial_state(models, optimizer, epochs=spec.epochs)
+    block = _compile_block(
+        template,
+        optimizer,
+        jnp.asarray(x, dtype="float32"),
+        jnp.asarray(target),
+        task=task,
+        n_classes=n_classes,
+        batch_size=spec.batch_size,
+        patience=spec.early_stopping.patience or spec.epochs,  # 0 means: never stop early
+    )
+
+    until = jnp.asarray(0, dtype="int32")
+    compiling = time.perf_counter()
+    block = block.lower(state, per_job, until).compile()
+    compiled = time.perf_counter()
+    names = _history_names(task)
+    job_callbacks = [list(callbacks[j]) if j < len(callbacks) else [] for j in range(len(jobs))]
+    for group in job_callbacks:
+        for callback in group:
+            callback.on_train_begin()
+    done, every = 0, max(1, math.ceil(spec.epochs / BLOCKS))
+    while done < spec.epochs:
+        until = min(spec.epochs, done + every)
+        state = block(state, per_job, jnp.asarray(until, dtype="int32"))
+        history = np.asarray(state["history"])
+        epochs_run = np.asarray(state["epoch"])
+        for j, group in enumerate(job_callbacks):
+            for epoch in range(done, min(until, int(epochs_run[j]))):
+                logs = dict(zip(names, map(float, history[j, epoch]), strict=True))
+                for callback in group:
+                    callback.on_epoch_end(epoch, logs)
+        done = until
+        active = int(np.sum(~np.asarray(state["stopped"])))
+        if label and len(jobs) > 1:
+            print(
+                f"train: {label} {len(jobs)} networks epoch {done}/{spec.epochs}, {active} still improving, "
+                f"{time.perf_counter() - started:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+        if active == 0:
+            break
+    for group in job_callbacks:
+        for callback in group:
+            callback.on_train_end()
+    if timings is not None:
+        epochs_run = np.asarray(state["epoch"])
+        timings["compile"] = compiled - compiling
+        timings["train"] = time.perf_counter() - compiled
+        timings["samples"] = float(sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True)))
+    return [
+        _result(model, state, j, names, regression=regression, shift=shift[j], scale=scale[j])
+        for j, model in enumerate(models)
+    ]
+
+
+def _fresh_model(n_features: int, *, task: str, n_classes: int, spec: TrainParams, seed: int) -> keras.Model:
+    seed_everything(seed)  # the same initial weights as model.fit_mlp draws for this seed
+    model = build_mlp(
+        n_features=n_features,
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=spec.hidden_layers,
+        activation=spec.activation,
+        dropout_rate=spec.dropout_rate,
+        l2=spec.l2,
+        initializer=spec.initializer,
+    )
+    compile_mlp(
+        model,
+        task=task,
+        n_classes=n_classes,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        momentum=spec.momentum,
+    )
+    return model
+
+
+def _target(y: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
+    if task == "regression" or output_size(task, n_classes) == 1:
+        return y.astype(np.float32).reshape(-1, 1)
+    return y.astype(np.int32)
+
+
+def _standardisers(target: np.ndarray, jobs: Sequence[Job]) -> tuple[np.ndarray, np.ndarray]:
+    """Per job, the mean and spread of its fit rows' target: the network learns the standardised target."""
+    shift = np.array([float(target[job.fit_rows].mean()) for job in jobs])
+    scale = np.array([float(target[job.fit_rows].std()) or 1.0 for job in jobs])
+    return shift, scale
+
+
+def _pad(rows: Sequence[np.ndarray], *, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index lists of unequal length as one (jobs, width) array and its validity mask; width a `multiple`."""
+    width = max(1, max(len(r) for r in rows))
+    width = math.ceil(width / multiple) * multiple
+    padded = np.zeros((len(rows), width), dtype=np.int32)
+    mask = np.zeros((len(rows), width), dtype=bool)
+    for j, r in enumerate(rows):
+        padded[j, : len(r)] = r
+        mask[j, : len(r)] = True
+    return padded, mask
+
+
+def _initial_state(models: Sequence[keras.Model], optimizer: keras.optimizers.Optimizer, *, epochs: int) -> dict:
+    def stacked(values: list[list]) -> list:
+        return [jnp.stack(column) for column in zip(*values, strict=True)]
+
+    trainable = stacked([[v.value for v in m.trainable_variables] for m in models])
+    non_trainable = stacked([[v.value for v in m.non_trainable_variables] for m in models])
+    jobs = len(models)
+    return {
+        "trainable": trainable,
+        "non_trainable": non_trainable,
+        "optimizer": [jnp.stack([v.value] * jobs) for v in optimizer.variables],
+        "best_trainable": trainable,
+        "best_non_trainable": non_trainable,
+        "best_loss": jnp.full((jobs,), jnp.inf, dtype="float32"),
+        "wait": jnp.zeros((jobs,), dtype="int32"),
+        "epoch": jnp.zeros((jobs,), dtype="int32"),
+        "stopped": jnp.zeros((jobs,), dtype=bool),
+        "history": jnp.full((jobs, epochs, 4), jnp.nan, dtype="float32"),
+    }
+
+
+def _compile_block(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    x: jax.Array,
+    target: jax.Array,
+    *,
+    task: str,
+    n_classes: int,
+    batch_size: int,
+    patience: int,
+):
+    """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`."""
+    regression = task == "regression"
+    binary = not regression and output_size(task, n_classes) == 1
+
+    def per_sample(y_true: jax.Array, y_pred: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Loss and metric (accuracy, or absolute error) per row, as model.fit's loss and metric define them."""
+        if regression:
+            return keras.losses.mean_squared_error(y_true, y_pred), jnp.abs(y_true - y_pred)[:, 0]
+        if binary:
+            hit = (y_pred[:, 0] > 0.5) == (y_true[:, 0] > 0.5)
+            return keras.losses.binary_crossentropy(y_true, y_pred), hit.astype("float32")
+        hit = jnp.argmax(y_pred, axis=-1) == y_true
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred), hit.astype("float32")
+
+    def labels(rows: jax.Array, job: dict) -> jax.Array:
+        picked = target[rows]
+        return (picked - job["shift"]) / job["scale"] if regression else picked
+
+    def masked(values: jax.Array, weights: jax.Array) -> jax.Array:
+        return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+    def step(job: dict, carry: tuple, batch: tuple) -> tuple:
+        trainable, non_trainable, opt, sums = carry
+        rows, valid = batch
+        weights = valid.astype("float32")
+        x_batch, y_batch = x[rows], labels(rows, job)
+
+        def objective(variables: list) -> tuple:
+            y_pred, updated, penalties = model.stateless_call(
+                variables, non_trainable, x_batch, training=True, return_losses=True
+            )
+            loss, metric = per_sample(y_batch, y_pred)
+            total = masked(loss, weights) + sum(penalties, jnp.zeros(()))
+            return total, (updated, jnp.sum(metric * weights))
+
+        (total, (updated, metric_sum)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
+        new_trainable, new_opt = optimizer.stateless_apply(opt, grads, trainable)
+        count = jnp.sum(weights)
+        live = count > 0  # a job with fewer rows than the widest one skips its trailing empty batches
+
+        def keep(new: list, old: list) -> list:
+            return [jnp.where(live, a, b) for a, b in zip(new, old, strict=True)]
+
+        sums = sums + jnp.stack([total * count, metric_sum, count])
+        return (keep(new_trainable, trainable), keep(updated, non_trainable), keep(new_opt, opt), sums), None
+
+    def epoch(state: dict, job: dict) -> dict:
+        index = state["epoch"]
+        # Shuffle on the device: random keys for the job's rows, padding sorted last.
+        keys = jax.random.uniform(jax.random.fold_in(job["key"], index), job["fit_mask"].shape)
+        order = jnp.argsort(jnp.where(job["fit_mask"], keys, 2.0))
+        rows = job["fit_rows"][order].reshape(-1, batch_size)
+        valid = job["fit_mask"][order].reshape(-1, batch_size)
+        carry = (state["trainable"], state["non_trainable"], state["optimizer"], jnp.zeros(3))
+        (trainable, non_trainable, opt, sums), _ = jax.lax.scan(functools.partial(step, job), carry, (rows, valid))
+
+        weights = job["validation_mask"].astype("float32")
+        y_pred, _, penalties = model.stateless_call(
+            trainable, non_trainable, x[job["validation_rows"]], training=False, return_losses=True
+        )
+        loss, metric = per_sample(labels(job["validation_rows"], job), y_pred)
+        val_loss = masked(loss, weights) + sum(penalties, jnp.zeros(()))
+        count = jnp.maximum(sums[2], 1.0)
+        row = jnp.stack([sums[0] / count, sums[1] / count, val_loss, masked(metric, weights)])
+
+        improved = val_loss < state["best_loss"]  # as EarlyStopping: min_delta 0, NaN never improves
+
+        def choose(new: list, old: list) -> list:
+            return [jnp.where(improved, a, b) for a, b in zip(new, old, strict=True)]
+
+        wait = jnp.where(improved, 0, state["wait"] + 1)
+        return {
+            "trainable": trainable,
+            "non_trainable": non_trainable,
+            "optimizer": opt,
+            "best_trainable": choose(trainable, state["best_trainable"]),
+            "best_non_trainable": choose(non_trainable, state["best_non_trainable"]),
+            "best_loss": jnp.where(improved, val_loss, state["best_loss"]),
+            "wait": wait,
+            "epoch": index + 1,
+            "stopped": wait >= patience,
+            "history": state["history"].at[index].set(row),
+        }
+
+    def run(state: dict, job: dict, until: jax.Array) -> dict:
+        return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
+
+    vectorised = jax.vmap(run, in_axes=(0, 0, None))
+    return jax.jit(vectorised)
+
+
+def _history_names(task: str) -> tuple[str, str, str, str]:
+    metric = "mae" if task == "regression" else "accuracy"
+    return ("loss", metric, "val_loss", f"val_{metric}")
+
+
+def _result(
+    model: keras.Model, state: dict, job: int, names: Sequence[str], *, regression: bool, shift: float, scale: float
+) -> FitResult:
+    """Job `job`'s network as a Keras model holding its best epoch's weights, with its curves."""
+    for variable, value in zip(model.trainable_variables, state["best_trainable"], strict=True):
+        variable.assign(value[job])
+    for variable, value in zip(model.non_trainable_variables, state["best_non_trainable"], strict=True):
+        variable.assign(value[job])
+    epochs_run = int(state["epoch"][job])
+    rows = np.asarray(state["history"][job, :epochs_run], dtype=np.float64)
+    curves = {name: [float(v) for v in rows[:, i]] for i, name in enumerate(names)}
+    if regression:
+        model.add(keras.layers.Rescaling(scale=scale, offset=shift, name="target_units"))
+    best = int(np.nanargmin(rows[:, 2])) + 1 if np.isfinite(rows[:, 2]).any() else epochs_run
+    return FitResult(model=model, history=curves, best_epoch=best, epochs_run=epochs_run)

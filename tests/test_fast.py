@@ -1,0 +1,130 @@
+"""The fast engine: networks trained together match networks trained alone, and match model.fit within noise."""
+
+import keras
+import numpy as np
+import pytest
+
+from quest.fast import fit_many
+from quest.metrics import scores
+from quest.model import Job, fit_mlps, plan_job, predict
+from quest.params import params_from_dict
+from tests.conftest import repo_params
+
+
+def spec(**train):
+    return params_from_dict(repo_params(train=train)).train
+
+
+def blobs(n: int, classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = (rng.normal(size=(n, 3)) + 2.0 * np.eye(classes, 3)[y]).astype(np.float32)
+    return x, y
+
+
+def jobs_of_unequal_size(y: np.ndarray, task: str = "classification") -> list[Job]:
+    # 40, 57 and 90 rows at batch 16: 3, 4 and 6 batches an epoch, so the padding and skipped batches matter.
+    return [
+        plan_job(np.arange(size), y, task=task, validation_fraction=0.25, seed=seed)
+        for size, seed in ((40, 3), (57, 4), (90, 5))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "dropout_rate"),
+    [("classification", 2, 0.2), ("classification", 3, 0.0), ("regression", 0, 0.1)],
+)
+def test_networks_trained_together_equal_networks_trained_alone(task, classes, dropout_rate):
+    x, labels = blobs(90, classes=max(classes, 2))
+    y = labels if task == "classification" else (x[:, 0] * 3.0 + 10.0).astype(np.float32)
+    settings = spec(
+        hidden_layers=[8, 4], epochs=25, batch_size=16, dropout_rate=dropout_rate, learning_rate=0.01,
+        early_stopping={"patience": 4, "validation_fraction": 0.25},
+    )  # fmt: skip
+    jobs = jobs_of_unequal_size(y, task)
+    together = fit_many(x, y, jobs, task=task, n_classes=classes, spec=settings)
+    for job, joint in zip(jobs, together, strict=True):
+        (alone,) = fit_many(x, y, [job], task=task, n_classes=classes, spec=settings)
+        assert (alone.best_epoch, alone.epochs_run) == (joint.best_epoch, joint.epochs_run)
+        np.testing.assert_allclose(alone.history["val_loss"], joint.history["val_loss"], rtol=1e-5, atol=1e-6)
+        for a, b in zip(alone.model.get_weights(), joint.model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert len({r.epochs_run for r in together}) > 1 or settings.epochs in {r.epochs_run for r in together}
+
+
+def test_early_stopping_and_best_weights_per_network():
+    x, y = blobs(90)
+    settings = spec(hidden_layers=[8], epochs=80, batch_size=16, learning_rate=0.05,
+                    early_stopping={"patience": 3, "validation_fraction": 0.25})  # fmt: skip
+    for result in fit_many(x, y, jobs_of_unequal_size(y), task="classification", n_classes=2, spec=settings):
+        assert result.epochs_run < 80
+        assert result.best_epoch == result.epochs_run - 3 == int(np.argmin(result.history["val_loss"])) + 1
+        assert sorted(result.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+        assert all(len(curve) == result.epochs_run for curve in result.history.values())
+        assert result.history["val_accuracy"][result.best_epoch - 1] > 0.8
+
+
+def test_patience_zero_trains_every_epoch():
+    x, y = blobs(90)
+    settings = spec(hidden_layers=[4], epochs=7, early_stopping={"patience": 0, "validation_fraction": 0.25})
+    (result,) = fit_many(x, y, jobs_of_unequal_size(y)[:1], task="classification", n_classes=2, spec=settings)
+    assert result.epochs_run == 7
+
+
+def test_callbacks_receive_every_epoch_in_order():
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def on_train_begin(self, logs=None):
+            self.events.append("begin")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.events.append((epoch, sorted(logs)))
+
+        def on_train_end(self, logs=None):
+            self.events.append("end")
+
+    x, y = blobs(90)
+    settings = spec(hidden_layers=[4], epochs=12, early_stopping={"patience": 0, "validation_fraction": 0.25})
+    records = [Record(), Record()]
+    fit_many(x, y, jobs_of_unequal_size(y)[:2], task="classification", n_classes=2, spec=settings,
+             callbacks=[[records[0]], [records[1]]])  # fmt: skip
+    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    for record in records:
+        assert record.events == ["begin", *[(epoch, keys) for epoch in range(12)], "end"]
+
+
+def test_same_accuracy_as_model_fit_within_noise():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype(np.float32)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    train, test = order[:400], order[400:]
+    accuracy = {}
+    for engine in ("fast", "fit"):
+        settings = spec(engine=engine, hidden_layers=[32, 16], epochs=40, batch_size=32)
+        jobs = [plan_job(train, y, task="classification", validation_fraction=0.15, seed=seed) for seed in (1, 2, 3)]
+        results = fit_mlps(x, y, jobs, task="classification", n_classes=2, spec=settings)
+        accuracy[engine] = np.mean(
+            [scores("classification", y[test], predict(r.model, x[test], task="classification"))["accuracy"]
+             for r in results]
+        )  # fmt: skip
+    assert accuracy["fast"] > 0.93 and accuracy["fit"] > 0.93
+    assert abs(accuracy["fast"] - accuracy["fit"]) <= 0.02  # 169 test rows: 0.02 is about three of them
+
+
+def test_the_fast_engine_is_deterministic():
+    x, y = blobs(90)
+    settings = spec(hidden_layers=[8], epochs=10, dropout_rate=0.3)
+    first, second = (
+        fit_many(x, y, jobs_of_unequal_size(y), task="classification", n_classes=2, spec=settings) for _ in range(2)
+    )
+    for a, b in zip(first, second, strict=True):
+        assert a.history == b.history
+        for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+            np.testing.assert_array_equal(wa, wb)
