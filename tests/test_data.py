@@ -122,3 +122,20 @@ def test_embedded_datasets_ship_with_scikit_learn():
     cancer = load_dataset(params_from_dict(repo_params()).data, seed=0, root=Path("."))
     assert sorted(set(cancer.target)) == ["benign", "malignant"]
     assert np.isfinite(cancer.features.to_numpy()).all()
+
+
+def test_a_file_too_large_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    import quest.data
+
+    path = write(tmp_path, "a,b,survived\n" + "1,2,0\n3,4,1\n" * 500)
+    monkeypatch.setattr(quest.data, "available_memory", lambda: 5000)  # bytes: less than twice the file
+    with pytest.raises(QuestError, match=r"GiB of CSV needs about 2x that in memory and 0\.0 GiB is available"):
+        load_dataset(csv_params(path), seed=0, root=tmp_path)
+    monkeypatch.setattr(quest.data, "available_memory", lambda: 0)  # unknown: read it and see
+    assert len(load_dataset(csv_params(path), seed=0, root=tmp_path).target) == 1000
+
+
+def test_available_memory_is_read_from_the_system():
+    from quest.data import available_memory
+
+    assert available_memory() > 2**20

@@ -60,11 +60,42 @@ def resolve_data_path(path: str, root: Path) -> Path:
     resolved = (root / path).resolve()
     if not resolved.is_file():
         raise QuestError(f"data.path: file not found: {resolved}")
+    if not resolved.is_relative_to(root.resolve()):
+        # Allowed, but DVC does not version it: say so; the schema records the resolved path (its `source`).
+        print(
+            f"quest: notice: data.path {resolved} is outside the repository; DVC does not version it, so a "
+            "teammate or CI cannot reproduce this run unless the file is copied under data/raw/",
+            file=sys.stderr,
+        )
     return resolved
+
+
+CSV_MEMORY_FACTOR = 2  # a parsed table takes at least about twice its text's size; more with text columns
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux' MemAvailable); 0 when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV file strictly: UTF-8, one header, unique column names, rectangular rows."""
+    size, available = path.stat().st_size, available_memory()
+    if available and size * CSV_MEMORY_FACTOR > available:
+        raise QuestError(
+            f"{path}: {size / 2**30:.1f} GiB of CSV needs about {CSV_MEMORY_FACTOR}x that in memory and "
+            f"{available / 2**30:.1f} GiB is available; sample the file or use a machine with more memory"
+        )
+    with path.open("rb") as raw:
+        if b"\x00" in raw.read(1 << 16):  # text never holds NUL bytes; images, archives and databases do
+            raise QuestError(f"{path}: holds NUL bytes, so it is binary, not text (is it a CSV file?)")
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             header = next(csv.reader(handle), None)
@@ -79,6 +110,8 @@ def read_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, encoding="utf-8")
     except pd.errors.ParserError as error:
         raise QuestError(f"{path}: malformed CSV: {str(error).strip().splitlines()[-1]}") from None
+    except MemoryError:
+        raise QuestError(f"{path}: ran out of memory reading {size / 2**30:.1f} GiB of CSV") from None
     if frame.empty:
         raise QuestError(f"{path}: the header has no data rows under it")
     if frame.shape[1] < 2:

@@ -28,7 +28,9 @@ from quest.backend import seed_everything
 from quest.model import FitResult, Job, build_mlp, compile_mlp, output_size
 from quest.params import TrainParams
 
-BLOCKS = 5  # host round trips per training run: progress lines and MLflow batches arrive this often
+BLOCKS = 5  # at least this many host round trips per run: progress lines and MLflow batches
+BLOCK_SECONDS = 2.0  # and at most this long between them, so a long run reports and answers Ctrl-C
+PROGRESS_SECONDS = 10.0  # a progress line every fifth of the run, or this often if that is sooner
 
 
 def fit_many(
@@ -92,11 +94,17 @@ def fit_many(
     for group in job_callbacks:
         for callback in group:
             callback.on_train_begin()
-    done, every = 0, max(1, math.ceil(spec.epochs / BLOCKS))
+    # The first block is one epoch and times it; the later ones last about BLOCK_SECONDS (or a fifth of the
+    # run, if that is shorter). Where the blocks end does not change the result, only when the host looks.
+    done, every, shown, fifth = 0, 1, 0, max(1, math.ceil(spec.epochs / BLOCKS))
+    last_line = time.perf_counter()
     while done < spec.epochs:
         until = min(spec.epochs, done + every)
+        block_started = time.perf_counter()
         state = block(state, per_job, jnp.asarray(until, dtype="int32"))
         history = np.asarray(state["history"])
+        per_epoch = (time.perf_counter() - block_started) / (until - done)
+        every = max(1, min(fifth, int(BLOCK_SECONDS / max(per_epoch, 1e-9))))
         epochs_run = np.asarray(state["epoch"])
         for j, group in enumerate(job_callbacks):
             for epoch in range(done, min(until, int(epochs_run[j]))):
@@ -105,7 +113,9 @@ def fit_many(
                     callback.on_epoch_end(epoch, logs)
         done = until
         active = int(np.sum(~np.asarray(state["stopped"])))
-        if label and len(jobs) > 1:
+        due = done - shown >= fifth or time.perf_counter() - last_line >= PROGRESS_SECONDS
+        if label and len(jobs) > 1 and (due or active == 0 or done == spec.epochs):
+            shown, last_line = done, time.perf_counter()
             print(
                 f"train: {label} {len(jobs)} networks epoch {done}/{spec.epochs}, {active} still improving, "
                 f"{time.perf_counter() - started:.1f}s",

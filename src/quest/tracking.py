@@ -46,6 +46,20 @@ def tracking_uri(root: Path) -> str:
     return f"sqlite:///{_store_root(root) / DB_NAME}"
 
 
+@contextmanager
+def killed_on_interrupt() -> Iterator[None]:
+    """Inside an active run: Ctrl-C or SIGTERM ends it KILLED (MLflow would say FAILED), then goes on up."""
+    from quest.errors import Terminated
+
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated):
+        import mlflow
+
+        mlflow.end_run(status="KILLED")
+        raise
+
+
 def start(experiment: str, root: Path) -> None:
     """Point MLflow at the store and experiment; quiet its console chatter."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

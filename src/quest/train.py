@@ -122,7 +122,7 @@ def train_and_log(
         "quest.device_kind": device.kind,
         "quest.keras_version": keras.__version__,
     }
-    with mlflow.start_run(run_name="mlp", tags=tags) as run:
+    with mlflow.start_run(run_name="mlp", tags=tags) as run, tracking.killed_on_interrupt():
         estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
         mlflow.log_params(
             {

@@ -1,0 +1,122 @@
+"""Every bad input a user can hand `quest prepare`, through the real command: one line naming the problem,
+exit code 2, no traceback, and the earlier result in the output directory untouched.
+
+Each case is (id, CSV text or bytes or None, params overrides, the message's telling part). The unit tests of
+quest.params and quest.data check the messages in full; this table checks the promise at the door.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from quest.io import dvc_md5
+from tests.conftest import repo_params
+from tests.test_cli import assert_user_error, quest
+
+CSV = "age,fare,port,survived\n22,7.25,S,0\n38,71.3,C,1\n26,7.9,S,1\n35,53.1,S,1\n35,8.05,S,0\n54,51.9,S,0\n"
+GOOD = "\n".join(CSV.splitlines() + [f"{20 + i},{10 + i}.5,{'SCQ'[i % 3]},{i % 2}" for i in range(40)]) + "\n"
+
+
+def csv_params(**data) -> dict:
+    return {"data": {"source": "csv", "path": "data.csv", "target": "survived", **data}}
+
+
+PARAMS_CASES = [
+    ("params missing", None, "params file not found"),
+    ("params empty", "", "the file is empty"),
+    ("params invalid YAML", "train: [unclosed\n", "invalid YAML"),
+    ("params not a mapping", "- a\n- b\n", "must be a mapping"),
+    ("unknown key", {"train": {"epoch": 5}}, "unknown key train.epoch; did you mean train.epochs?"),
+    ("wrong type", {"train": {"epochs": "ten"}}, "train.epochs must be an integer (got 'ten')"),
+    ("negative learning rate", {"train": {"learning_rate": -0.1}}, "train.learning_rate must be positive"),
+    ("test size above 1", {"prepare": {"test_size": 1.5}}, "prepare.test_size must be between 0 and 1"),
+    ("hidden layer of size 0", {"train": {"hidden_layers": [8, 0]}}, "train.hidden_layers must be a list of pos"),
+    ("unknown activation", {"train": {"activation": "relux"}}, "train.activation must be one of relu, tanh"),
+    ("unknown optimizer", {"train": {"optimizer": "rmsprop"}}, "train.optimizer must be one of adam, sgd"),
+    ("unknown backend", {"train": {"backend": "mxnet"}}, "train.backend must be one of tensorflow, jax, torch"),
+    ("unknown source", {"data": {"source": "parquet"}}, "data.source must be one of breast_cancer"),
+    ("fast engine off jax", {"train": {"backend": "tensorflow"}}, "train.engine must be fit when train.backend"),
+]
+
+CSV_CASES = [
+    ("csv missing", None, {}, "data.path: file not found"),
+    ("csv empty", "", {}, "the file is empty (no header row)"),
+    ("header only", "a,b,survived\n", {}, "the header has no data rows under it"),
+    ("wrong delimiter", "a;b;survived\n1;2;0\n3;4;1\n", {}, "only one column ('a;b;survived')"),
+    ("not UTF-8", "name,survived\nJos\xe9,1\nAnn,0\n".encode("latin-1"), {}, "not UTF-8 text"),
+    ("binary file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01", {}, "is it a CSV file?"),
+    ("NUL bytes", b"a,b,survived\n1,\x00,0\n", {}, "is it a CSV file?"),
+    ("ragged rows", "a,b,survived\n1,2,0\n1,2,3,4\n", {}, "malformed CSV"),
+    ("duplicate columns", "a,a,survived\n1,2,0\n", {}, "duplicate column names: a"),
+    ("target absent", "a,b,label\n1,2,0\n3,4,1\n", {}, "target column 'survived' (data.target) not found"),
+    ("target one class", "a,b,survived\n1,2,0\n3,4,0\n", {}, "target column 'survived' has a single class"),
+    ("target with NaN", "a,b,survived\n1,2,0\n3,4,\n5,6,1\n", {}, "target column 'survived' has 1 missing value"),
+    ("text in a numeric column", GOOD.replace("71.3", "n/a?"), {}, "column 'fare' is numeric but row 2 holds 'n/a?'"),
+    ("infinity", "a,b,survived\n1,inf,0\n3,4,1\n", {}, "column 'b' holds an infinite value at row 1"),
+    ("drop names no column", GOOD, {"drop": ["cabin"]}, "data.drop names 'cabin', which is not a column"),
+    ("a class of one row", GOOD + "30,9.5,S,2\n", {}, "class '2' has a single row"),
+    ("fewer rows of a class than folds", GOOD + "30,9.5,S,2\n31,9.5,S,2\n31,9.5,Q,2\n", {}, "prepare.folds=5 but"),
+    ("fewer rows than folds", CSV, {}, "prepare.folds=5 but"),
+]
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory) -> Path:
+    """A good earlier result, prepared once: every failing case starts from a copy of it."""
+    root = tmp_path_factory.mktemp("earlier")
+    (root / "data.csv").write_text(GOOD)
+    (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**csv_params())))
+    done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def run_case(earlier: Path, tmp_path: Path, params_text: str | None, csv: str | bytes | None):
+    shutil.copytree(earlier / "processed", tmp_path / "processed")
+    if params_text is not None:
+        (tmp_path / "params.yaml").write_text(params_text)
+    if isinstance(csv, bytes):
+        (tmp_path / "data.csv").write_bytes(csv)
+    elif csv is not None:
+        (tmp_path / "data.csv").write_text(csv)
+    before = dvc_md5(tmp_path / "processed")
+    done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=tmp_path)
+    return done, before
+
+
+@pytest.mark.parametrize(("case", "params", "message"), PARAMS_CASES, ids=[c[0] for c in PARAMS_CASES])
+def test_bad_params(earlier, tmp_path, case, params, message):
+    text = params if isinstance(params, str) or params is None else yaml.safe_dump(repo_params(**params))
+    done, before = run_case(earlier, tmp_path, text, GOOD)
+    assert_user_error(done, "quest prepare: error: ", message)
+    assert dvc_md5(tmp_path / "processed") == before
+
+
+@pytest.mark.parametrize(("case", "csv", "data", "message"), CSV_CASES, ids=[c[0] for c in CSV_CASES])
+def test_bad_csv(earlier, tmp_path, case, csv, data, message):
+    done, before = run_case(earlier, tmp_path, yaml.safe_dump(repo_params(**csv_params(**data))), csv)
+    assert_user_error(done, "quest prepare: error: ", message)
+    assert dvc_md5(tmp_path / "processed") == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no half-written leftovers
+
+
+def test_what_is_handled_rather_than_refused(tmp_path):
+    """An entirely empty column is dropped with a notice; a path outside the repo is used and said so."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    header, *rows = GOOD.splitlines()
+    (outside / "table.csv").write_text("\n".join([f"{header},cabin", *(f"{row}," for row in rows)]) + "\n")
+    root = tmp_path / "repo"
+    root.mkdir()
+    params = repo_params(**csv_params(path="../elsewhere/table.csv"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "column 'cabin' is entirely missing" in done.stderr
+    assert f"data.path {outside / 'table.csv'} is outside the repository" in done.stderr
+    schema = yaml.safe_load((root / "processed" / "schema.json").read_text())
+    assert schema["source"] == str(outside / "table.csv")  # recorded, resolved
