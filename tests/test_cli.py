@@ -14,8 +14,9 @@ from quest.io import dvc_md5
 from tests.conftest import repo_params
 
 
-def quest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+def quest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`quest ARGS` in `cwd`, with this environment less MLflow's and DVC's variables, plus `env`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))} | (env or {})
     return subprocess.run([sys.executable, "-m", "quest.cli", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 

@@ -55,3 +55,36 @@ def test_sigterm_mid_training_ends_the_mlflow_run_killed_and_keeps_no_model(tmp_
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["quest"], output_format="list")
     assert [(r.info.run_name, r.info.status) for r in runs] == [("mlp", "KILLED")]
+
+
+def test_an_mlflow_server_that_does_not_answer_fails_the_stage_at_once_in_one_line(tmp_path: Path):
+    import socket
+
+    from tests.test_cli import assert_user_error, quest
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**NEVER_ENDING)))
+    assert quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=tmp_path).returncode == 0
+    uri = f"http://quest:hunter2@127.0.0.1:{port}"
+    started = time.monotonic()
+    done = quest("train", "--params", "params.yaml", "--data", "processed", cwd=tmp_path,
+                 env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
+    assert_user_error(done, "quest train: error: ", f"MLFLOW_TRACKING_URI http://quest:***@127.0.0.1:{port}: no MLflow")
+    assert "hunter2" not in done.stderr  # the password is not printed
+    assert time.monotonic() - started < 60  # no minutes of retries
+    assert not (tmp_path / "models").exists()  # it failed before training, not after
+
+
+def test_an_mlflow_store_that_cannot_be_opened_fails_the_stage_in_one_line(tmp_path: Path):
+    from tests.test_cli import assert_user_error, quest
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**NEVER_ENDING)))
+    assert quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=tmp_path).returncode == 0
+    (tmp_path / "not-a-directory").write_text("a file where the store's directory should be")
+    uri = f"sqlite:///{tmp_path / 'not-a-directory' / 'mlflow.db'}"
+    done = quest("train", "--params", "params.yaml", "--data", "processed", cwd=tmp_path,
+                 env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
+    assert_user_error(done, "quest train: error: ", f"MLflow store {uri} cannot be opened: ")
+    assert not (tmp_path / "models").exists()

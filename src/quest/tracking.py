@@ -18,6 +18,7 @@ import numpy as np
 
 from quest import __version__
 from quest.environment import check_strict
+from quest.errors import QuestError, Terminated
 from quest.io import dvc_md5, file_md5
 
 DB_NAME = "mlflow.db"
@@ -49,8 +50,6 @@ def tracking_uri(root: Path) -> str:
 @contextmanager
 def killed_on_interrupt() -> Iterator[None]:
     """Inside an active run: Ctrl-C or SIGTERM ends it KILLED (MLflow would say FAILED), then goes on up."""
-    from quest.errors import Terminated
-
     try:
         yield
     except (KeyboardInterrupt, Terminated):
@@ -71,6 +70,16 @@ def start(experiment: str, root: Path) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     check_strict(git_state(root)[1])
     uri = tracking_uri(root)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    try:
+        _open_store(mlflow, uri, experiment, root)
+    except Exception as error:  # whatever the store raises (OSError, SQLAlchemy, MLflow): one line, no work lost
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise QuestError(f"MLflow store {shown_uri(uri)} cannot be opened: {first}") from None
+
+
+def _open_store(mlflow: Any, uri: str, experiment: str, root: Path) -> None:
     mlflow.set_tracking_uri(uri)
     if not uri.startswith("sqlite:"):
         mlflow.set_experiment(experiment)
@@ -83,6 +92,36 @@ def start(experiment: str, root: Path) -> None:
             # experiment is a temporary copy; keep them beside the store instead.
             mlflow.create_experiment(experiment, artifact_location=(_store_root(root) / ARTIFACTS_DIR).as_uri())
         mlflow.set_experiment(experiment)
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that does not answer fails the stage now, in one line, before any work is done
+    (MLflow's own client would retry for minutes and then raise a traceback)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered: an auth or routing matter, which MLflow reports itself
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise QuestError(
+            f"MLFLOW_TRACKING_URI {shown_uri(uri)}: no MLflow server answers there ({reason}); start it "
+            "(make server) or unset MLFLOW_TRACKING_URI to log to mlflow.db"
+        ) from None
+
+
+def shown_uri(uri: str) -> str:
+    """`uri` with any password replaced, fit for a message or a log."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @contextmanager
