@@ -36,7 +36,7 @@ def assert_user_error(done: subprocess.CompletedProcess, prefix: str, message: s
 def test_help_lists_the_stages(tmp_path):
     done = quest("--help", cwd=tmp_path)
     assert done.returncode == 0
-    for stage in ("prepare", "train", "evaluate", "compare"):
+    for stage in ("prepare", "train", "evaluate", "compare", "learning", "tune", "report", "verify"):
         assert f"  {stage} " in done.stdout
     assert "--params PARAMS" in quest("train", "--help", cwd=tmp_path).stdout
 

@@ -13,6 +13,9 @@ STAGES = {
     "train": "cross-validate the Keras MLP on the shared folds and fit the final model",
     "evaluate": "score the MLP on the test split; confusion matrix, ROC/PR or residual plots",
     "compare": "run the baselines on the same folds and write the comparison report",
+    "learning": "learning curves: every model at growing training-set sizes (off while learning.fractions is [])",
+    "tune": "equal-budget random search for the MLP and every baseline (off while tune.trials is 0)",
+    "report": "assemble reports/report.md and the self-contained reports/report.html",
     "verify": "recompute a commit from scratch and check its committed metrics (make verify)",
 }
 
