@@ -333,6 +333,29 @@ def test_push_then_pull_in_a_fresh_clone_restores_data_and_models(project: Path,
     assert "Data and pipelines are up to date." in status
 
 
+def test_a_tampered_cache_file_is_reported_and_never_used(project: Path, tmp_path: Path):
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == "models/mlp.keras")
+    remote = tmp_path / "remote"
+    run(["dvc", "push", "--remote", "local"], project)  # the remote the push/pull test configured
+    pushed = Path(run(["dvc", "remote", "list"], project).stdout.split()[1]) / "files" / "md5" / md5[:2] / md5[2:]
+    shutil.copytree(pushed.parents[3], remote)
+    tampered = remote / "files" / "md5" / md5[:2] / md5[2:]
+    tampered.chmod(0o644)
+    tampered.write_bytes(b"not a model")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
+    pulled = run(["dvc", "pull"], clone, check=False)
+    assert pulled.returncode != 0 and "models/mlp.keras" in pulled.stdout + pulled.stderr  # reported
+    assert not (clone / "models" / "mlp.keras").exists()  # and not used
+    status = run(["dvc", "status"], clone).stdout
+    assert "models/mlp.keras" in status and "not in cache" in status
+    # With the tampered object refused, `dvc repro` rebuilds the model, byte for byte the one DVC recorded.
+    run(["dvc", "repro"], clone)
+    assert file_md5(clone / "models" / "mlp.keras") == md5
+
+
 def test_verify_reproduces_every_byte_then_catches_a_tampered_metric(project: Path):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results", "--allow-empty")
