@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test verify lint ui bench-cpu bench-gpu lock clean
+.PHONY: help setup repro test verify lint audit ui bench-cpu bench-gpu lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ verify: $(STAMP) ## recompute HEAD from a clean clone and compare with its commi
 
 lint: $(STAMP) ## ruff: style and import order
 	$(BIN)/ruff check src tests benchmarks
+
+audit: $(STAMP) ## pip-audit of requirements.lock (needs the internet; --strict: unaudited counts as failed)
+	$(BIN)/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off
 
 ui: $(STAMP) ## open the MLflow UI on http://127.0.0.1:5000 for the repo's mlflow.db
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
