@@ -38,3 +38,24 @@ def test_secret_looking_environment_variables_are_recorded_nowhere(tmp_path: Pat
     assert any(path.name == "mlflow.db" for path in written) and any(path.suffix == ".keras" for path in written)
     leaked = [path for path in written if SECRET.encode() in path.read_bytes()]
     assert leaked == []  # the MLflow store, its artifacts, the model, its config and the fingerprint
+
+
+def test_quest_loads_nothing_unsafely():
+    """No unpickling, no unsafe YAML, no Keras load outside safe mode: anywhere in quest's code."""
+    import re
+
+    from tests.conftest import REPO
+
+    unsafe = re.compile(
+        r"pickle\.loads?\(|joblib\.load\(|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load|safe_mode\s*=\s*False"
+        r"|\beval\(|\bexec\("
+    )
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted((REPO / "src" / "quest").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if unsafe.search(line)
+    ]
+    assert found == []
+    loads = [line for line in (REPO / "src" / "quest" / "evaluate.py").read_text().splitlines() if "load_model(" in line]
+    assert loads and all("safe_mode=True" in line for line in loads if "keras.saving" in line)
