@@ -57,5 +57,6 @@ def test_quest_loads_nothing_unsafely():
         if unsafe.search(line)
     ]
     assert found == []
-    loads = [line for line in (REPO / "src" / "quest" / "evaluate.py").read_text().splitlines() if "load_model(" in line]
-    assert loads and all("safe_mode=True" in line for line in loads if "keras.saving" in line)
+    evaluate = (REPO / "src" / "quest" / "evaluate.py").read_text().splitlines()
+    keras_loads = [line for line in evaluate if "keras.saving.load_model(" in line]
+    assert keras_loads and all("safe_mode=True" in line for line in keras_loads)
