@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test verify lint audit ui bench-cpu bench-gpu lock clean
+.PHONY: help setup repro test verify lint audit ui server bench-cpu bench-gpu lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ audit: $(STAMP) ## pip-audit of requirements.lock (needs the internet; --strict:
 
 ui: $(STAMP) ## open the MLflow UI on http://127.0.0.1:5000 for the repo's mlflow.db
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+server: $(STAMP) ## a team tracking server to try: mlflow server on PostgreSQL, http://127.0.0.1:5001
+	scripts/server.sh
 
 bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's time split, MLflow cost, baselines
 	$(BIN)/python benchmarks/bench.py cpu

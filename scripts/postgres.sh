@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# A PostgreSQL cluster of quest's own, for the team tracking server: Debian's packages, 127.0.0.1 only.
+#
+#   scripts/postgres.sh start DIR PORT   create the cluster in DIR (first time), start it, print its URL
+#   scripts/postgres.sh stop DIR         stop it (the data stays in DIR)
+#
+# PostgreSQL refuses to run as root: as root, the cluster belongs to Debian's `postgres` user. Login is
+# `trust` on the loopback interface only, which is right for trying the server out on one machine; a team
+# server needs a password and TLS (see the README).
+set -euo pipefail
+
+die() { echo "postgres.sh: $*" >&2; exit 2; }
+
+binaries() {
+  local found
+  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [[ -z "$found" ]]; then
+    [[ $(id -u) -eq 0 ]] || die "PostgreSQL is not installed; run as root once, or: sudo apt-get install postgresql"
+    echo "postgres.sh: installing Debian's postgresql package" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    found=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$found"
+}
+
+as_owner() {  # run a PostgreSQL program as the cluster's owner
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start() {
+  local dir=$1 port=$2 bin
+  bin=$(binaries)
+  mkdir -p "$dir"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres: "$dir" && chmod 700 "$dir"
+    runuser -u postgres -- test -x "$dir" || die "$dir: the postgres user cannot reach it (a parent directory is private)"
+  fi
+  if [[ ! -f "$dir/PG_VERSION" ]]; then
+    as_owner "$bin/initdb" -D "$dir" -U quest --auth=trust --encoding=UTF8 --no-instructions >/dev/null
+  fi
+  if ! as_owner "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" start >/dev/null \
+      || die "PostgreSQL did not start; see $dir/server.log"
+  fi
+  if ! as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U quest -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = 'mlflow'" | grep -q 1; then
+    as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U quest mlflow
+  fi
+  echo "postgresql://quest@127.0.0.1:$port/mlflow"
+}
+
+stop() {
+  local dir=$1 bin
+  bin=$(binaries)
+  [[ -f "$dir/PG_VERSION" ]] || die "$dir: no cluster here"
+  as_owner "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
+}
+
+case "${1:-}" in
+  start) [[ $# -eq 3 ]] || die "usage: postgres.sh start DIR PORT"; start "$2" "$3" ;;
+  stop) [[ $# -eq 2 ]] || die "usage: postgres.sh stop DIR"; stop "$2" ;;
+  *) die "usage: postgres.sh start DIR PORT | stop DIR" ;;
+esac
