@@ -203,6 +203,28 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
 
 
+def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
+    import mlflow
+
+    from quest.prepared import read_prepared
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    verdict = read_json(project / "reports" / "verdict.json")
+    alias = "champion" if verdict["mlp_is"] == "better than" else "challenger"
+    version = client.get_model_version_by_alias("quest-mlp", alias)
+    mlp = next(r for r in mlflow_runs(project) if r.data.tags.get("quest.model_md5"))
+    assert version.run_id == mlp.info.run_id
+    assert version.tags["quest.verdict"] == f"{verdict['mlp_is']} {verdict['best_baseline']}"
+    assert version.description == (project / "reports" / "comparison.md").read_text()  # the table, attached
+    other = {"champion": "challenger", "challenger": "champion"}[alias]
+    assert other not in client.get_registered_model("quest-mlp").aliases
+    prepared = read_prepared(project / "data" / "processed")
+    champion = mlflow.pyfunc.load_model(f"models:/quest-mlp@{alias}")  # as the README shows
+    output = np.asarray(champion.predict(prepared.x_test[:5]))
+    assert output.shape[0] == 5 and np.all((output >= 0) & (output <= 1))
+
+
 FRESH_PROCESS_PREDICTIONS = """
 import json, sys
 from pathlib import Path

@@ -275,6 +275,37 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
+def register_mlp(
+    name: str, *, experiment: str, mlp_run: str, outcome: dict, description: str
+) -> tuple[str, str] | None:
+    """Register the model the MLP run logged as a new version of `name`; alias it `champion` when the MLP
+    beats the best baseline significantly, else `challenger`. (version, alias), or None with a notice when
+    the run logged no model (e.g. the model came from `dvc pull`)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    logged = [
+        found
+        for found in mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+        if found.source_run_id == mlp_run
+    ]
+    if not logged:
+        print(f"compare: notice: the MLP run {mlp_run} logged no model; nothing registered", file=sys.stderr)
+        return None
+    alias = "champion" if outcome["mlp_is"] == "better than" else "challenger"
+    tags = {
+        "quest.verdict": f"{outcome['mlp_is']} {outcome['best_baseline']}",
+        "quest.p_value_vs_best_baseline": f"{outcome['p_value_vs_best_baseline']:.4g}",
+        "quest.winner": outcome["winner"],
+    }
+    version = mlflow.register_model(f"models:/{logged[0].model_id}", name, tags=tags).version
+    client.update_model_version(name, version, description=description)
+    client.set_registered_model_alias(name, alias, version)
+    return str(version), alias
+
+
 def _read_mlp(reports: Path) -> ModelResult:
     cv_path, metrics_path = reports / paths.MLP_CV.name, reports / paths.METRICS.name
     for path, stage in ((cv_path, "train"), (metrics_path, "evaluate")):
@@ -359,6 +390,17 @@ def log_to_mlflow(
                 tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
                 tracking.log_provenance(fingerprint, params)
                 client.log_batch(child.info.run_id, metrics=[*metrics, Metric("fit_seconds", result.seconds, now, 0)])
+        name = params.mlflow.registered_model
+        if name:
+            report = next(a for a in artifacts if a.name == paths.COMPARISON_REPORT.name)
+            with tracking.store_lock(root):  # a new version number is a read-then-write: one worker at a time
+                registered = register_mlp(
+                    name, experiment=experiment, mlp_run=mlp_run, outcome=outcome, description=report.read_text()
+                )
+            if registered:
+                version, alias = registered
+                mlflow.set_tag("quest.registered", f"{name} version {version} @ {alias}")
+                print(f"compare: the MLP is {name} version {version}, alias {alias}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -215,6 +215,7 @@ class LearningParams:
 @dataclass(frozen=True)
 class MlflowParams:
     experiment: str
+    registered_model: str  # the registry name the MLP is registered under after each comparison; "" skips it
 
     def __post_init__(self) -> None:
         _require(bool(self.experiment.strip()), "mlflow.experiment", "a non-empty name", self.experiment)

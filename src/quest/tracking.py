@@ -125,6 +125,16 @@ def shown_uri(uri: str) -> str:
 
 
 @contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """For a SQLite store, the lock that serialises parallel workers' bursts of writes; no-op for a server."""
+    if not tracking_uri(root).startswith("sqlite:"):
+        yield
+        return
+    with _exclusive(_store_root(root) / f"{DB_NAME}.lock"):
+        yield
+
+
+@contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """An inter-process lock (POSIX advisory lock on `lock_path`), released when the block ends."""
     import fcntl
