@@ -304,16 +304,15 @@ def queue_diagnostics(root: Path) -> str:
     return "\n".join(f"--- {log.relative_to(root)}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
 
 
-def test_queued_experiments_on_two_workers_all_land_once(project: Path):
-    before = {r.info.run_id for r in mlflow_runs(project)}
-    for epochs in (2, 4):
-        run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], project)
+def run_queue(project: Path, overrides: list[list[str]], env: dict[str, str]) -> tuple[list[str], str]:
+    """Queue one experiment per list of `-S` overrides and run them on two workers started with `env`;
+    the names of the experiments that succeeded, and the queue's final status."""
+    for override in overrides:
+        run(["dvc", "exp", "run", "--queue", *override], project)
     # The workers are daemons that inherit the starter's stdout: read it from a file, never wait on a pipe.
     started = project / ".dvc" / "tmp" / "queue-start.log"
     with started.open("w") as log:
-        starter = subprocess.Popen(
-            ["dvc", "queue", "start", "-j", "2"], cwd=project, env=environment(project), stdout=log, stderr=log
-        )
+        starter = subprocess.Popen(["dvc", "queue", "start", "-j", "2"], cwd=project, env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 600
         while True:
@@ -330,7 +329,13 @@ def test_queued_experiments_on_two_workers_all_land_once(project: Path):
         with contextlib.suppress(subprocess.TimeoutExpired):
             starter.wait(timeout=30)
     names = re.findall(r"^\w+\s+(\S+)\s+.*\bSuccess\b", status, flags=re.MULTILINE)
-    assert len(names) == 2, f"{status}\n{queue_diagnostics(project)}"
+    assert len(names) == len(overrides), f"{status}\n{queue_diagnostics(project)}"
+    return names, status
+
+
+def test_queued_experiments_on_two_workers_all_land_once(project: Path):
+    before = {r.info.run_id for r in mlflow_runs(project)}
+    names, _ = run_queue(project, [["-S", f"train.epochs={epochs}"] for epochs in (2, 4)], environment(project))
     new = [r for r in mlflow_runs(project) if r.info.run_id not in before]
     assert len(new) == 2 * (len(MODELS) + 1) and all(r.info.status == "FINISHED" for r in new)
     mlps = [r for r in new if r.info.run_name == "mlp"]

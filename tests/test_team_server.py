@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, repo_params
-from tests.test_pipeline import MODELS, TINY, copy_repo, environment
+from tests.test_pipeline import MODELS, TINY, copy_repo, environment, run_queue
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +90,23 @@ def test_the_pipeline_logs_every_run_to_the_postgresql_backed_server(server, tmp
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert int(stored.stdout.strip()) == len(runs)  # the runs live in PostgreSQL itself
+
+
+def test_a_sweep_on_two_queue_workers_lands_every_trial_once_on_the_server(server, tmp_path: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(server["uri"])
+    before = {r.info.run_id for r in mlflow.search_runs(experiment_names=["quest"], output_format="list")}
+    project = copy_repo(tmp_path / "quest", repo_params(**TINY))
+    sweep = [["-S", f"train.hidden_layers=[{units}]"] for units in (4, 8, 16)]
+    names, _ = run_queue(project, sweep, {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]})
+    everything = mlflow.search_runs(experiment_names=["quest"], output_format="list")
+    new = [r for r in everything if r.info.run_id not in before]
+    assert len(new) == len(sweep) * (len(MODELS) + 1) and all(r.info.status == "FINISHED" for r in new)
+    mlps = [r for r in new if r.info.run_name == "mlp"]
+    assert sorted(r.data.tags["quest.dvc_exp"] for r in mlps) == sorted(names)  # each trial once
+    assert sorted(r.data.params["train.hidden_layers"] for r in mlps) == ["[16]", "[4]", "[8]"]
+    assert not (project / "mlflow.db").exists()
 
 
 def bound_addresses(port: int) -> set[str]:
