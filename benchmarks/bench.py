@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-PIPELINE_OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
 
 
 # --- one engine, one process --------------------------------------------------------------------------------
@@ -292,7 +290,12 @@ def cpu_training(out: Report, epochs: int) -> None:
 def pipeline(out: Report) -> None:
     out.section("The whole pipeline on the default dataset (dvc repro; seconds)")
     with tempfile.TemporaryDirectory(prefix="quest-bench-") as tmp:
-        copy = _copy_repo(Path(tmp) / "quest")
+        import yaml
+
+        sys.path.insert(0, str(REPO))  # the end-to-end tests' copy of the repo, pipeline outputs left out
+        from tests.test_pipeline import copy_repo
+
+        copy = copy_repo(Path(tmp) / "quest", yaml.safe_load((REPO / "params.yaml").read_text()))
         timings = Path(tmp) / "timings.jsonl"
         env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(copy / "src")}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -330,29 +333,6 @@ def pipeline(out: Report) -> None:
     out.figure("repro_force_seconds", forced)
     out.figure("repro_noop_seconds", noop)
     out.figure("repro_slowest_part", max(split, key=split.get), text=True)
-
-
-def _copy_repo(destination: Path) -> Path:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in listed:
-        if name.startswith(PIPELINE_OUTPUTS) or not (REPO / name).is_file():
-            continue
-        (destination / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, destination / name)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench copy"]):
-        subprocess.run(
-            ["git", "-c", "user.name=bench", "-c", "user.email=bench@quest.local", *args],
-            cwd=destination,
-            check=True,
-            capture_output=True,
-        )
-    return destination
 
 
 def _timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:

@@ -21,7 +21,7 @@ from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
 from quest.params import Params
 from quest.prepared import Prepared, read_prepared
 
-CURVE_FILE, WIDE_FILE, CHART_FILE, SUMMARY_FILE = "curve.csv", "by_size.csv", "learning_curve.png", "summary.json"
+CURVE_FILE, WIDE_FILE, CHART_FILE = "curve.csv", "by_size.csv", "learning_curve.png"
 
 
 def subsample(rows: np.ndarray, y: np.ndarray, fraction: float, *, task: str, seed: int) -> np.ndarray:
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
         write_text(staging / WIDE_FILE, wide.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
         plots.learning_curves(table, metric=metric, path=staging / CHART_FILE)
         write_json(
-            staging / SUMMARY_FILE,
+            staging / paths.SUMMARY,
             {
                 "enabled": True,
                 "metric": metric,

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from quest.backend import seed_everything
-from quest.model import FitResult, Job, build_mlp, compile_mlp, output_size
+from quest.model import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
 from quest.params import TrainParams
 
 BLOCKS = 5  # at least this many host round trips per run: progress lines and MLflow batches
@@ -55,7 +54,7 @@ def fit_many(
     if keras.backend.backend() != "jax":
         raise RuntimeError("the fast engine needs the jax backend: run quest.backend.configure('jax', ...) first")
     started = time.perf_counter()
-    models = [_fresh_model(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed) for job in jobs]
+    models = [fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed) for job in jobs]
     regression = task == "regression"
     target = _target(y, task=task, n_classes=n_classes)
     shift, scale = _standardisers(target, jobs) if regression else (np.zeros(len(jobs)), np.ones(len(jobs)))
@@ -138,29 +137,6 @@ def fit_many(
     ]
 
 
-def _fresh_model(n_features: int, *, task: str, n_classes: int, spec: TrainParams, seed: int) -> keras.Model:
-    seed_everything(seed)  # the same initial weights as model.fit_mlp draws for this seed
-    model = build_mlp(
-        n_features=n_features,
-        task=task,
-        n_classes=n_classes,
-        hidden_layers=spec.hidden_layers,
-        activation=spec.activation,
-        dropout_rate=spec.dropout_rate,
-        l2=spec.l2,
-        initializer=spec.initializer,
-    )
-    compile_mlp(
-        model,
-        task=task,
-        n_classes=n_classes,
-        optimizer=spec.optimizer,
-        learning_rate=spec.learning_rate,
-        momentum=spec.momentum,
-    )
-    return model
-
-
 def _target(y: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
     if task == "regression" or output_size(task, n_classes) == 1:
         return y.astype(np.float32).reshape(-1, 1)
@@ -169,8 +145,7 @@ def _target(y: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
 
 def _standardisers(target: np.ndarray, jobs: Sequence[Job]) -> tuple[np.ndarray, np.ndarray]:
     """Per job, the mean and spread of its fit rows' target: the network learns the standardised target."""
-    shift = np.array([float(target[job.fit_rows].mean()) for job in jobs])
-    scale = np.array([float(target[job.fit_rows].std()) or 1.0 for job in jobs])
+    shift, scale = np.array([standardiser(target[job.fit_rows]) for job in jobs]).T
     return shift, scale
 
 
@@ -326,6 +301,6 @@ def _result(
     rows = np.asarray(state["history"][job, :epochs_run], dtype=np.float64)
     curves = {name: [float(v) for v in rows[:, i]] for i, name in enumerate(names)}
     if regression:
-        model.add(keras.layers.Rescaling(scale=scale, offset=shift, name="target_units"))
+        to_target_units(model, mean=shift, scale=scale)
     best = int(np.nanargmin(rows[:, 2])) + 1 if np.isfinite(rows[:, 2]).any() else epochs_run
     return FitResult(model=model, history=curves, best_epoch=best, epochs_run=epochs_run)

@@ -142,3 +142,9 @@ def dvc_md5(path: Path) -> str:
     )
     listing = json.dumps(entries, sort_keys=True).encode("utf-8")
     return hashlib.md5(listing).hexdigest() + ".dir"
+
+
+def write_stage_off(directory: Path, summary_name: str) -> None:
+    """An optional stage that is off still replaces its output directory, with a summary saying it was off."""
+    with atomic_dir(directory) as staging:
+        write_json(staging / summary_name, {"enabled": False})

@@ -11,10 +11,8 @@ import sys
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.io import atomic_dir, write_json
+from quest.io import write_stage_off
 from quest.params import load_params
-
-SUMMARY_FILE = "summary.json"
 
 
 @timing.timed("compute")
@@ -23,8 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if not params.learning.fractions:
-        with atomic_dir(args.reports / paths.LEARNING_DIR.name) as staging:
-            write_json(staging / SUMMARY_FILE, {"enabled": False})
+        write_stage_off(args.reports / paths.LEARNING_DIR.name, paths.SUMMARY)
         print("learning: off (learning.fractions is empty)", file=sys.stderr)
         return
     from quest import curves  # its libraries take seconds to import: only when the stage is on

@@ -96,6 +96,40 @@ class Job:
     seed: int
 
 
+def fresh_mlp(n_features: int, *, task: str, n_classes: int, spec: TrainParams, seed: int) -> keras.Model:
+    """A built and compiled MLP whose initial weights are those `seed` draws, whichever engine trains it."""
+    seed_everything(seed)
+    model = build_mlp(
+        n_features=n_features,
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=spec.hidden_layers,
+        activation=spec.activation,
+        dropout_rate=spec.dropout_rate,
+        l2=spec.l2,
+        initializer=spec.initializer,
+    )
+    compile_mlp(
+        model,
+        task=task,
+        n_classes=n_classes,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        momentum=spec.momentum,
+    )
+    return model
+
+
+def standardiser(values: np.ndarray) -> tuple[float, float]:
+    """(mean, scale) of a regression target's fit rows; the network learns (y - mean) / scale."""
+    return float(values.mean()), float(values.std()) or 1.0
+
+
+def to_target_units(model: keras.Sequential, *, mean: float, scale: float) -> None:
+    """Append the layer that maps the network's standardised output back to the target's units."""
+    model.add(keras.layers.Rescaling(scale=scale, offset=mean, name="target_units"))
+
+
 def plan_job(rows: np.ndarray, y: np.ndarray, *, task: str, validation_fraction: float, seed: int) -> Job:
     """A job over `rows` of (x, y): a seeded, stratified slice of them watches for early stopping."""
     fit, validation = validation_split(y[rows], task=task, fraction=validation_fraction, seed=seed)
@@ -165,26 +199,8 @@ def _fit_one(
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
     """The reference engine: Keras' model.fit with an EarlyStopping callback."""
-    seed_everything(job.seed)
     fit_rows, validation_rows = job.fit_rows, job.validation_rows
-    model = build_mlp(
-        n_features=x.shape[1],
-        task=task,
-        n_classes=n_classes,
-        hidden_layers=spec.hidden_layers,
-        activation=spec.activation,
-        dropout_rate=spec.dropout_rate,
-        l2=spec.l2,
-        initializer=spec.initializer,
-    )
-    compile_mlp(
-        model,
-        task=task,
-        n_classes=n_classes,
-        optimizer=spec.optimizer,
-        learning_rate=spec.learning_rate,
-        momentum=spec.momentum,
-    )
+    model = fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss",
         patience=spec.early_stopping.patience or spec.epochs,  # patience 0 means: never stop early
@@ -192,7 +208,7 @@ def _fit_one(
     )
     target = y.astype(np.float32) if task == "regression" or n_classes == 2 else y
     if task == "regression":  # learn a standardised target; a final layer maps back to the target's units
-        mean, scale = float(target[fit_rows].mean()), float(target[fit_rows].std()) or 1.0
+        mean, scale = standardiser(target[fit_rows])
         target = (target - mean) / scale
     history = model.fit(
         x[fit_rows],
@@ -205,7 +221,7 @@ def _fit_one(
         callbacks=[stopper, *callbacks],
     )
     if task == "regression":
-        model.add(keras.layers.Rescaling(scale=scale, offset=mean, name="target_units"))
+        to_target_units(model, mean=mean, scale=scale)
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     best = int(np.argmin(curves["val_loss"])) + 1
     return FitResult(model=model, history=curves, best_epoch=best, epochs_run=len(curves["val_loss"]))

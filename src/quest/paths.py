@@ -24,6 +24,7 @@ VERDICT = REPORTS_DIR / "verdict.json"
 EVAL_DIR = REPORTS_DIR / "eval"  # the MLP's test-set plots and their data
 LEARNING_DIR = REPORTS_DIR / "learning"  # learning curves
 TUNING_DIR = REPORTS_DIR / "tuning"  # the equal-budget search: trials, budget curves, best params
+SUMMARY = "summary.json"  # in LEARNING_DIR and TUNING_DIR: what the optional stage found, or {"enabled": false}
 REPORT_MD = REPORTS_DIR / "report.md"
 REPORT_HTML = REPORTS_DIR / "report.html"
 

@@ -66,7 +66,7 @@ def diagnostics_section(reports: Path, task: str) -> list[str]:
 
 def learning_section(reports: Path) -> list[str]:
     directory = reports / paths.LEARNING_DIR.name
-    summary = read_json(directory / "summary.json") if (directory / "summary.json").is_file() else {}
+    summary = read_json(directory / paths.SUMMARY) if (directory / paths.SUMMARY).is_file() else {}
     lines = ["## Data hunger: learning curves", ""]
     if not summary.get("enabled"):
         return lines + [
@@ -87,8 +87,8 @@ def learning_section(reports: Path) -> list[str]:
 
 
 def tuning_section(reports: Path) -> list[str]:
-    directory = reports / "tuning"
-    summary = read_json(directory / "summary.json") if (directory / "summary.json").is_file() else {}
+    directory = reports / paths.TUNING_DIR.name
+    summary = read_json(directory / paths.SUMMARY) if (directory / paths.SUMMARY).is_file() else {}
     lines = ["## Equal tuning budget", ""]
     if not summary.get("enabled"):
         return lines + [

@@ -12,10 +12,8 @@ import sys
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.io import atomic_dir, write_json
+from quest.io import write_stage_off
 from quest.params import load_params
-
-SUMMARY_FILE = "summary.json"
 
 
 @timing.timed("compute")
@@ -24,8 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if params.tune.trials == 0:
-        with atomic_dir(args.reports / paths.TUNING_DIR.name) as staging:
-            write_json(staging / SUMMARY_FILE, {"enabled": False})
+        write_stage_off(args.reports / paths.TUNING_DIR.name, paths.SUMMARY)
         print("tune: off (tune.trials is 0); set tune.trials to run an equal-budget search", file=sys.stderr)
         return
     from quest import tuning  # its libraries take seconds to import: only when the stage is on

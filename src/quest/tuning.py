@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from quest.backend import DeviceInfo
 
-TRIALS_FILE, BUDGET_FILE, CHART_FILE, SUMMARY_FILE = "trials.csv", "budget.csv", "budget.png", "summary.json"
+TRIALS_FILE, BUDGET_FILE, CHART_FILE = "trials.csv", "budget.csv", "budget.png"
 TRIALS_COLUMNS = ["model", "trial", "validation", "test", "best_so_far_test", "params"]
 LAYERS_SEPARATOR = "-"  # [64, 32] travels through Optuna as "64-32": its categorical choices must be scalars
 
@@ -457,7 +457,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
         write_text(staging / TRIALS_FILE, _csv(table))
         write_text(staging / BUDGET_FILE, _csv(wide))
         plots.budget_curves(curves, metric=metric, path=staging / CHART_FILE)
-        write_json(staging / SUMMARY_FILE, outcome)
+        write_json(staging / paths.SUMMARY, outcome)
     for name, found in results.items():
         best = best_trial(found, lower_is_better=lower)
         shown = (
