@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test verify lint audit ui server bench-cpu bench-gpu lock clean
+.PHONY: help setup repro test verify lint audit ui server sweep bench-cpu bench-gpu lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ ui: $(STAMP) ## open the MLflow UI on http://127.0.0.1:5000 for the repo's mlflo
 
 server: $(STAMP) ## a team tracking server to try: mlflow server on PostgreSQL, http://127.0.0.1:5001
 	scripts/server.sh
+
+WORKERS ?= 2
+sweep: $(STAMP) ## WORKERS=N processes share the tune stage's Optuna studies on tune.storage, then dvc repro
+	$(BIN)/dvc repro prepare
+	$(BIN)/python -m quest.sweep --workers $(WORKERS)
+	$(BIN)/dvc repro
 
 bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's time split, MLflow cost, baselines
 	$(BIN)/python benchmarks/bench.py cpu

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A PostgreSQL cluster of quest's own, for the team tracking server: Debian's packages, 127.0.0.1 only.
 #
-#   scripts/postgres.sh start DIR PORT   create the cluster in DIR (first time), start it, print its URL
+#   scripts/postgres.sh start DIR PORT   create the cluster in DIR (first time), start it, print MLflow's URL
+#                                        (its `optuna` database holds the studies `make sweep` shares)
 #   scripts/postgres.sh stop DIR         stop it (the data stays in DIR)
 #
 # PostgreSQL refuses to run as root: as root, the cluster belongs to Debian's `postgres` user. Login is
@@ -43,10 +44,13 @@ start() {
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" start >/dev/null \
       || die "PostgreSQL did not start; see $dir/server.log"
   fi
-  if ! as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U quest -d postgres -tAc \
-      "SELECT 1 FROM pg_database WHERE datname = 'mlflow'" | grep -q 1; then
-    as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U quest mlflow
-  fi
+  local database
+  for database in mlflow optuna; do  # MLflow's runs; the Optuna studies `make sweep` workers share
+    if ! as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U quest -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1; then
+      as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U quest "$database"
+    fi
+  done
   echo "postgresql://quest@127.0.0.1:$port/mlflow"
 }
 

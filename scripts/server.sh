@@ -17,5 +17,6 @@ trap 'scripts/postgres.sh stop "$state/postgres"' EXIT
 mkdir -p "$state/artifacts"
 echo "server: runs in $store, artifacts in $state/artifacts" >&2
 echo "server: export MLFLOW_TRACKING_URI=http://127.0.0.1:$port (Ctrl-C stops it)" >&2
+echo "server: for make sweep, set tune.storage: postgresql+psycopg://quest@127.0.0.1:$pg_port/optuna" >&2
 .venv/bin/mlflow server --backend-store-uri "$store" --artifacts-destination "$state/artifacts" \
   --serve-artifacts --host 127.0.0.1 --port "$port" --workers "${QUEST_SERVER_WORKERS:-2}"

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, repo_params
-from tests.test_pipeline import MODELS, TINY, copy_repo, environment, run_queue
+from tests.conftest import REPO, merge, repo_params
+from tests.test_pipeline import MODELS, TINY, copy_repo, environment, run, run_queue
 
 pytestmark = pytest.mark.e2e
 
@@ -120,3 +121,119 @@ def test_stopping_the_server_stops_its_database(server):
     os.killpg(server["process"].pid, signal.SIGTERM)
     server["process"].wait(timeout=60)
     assert not listening(server["pg_port"])
+
+
+def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, tmp_path: Path):
+    """Two `quest sweep` workers share each model's Optuna study on the server's PostgreSQL. One is killed
+    in the middle of a trial, after finishing others: the other finishes the study, every trial completes
+    exactly once, the finished ones are kept, and `dvc repro` logs each trial once to MLflow. The results
+    equal a single in-memory search's, byte for byte."""
+    import mlflow
+    import optuna
+    from optuna.trial import TrialState
+
+    from quest import studies
+
+    storage = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
+    trials = 12
+    params = repo_params(**TINY, tune={"trials": trials, "storage": storage, "heartbeat": 1})
+    params["compare"]["baselines"] = ["logreg"]
+    project = copy_repo(tmp_path / "quest", params)
+    env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
+    run(["dvc", "repro", "prepare"], project)
+    log = (tmp_path / "sweep.out").open("w+")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "quest.sweep", "--workers", "2"], cwd=project, env=env, stdout=log, stderr=log
+    )
+    try:
+        victim, killed = _kill_a_worker_mid_trial(
+            tmp_path / "sweep.out", storage, launcher, params["tune"]["spaces"]["mlp"]
+        )
+        launcher.wait(timeout=600)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        log.seek(0)
+        printed = log.read()
+        log.close()
+    assert launcher.returncode == 0, printed
+    assert f"worker {victim} finished (signal 9)" in printed, printed
+
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("quest-")}
+    assert len(names) == 2  # mlp and logreg
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        found = studies.slots(study, trials)  # raises when a slot has no result, or completed twice
+        assert [s.slot for s in found] == list(range(trials))
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        assert len(complete) == trials and all(s.runs >= 1 for s in found)
+    mlp_study = optuna.load_study(study_name=killed["study"], storage=storage)
+    by_number = {t.number: t for t in mlp_study.get_trials(deepcopy=False)}
+    dead = by_number[killed["number"]]
+    assert dead.state == TrialState.FAIL and studies.ERROR not in dead.user_attrs  # failed by its heartbeat
+    retry = [t for t in by_number.values() if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].user_attrs[studies.SLOT] == dead.user_attrs[studies.SLOT]
+    assert retry[0].params == dead.params  # the rerun ran the same values
+    for number in killed["finished"]:  # the victim's finished trials were kept, never rerun
+        kept = by_number[number]
+        assert kept.state == TrialState.COMPLETE and kept.system_attrs[studies.WORKER] == killed["worker"]
+        same_slot = [t for t in by_number.values() if t.user_attrs[studies.SLOT] == kept.user_attrs[studies.SLOT]]
+        assert len(same_slot) == 1
+
+    done = subprocess.run(["dvc", "repro", "tune"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "tune: mlp" in done.stderr, done.stdout + done.stderr
+    mlflow.set_tracking_uri(server["uri"])
+    tuned = mlflow.search_runs(
+        experiment_names=["quest"], filter_string="tags.`quest.stage` = 'tune'", output_format="list"
+    )
+    per_model = {}
+    for found in tuned:
+        if "quest.trial" in found.data.tags:
+            per_model.setdefault(found.data.tags["quest.model"], []).append(int(found.data.tags["quest.trial"]))
+    assert {model: sorted(numbers) for model, numbers in per_model.items()} == {
+        "mlp": list(range(1, trials + 1)),
+        "logreg": list(range(1, trials + 1)),
+    }  # each trial landed once
+
+    alone = copy_repo(tmp_path / "alone", merge(params, {"tune": {"storage": None}}))
+    run(["dvc", "repro", "tune"], alone)  # one process, in memory, nobody killed
+    for name in ("trials.csv", "budget.csv", "summary.json"):
+        assert (alone / "reports/tuning" / name).read_bytes() == (project / "reports/tuning" / name).read_bytes()
+
+
+def _kill_a_worker_mid_trial(printed: Path, storage: str, launcher: subprocess.Popen, space: dict) -> tuple[int, dict]:
+    """SIGKILL a worker once it has finished an MLP trial and is training another (every value drawn);
+    which worker, and the trials concerned."""
+    import re
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from quest import studies
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and launcher.poll() is None:
+        pids = dict(re.findall(r"sweep: worker (\d+) is process (\d+)", printed.read_text()))
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage) if "-mlp-" in s.study_name]
+        if len(pids) == 2 and names:
+            study = optuna.load_study(study_name=names[0], storage=storage)
+            for number, pid in pids.items():
+                mine = [
+                    t
+                    for t in study.get_trials(deepcopy=False)
+                    if t.system_attrs.get(studies.WORKER, "").endswith(f":{pid}")
+                ]
+                finished = [t.number for t in mine if t.state == TrialState.COMPLETE]
+                holding = [t for t in mine if t.state == TrialState.RUNNING and len(t.params) == len(space)]
+                if finished and holding:
+                    os.kill(int(pid), signal.SIGKILL)
+                    worker = holding[0].system_attrs[studies.WORKER]
+                    return int(number), {
+                        "study": names[0],
+                        "number": holding[0].number,
+                        "finished": finished,
+                        "worker": worker,
+                    }
+        time.sleep(0.05)
+    raise AssertionError(f"no worker was caught mid-trial\n{printed.read_text()}")

@@ -247,3 +247,64 @@ def test_every_space_in_params_yaml_names_hyperparameters_its_estimator_has(task
     for name, space in spaces.items():
         if name != "mlp":
             check_baseline_space(name, space, task=task, n_features=3, seed=0, large=large)
+
+
+def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():
+    from optuna.trial import TrialState
+
+    from quest import studies
+
+    study = studies.open_study("handed-back", url=None, heartbeat=1, trials=4, seed=3, lower_is_better=False)
+    space = {"C": {"low": 0.001, "high": 100.0, "log": True}}
+    seen: list[tuple[int, float]] = []
+
+    def interrupted(trial: optuna.Trial, slot: int) -> tuple[float, float]:
+        seen.append((slot, sample_space(trial, space)["C"]))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return 0.5, 0.5
+
+    with pytest.raises(KeyboardInterrupt):
+        studies.work(study, interrupted, wait=True)
+    assert studies.work(study, interrupted, wait=True) == 3  # slots 2 and 3, then slot 1's copy
+    found = studies.slots(study, 4)
+    assert [(s.slot, s.runs) for s in found] == [(0, 1), (1, 2), (2, 1), (3, 1)]
+    reruns = [value for slot, value in seen if slot == 1]
+    assert len(reruns) == 2 and reruns[0] == reruns[1]  # the same values on the rerun
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 4
+
+
+def test_values_depend_on_the_slot_never_on_the_claim_order():
+    from quest import studies
+
+    space = {"C": {"low": 0.001, "high": 100.0, "log": True}, "kernel": ["a", "b", "c"]}
+
+    def drawn(order: list[int]) -> dict[int, dict]:
+        study = studies.open_study(f"order-{order}", url=None, heartbeat=1, trials=4, seed=9, lower_is_better=False)
+        waiting = study.get_trials(deepcopy=False)
+        for position in order:  # claim in this order: what another worker would have taken first
+            study._storage.set_trial_state_values(waiting[position]._trial_id, optuna.trial.TrialState.RUNNING)
+            trial = optuna.Trial(study, waiting[position]._trial_id)
+            sample_space(trial, space)
+            study.tell(trial, 0.5)
+        return {s.slot: s.params for s in studies.slots(study, 4)}
+
+    assert drawn([0, 1, 2, 3]) == drawn([3, 1, 0, 2])
+
+
+def test_a_sweep_needs_a_budget_and_a_shared_storage(tmp_path: Path):
+    from quest.sweep import main as sweep_main
+
+    params = write_params(tmp_path / "params.yaml", trials=0)
+    with pytest.raises(QuestError, match=r"tune.trials is 0"):
+        sweep_main(["--params", str(params)])
+    params = write_params(tmp_path / "params.yaml", trials=4)
+    with pytest.raises(QuestError, match=r"tune.storage is null.*postgresql\+psycopg://"):
+        sweep_main(["--params", str(params)])
+    raw = yaml.safe_load(params.read_text())
+    raw["tune"]["storage"] = "postgresql+psycopg://quest@127.0.0.1:1/optuna"  # nothing listens on port 1
+    params.write_text(yaml.safe_dump(raw))
+    prepare_main(["--params", str(params), "--out", str(tmp_path / "data")])
+    with pytest.raises(QuestError, match=r"tune.storage postgresql\+psycopg://quest@127.0.0.1:1/optuna cannot be"):
+        sweep_main(["--params", str(params), "--data", str(tmp_path / "data")])

@@ -15,6 +15,7 @@ STAGES = {
     "compare": "run the baselines on the same folds and write the comparison report",
     "learning": "learning curves: every model at growing training-set sizes (off while learning.fractions is [])",
     "tune": "equal-budget random search for the MLP and every baseline (off while tune.trials is 0)",
+    "sweep": "workers share the tune stage's studies through tune.storage (make sweep WORKERS=N)",
     "report": "assemble reports/report.md and the self-contained reports/report.html",
     "verify": "recompute a commit from scratch and check its committed metrics (make verify)",
 }

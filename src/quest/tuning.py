@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from quest import paths, plots, timing, tracking
+from quest import paths, plots, studies, timing, tracking
 from quest.baselines import REQUIRES, available, make_baseline, model_output
 from quest.errors import QuestError
 from quest.io import atomic_dir, dumps_json, dvc_md5, write_json, write_text
@@ -194,52 +194,14 @@ def trial_scores(
 def scorer(
     name: str, data: TuneData, *, metric: str, train: TrainParams, seed: int, large: bool = False
 ) -> Callable[[dict[str, Any], int], tuple[float, float]]:
-    """`search`'s objective for one model: (values, trial number) -> (validation, test) score."""
+    """`search`'s objective for one model: (values, slot) -> (validation, test) score."""
 
-    def score(values: dict[str, Any], number: int) -> tuple[float, float]:
+    def score(values: dict[str, Any], slot: int) -> tuple[float, float]:
         # Each MLP trial its own, still seeded, initialisation; the baselines keep the pipeline's seed.
-        trial_seed = seed + number + 1 if name == "mlp" else seed
+        trial_seed = seed + slot + 1 if name == "mlp" else seed
         return trial_scores(name, values, data, metric=metric, train=train, seed=trial_seed, large=large)
 
     return score
-
-
-def per_trial_random_sampler(seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna's random search, drawing trial n's values from its own RandomSampler seeded by (seed, n).
-
-    One seeded RandomSampler would replay its first draws when a stored study is resumed; seeding by trial
-    number makes a resumed or shared study sample exactly what an uninterrupted one would.
-    """
-    from optuna.distributions import BaseDistribution
-    from optuna.samplers import BaseSampler, RandomSampler
-
-    class PerTrialRandomSampler(BaseSampler):
-        def __init__(self) -> None:
-            self._number, self._sampler = -1, RandomSampler(seed=seed)
-
-        def infer_relative_search_space(
-            self, study: optuna.Study, trial: optuna.trial.FrozenTrial
-        ) -> dict[str, BaseDistribution]:
-            return {}
-
-        def sample_relative(
-            self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
-        ) -> dict[str, Any]:
-            return {}
-
-        def sample_independent(
-            self,
-            study: optuna.Study,
-            trial: optuna.trial.FrozenTrial,
-            param_name: str,
-            param_distribution: BaseDistribution,
-        ) -> Any:
-            if trial.number != self._number:
-                entropy = np.random.SeedSequence([seed, trial.number]).generate_state(1)[0]
-                self._number, self._sampler = trial.number, RandomSampler(seed=int(entropy))
-            return self._sampler.sample_independent(study, trial, param_name, param_distribution)
-
-    return PerTrialRandomSampler()
 
 
 def search(
@@ -252,61 +214,66 @@ def search(
     seed: int,
     storage: str | None,
     study: str,
+    heartbeat: int = 30,
 ) -> list[TrialResult]:
-    """Random search of `space` for `trials` trials; `score(values, trial_number)` gives (validation, test).
+    """Random search of `space` for `trials` trials; `score(values, slot)` gives (validation, test).
 
-    A stored study that already holds finished trials runs only the missing ones, so the budget stays equal.
-    A trial whose fit raises ValueError (a combination the estimator rejects) fails with NaN scores.
+    The study is shared (quest.studies): trials that other workers, or an earlier interrupted run, finished
+    are kept, and this process runs the rest, then waits for any another worker holds. A trial whose fit
+    raises ValueError (a combination the estimator rejects) fails with NaN scores.
     """
-    import optuna
-    from optuna.trial import TrialState
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    finished = (TrialState.COMPLETE, TrialState.FAIL)
-    direction = "minimize" if lower_is_better else "maximize"
-    handle = optuna.create_study(
-        storage=storage,
-        sampler=per_trial_random_sampler(seed),
-        study_name=study,
-        direction=direction,
-        load_if_exists=True,
+    handle = studies.open_study(
+        study, url=storage, heartbeat=heartbeat, trials=trials, seed=seed, lower_is_better=lower_is_better
     )
-    done = len(handle.get_trials(deepcopy=False, states=finished))
-    if done:
-        print(f"tune: {name:<10} resuming study {study}: {min(done, trials)}/{trials} trials done", file=sys.stderr)
-    every = 1 if trials <= 20 else max(1, trials // 10)
-    best = math.nan
-    for stored in handle.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        best = stored.value if _improves(stored.value, best, lower_is_better=lower_is_better) else best
-    for position in range(done + 1, trials + 1):
-        trial = handle.ask()
-        values = sample_space(trial, space)
-        try:
-            validation, test = score(values, trial.number)
-        except ValueError as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"tune: notice: {name} trial {position} failed: {reason}", file=sys.stderr)
-            trial.set_user_attr("error", reason)
-            validation = test = math.nan
-        if math.isfinite(test):
-            trial.set_user_attr("test", test)
-        if math.isfinite(validation):
-            handle.tell(trial, validation)
-            best = validation if _improves(validation, best, lower_is_better=lower_is_better) else best
-        else:
-            handle.tell(trial, state=TrialState.FAIL)
-        if position % every == 0 or position == trials:
-            print(f"tune: {name:<10} trial {position}/{trials}  best val {best:.4f}", file=sys.stderr)
-    kept = sorted(handle.get_trials(deepcopy=False, states=finished), key=lambda t: t.number)[:trials]
+    work_on(name, handle, space, score, trials=trials, lower_is_better=lower_is_better, wait=True)
     return [
         TrialResult(
-            trial=position,
-            values=decode_params(space, frozen.params),
-            validation=float(frozen.value) if frozen.state == TrialState.COMPLETE else math.nan,
-            test=float(frozen.user_attrs.get("test", math.nan)),
+            trial=found.slot + 1,
+            values=decode_params(space, found.params),
+            validation=found.validation,
+            test=found.test,
         )
-        for position, frozen in enumerate(kept, start=1)
+        for found in studies.slots(handle, trials)
     ]
+
+
+def work_on(
+    name: str,
+    handle: optuna.Study,
+    space: Mapping[str, Any],
+    score: Callable[[dict[str, Any], int], tuple[float, float]],
+    *,
+    trials: int,
+    lower_is_better: bool,
+    wait: bool,
+    who: str = "tune",
+) -> int:
+    """Run `handle`'s waiting trials (quest.studies.work), printing progress as `who`; how many it ran."""
+    from optuna.trial import TrialState
+
+    def finished() -> list[optuna.trial.FrozenTrial]:  # every worker's, not only this one's
+        stored = handle.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        return [t for t in stored if t.state == TrialState.COMPLETE or studies.ERROR in t.user_attrs]
+
+    done = len(finished())
+    if 0 < done < trials and not wait:
+        print(f"{who}: {name:<10} study {handle.study_name}: {done}/{trials} trials done already", file=sys.stderr)
+    every = 1 if trials <= 20 else max(1, trials // 10)
+
+    def on_done(slot: int, validation: float) -> None:
+        so_far = finished()
+        best = math.nan
+        for t in so_far:
+            if t.state == TrialState.COMPLETE and _improves(t.value, best, lower_is_better=lower_is_better):
+                best = t.value
+        if len(so_far) % every == 0 or len(so_far) >= trials:
+            shown = f"{len(so_far)}/{trials}"
+            print(f"{who}: {name:<10} trial {slot + 1} done, {shown}  best val {best:.4f}", file=sys.stderr)
+
+    def run_trial(trial: optuna.Trial, slot: int) -> tuple[float, float]:
+        return score(sample_space(trial, space), slot)
+
+    return studies.work(handle, run_trial, wait=wait, on_done=on_done)
 
 
 def _improves(score: float, best: float, *, lower_is_better: bool) -> bool:
@@ -392,16 +359,44 @@ def _csv(table: pd.DataFrame) -> str:
     return table.to_csv(index=False, float_format="%.6f", lineterminator="\n")
 
 
-def run(args: argparse.Namespace, params: Params) -> None:
-    """The stage's work when it is on; `args` are the stage's parsed command line."""
-    out_dir, settings = args.reports / paths.TUNING_DIR.name, params.tune
+@dataclass(frozen=True)
+class Plan:
+    """What every process working on the tuning of one dataset agrees on: the stage and each sweep worker."""
+
+    models: list[str]
+    data: TuneData
+    metric: str
+    large: bool
+    study_names: dict[str, str]  # model -> study name, derived from everything that decides its trials
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
+
+    def score(self, name: str, params: Params) -> Callable[[dict[str, Any], int], tuple[float, float]]:
+        return scorer(name, self.data, metric=self.metric, train=params.train, seed=params.seed, large=self.large)
+
+    def open(self, name: str, params: Params) -> optuna.Study:
+        return studies.open_study(
+            self.study_names[name],
+            url=params.tune.storage,
+            heartbeat=params.tune.heartbeat,
+            trials=params.tune.trials,
+            seed=sampler_seed(params.seed, name),
+            lower_is_better=self.lower_is_better,
+        )
+
+
+def plan(data_dir: Path, params: Params, *, who: str = "tune") -> Plan:
+    """Read the prepared data and check every space before any trial runs; name each model's study."""
+    settings = params.tune
     models = tuned_models(params.compare.baselines, settings.spaces)
-    prepared = read_prepared(args.data)
+    prepared = read_prepared(data_dir)
     task, dataset = prepared.schema.task, prepared.schema.dataset
     large = params.compare.large(len(prepared.y_train))  # the comparison's choice of model, tuned as compared
     if large:
         print(
-            f"tune: notice: {len(prepared.y_train)} training rows > compare.scale_threshold "
+            f"{who}: notice: {len(prepared.y_train)} training rows > compare.scale_threshold "
             f"({params.compare.scale_threshold}): svm_rbf and boosting are tuned as their scalable stand-ins",
             file=sys.stderr,
         )
@@ -410,42 +405,51 @@ def run(args: argparse.Namespace, params: Params) -> None:
         space = settings.spaces[name]
         check_baseline_space(name, space, task=task, n_features=n_features, seed=params.seed, large=large)
     metric = primary_metric(params.compare.metric, task)
-    lower = metric in LOWER_IS_BETTER
-    data = tune_data(prepared, fraction=settings.validation_fraction, seed=params.seed)
-
-    from quest import backend
-
-    device = backend.configure(params.train.backend, params.train.device, params.seed)
-    print(
-        f"tune: {len(models)} models x {settings.trials} trials, {metric} on {len(data.y_validation)} validation "
-        f"rows; MLP on {device.describe()}",
-        file=sys.stderr,
-    )
-    data_md5 = dvc_md5(args.data)
-    results: dict[str, list[TrialResult]] = {}
-    studies: dict[str, str] = {}
-    seconds: dict[str, float] = {}
+    data_md5 = dvc_md5(data_dir)
+    names = {}
     for name in models:
-        space = settings.spaces[name]
         key = {
-            "space": space,
+            "space": settings.spaces[name],
+            "trials": settings.trials,  # the budget is queued when a study is created: a new budget, a new study
             "metric": metric,
             "seed": params.seed,
             "validation_fraction": settings.validation_fraction,
             "data": data_md5,
             "model": dataclasses.asdict(params.train) if name == "mlp" else {"large": large},
         }
-        studies[name] = study_name(dataset, name, key)
+        names[name] = study_name(dataset, name, key)
+    data = tune_data(prepared, fraction=settings.validation_fraction, seed=params.seed)
+    return Plan(models=models, data=data, metric=metric, large=large, study_names=names)
+
+
+def run(args: argparse.Namespace, params: Params) -> None:
+    """The stage's work when it is on; `args` are the stage's parsed command line."""
+    out_dir, settings = args.reports / paths.TUNING_DIR.name, params.tune
+    tuning = plan(args.data, params)
+    models, metric, lower = tuning.models, tuning.metric, tuning.lower_is_better
+
+    from quest import backend
+
+    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    print(
+        f"tune: {len(models)} models x {settings.trials} trials, {metric} on {len(tuning.data.y_validation)} "
+        f"validation rows; MLP on {device.describe()}",
+        file=sys.stderr,
+    )
+    results: dict[str, list[TrialResult]] = {}
+    seconds: dict[str, float] = {}
+    for name in models:
         started = time.perf_counter()
         results[name] = search(
             name,
-            space,
-            scorer(name, data, metric=metric, train=params.train, seed=params.seed, large=large),
+            settings.spaces[name],
+            tuning.score(name, params),
             trials=settings.trials,
             lower_is_better=lower,
             seed=sampler_seed(params.seed, name),
             storage=settings.storage,
-            study=studies[name],
+            study=tuning.study_names[name],
+            heartbeat=settings.heartbeat,
         )
         seconds[name] = time.perf_counter() - started
 
@@ -472,7 +476,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
         results,
         curves,
         metric=metric,
-        studies=studies,
+        study_names=tuning.study_names,
         out_dir=out_dir,
         root=paths.repo_root(args.params.parent),
         data_dir=args.data,
@@ -487,7 +491,7 @@ def log_to_mlflow(
     curves: Mapping[str, Sequence[float]],
     *,
     metric: str,
-    studies: Mapping[str, str],
+    study_names: Mapping[str, str],
     out_dir: Path,
     root: Path,
     data_dir: Path,
@@ -516,7 +520,7 @@ def log_to_mlflow(
                     "validation_fraction": params.tune.validation_fraction,
                     "sampler": "random",
                     "sampler_seed": sampler_seed(params.seed, name),
-                    "study": studies[name],
+                    "study": study_names[name],
                 }
             )
             mlflow.log_dict(params.tune.spaces[name], "space.json")
