@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import repo_params
@@ -88,3 +92,137 @@ def test_an_mlflow_store_that_cannot_be_opened_fails_the_stage_in_one_line(tmp_p
                  env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
     assert_user_error(done, "quest train: error: ", f"MLflow store {uri} cannot be opened: ")
     assert not (tmp_path / "models").exists()
+
+
+# A real training run long enough (the fit engine, a few seconds) to fault its store while it trains.
+TRAINING = {
+    "prepare": {"folds": 2, "repeats": 1},
+    "train": {
+        "hidden_layers": [4],
+        "engine": "fit",
+        "epochs": 100,
+        "early_stopping": {"patience": 0, "validation_fraction": 0.2},
+    },
+}
+OUTPUTS = ("models/mlp.keras", "models/config.json", "models/history.csv", "models/environment.json")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory whose earlier train stage finished (seed 1), with its SQLite store; tests copy it."""
+    from tests.test_cli import quest
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING, seed=1)))
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    for stage in (["prepare", "--out", "processed"], ["train", "--data", "processed"]):
+        done = quest(stage[0], "--params", "params.yaml", *stage[1:], cwd=root, env=env)
+        assert done.returncode == 0, done.stderr
+    return root
+
+
+def _retrain(trained: Path, tmp_path: Path, store: Path, env: dict[str, str]) -> tuple[Path, subprocess.Popen]:
+    """A copy of `trained` retraining with another seed against `store`, stopped at its final fit's first
+    progress line (the run is open, CV is done, the model is not saved yet)."""
+    project = tmp_path / "project"
+    shutil.copytree(trained, project, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    (project / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING, seed=2)))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))} | env
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
+    training = subprocess.Popen([sys.executable, "-m", "quest.cli", "train", "--params", "params.yaml", "--data",
+                                 "processed"], cwd=project, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = training.stderr.readline()
+        seen.append(line)
+        if "train: final epoch" in line or not line:
+            break
+    if "train: final epoch" not in seen[-1]:
+        training.kill()
+        raise AssertionError("".join(seen))
+    training.seen = seen
+    return project, training
+
+
+def _md5s(root: Path) -> dict[str, str]:
+    return {name: hashlib.md5((root / name).read_bytes()).hexdigest() for name in OUTPUTS}
+
+
+def _assert_failed_keeping_the_model(project: Path, trained: Path, printed: str, returncode: int, reason: str):
+    errors = [line for line in printed.splitlines() if line.startswith("quest train: error: ")]
+    assert returncode == 75 and "Traceback" not in printed, printed
+    assert len(errors) == 1 and reason in errors[0] and "the earlier outputs are untouched" in errors[0], printed
+    assert _md5s(project) == _md5s(trained)  # the earlier outputs are whole
+    kept = sorted((project / ".quest" / "unlogged").glob("train-*"))
+    assert len(kept) == 1 and f"the trained model is kept in {kept[0].relative_to(project)}" in errors[0]
+    assert hashlib.md5((kept[0] / "mlp.keras").read_bytes()).hexdigest() != _md5s(trained)["models/mlp.keras"]
+    assert sorted(p.name for p in kept[0].iterdir()) == sorted(Path(name).name for name in [*OUTPUTS, "cv_mlp.json"])
+    assert not list((project / "models").glob(".train.*"))  # no staging left where DVC looks
+    return kept[0]
+
+
+def test_a_store_locked_for_a_while_is_waited_for_and_the_stage_finishes(trained: Path, tmp_path: Path):
+    import mlflow
+
+    store = tmp_path / "mlflow.db"
+    shutil.copy(trained / "mlflow.db", store)
+    project, training = _retrain(trained, tmp_path, store, {})
+    holder = sqlite3.connect(store, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # as a `sqlite3` shell left in a transaction would
+        time.sleep(8)  # longer than the rest of training: the stage's writes wait for the store
+        assert training.poll() is None, training.stderr.read()
+        holder.execute("COMMIT")
+        rest = training.communicate(timeout=300)[1]
+    finally:
+        holder.close()
+        training.kill()
+    assert training.returncode == 0, "".join(training.seen) + rest
+    assert _md5s(project) != _md5s(trained)  # the new model took its place
+    mlflow.set_tracking_uri(f"sqlite:///{store}")
+    runs = mlflow.search_runs(experiment_names=["quest"], output_format="list")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+
+
+def test_a_store_locked_for_too_long_fails_in_one_line_and_keeps_the_trained_model(trained: Path, tmp_path: Path):
+    store = tmp_path / "mlflow.db"
+    shutil.copy(trained / "mlflow.db", store)
+    project, training = _retrain(trained, tmp_path, store, {"QUEST_SQLITE_BUSY_SECONDS": "1"})
+    holder = sqlite3.connect(store, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        rest = training.communicate(timeout=300)[1]
+    finally:
+        holder.close()
+        training.kill()
+    printed = "".join(training.seen) + rest
+    kept = _assert_failed_keeping_the_model(project, trained, printed, training.returncode, "database is locked")
+    import keras
+
+    model = keras.saving.load_model(kept / "mlp.keras")  # safe mode: the kept model is whole
+    assert model.count_params() > 0
+
+
+def test_a_full_disk_under_the_store_fails_in_one_line_and_keeps_the_trained_model(trained: Path, tmp_path: Path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        store = small / "mlflow.db"
+        shutil.copy(trained / "mlflow.db", store)
+        project, training = _retrain(trained, tmp_path, store, {})
+        with (small / "filler").open("wb") as filler:  # the store's disk fills up while the model trains
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+            rest = training.communicate(timeout=300)[1]
+        printed = "".join(training.seen) + rest
+        _assert_failed_keeping_the_model(project, trained, printed, training.returncode, "full")
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -11,6 +11,7 @@ import time
 import keras
 
 from quest import timing
+from quest.errors import store_failure
 
 
 class Progress(keras.callbacks.Callback):
@@ -59,6 +60,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self.run_id, self.every_seconds = run_id, every_seconds
         self.pending: list = []
         self.sent = time.perf_counter()
+        self.failing = False  # the last send failed: the epochs wait for the next one
 
     @timing.timed("mlflow")
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -73,12 +75,26 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self.flush()
 
     @timing.timed("mlflow")
-    def flush(self) -> None:
-        if self.pending:
-            from mlflow.tracking import MlflowClient
+    def flush(self, strict: bool = False) -> None:
+        """Send the pending epochs. A store failure never stops training: the epochs stay pending for the next
+        send, and only `strict` (the stage, once its model is safe on disk) raises it."""
+        try:
+            if self.pending:
+                from mlflow.tracking import MlflowClient
 
-            client = MlflowClient()
-            for start in range(0, len(self.pending), self.MAX_BATCH):
-                client.log_batch(self.run_id, metrics=self.pending[start : start + self.MAX_BATCH])
-            self.pending = []
+                client = MlflowClient()
+                while self.pending:
+                    client.log_batch(self.run_id, metrics=self.pending[: self.MAX_BATCH])
+                    del self.pending[: self.MAX_BATCH]
+        except Exception as error:
+            reason = store_failure(error)
+            if strict or reason is None:
+                raise
+            if not self.failing:
+                print(f"train: notice: MLflow store failed ({reason}); epochs kept for the next send", file=sys.stderr)
+            self.failing = True
+        else:
+            if self.failing:
+                print("train: notice: MLflow store answers again; kept epochs sent", file=sys.stderr)
+            self.failing = False
         self.sent = time.perf_counter()

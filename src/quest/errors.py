@@ -13,11 +13,33 @@ class QuestError(Exception):
     """A problem with the user's input (params, data, environment): reported in one line, no traceback."""
 
 
+class StoreFailure(Exception):
+    """The tracking store or the disk failed mid-stage (locked, full, gone): one line, exit 75, and what was
+    kept of the stage's work."""
+
+
 class Terminated(BaseException):  # noqa: N818 (a signal, like KeyboardInterrupt, not an error)
     """SIGTERM, raised in the main thread so that cleanup runs: staging directories go, MLflow runs end KILLED."""
 
 
 EXIT_USER_ERROR = 2
+EXIT_STORE_FAILURE = 75  # sysexits' EX_TEMPFAIL: the tracking store failed; try again once it is back
+
+
+def store_failure(error: BaseException) -> str | None:
+    """One line saying what went wrong when `error` came from the tracking store or the disk (locked, full,
+    unreachable); None for anything else, which is a bug and keeps its traceback."""
+    import errno
+
+    cause = error  # the database driver's own words, not SQLAlchemy's or MLflow's wrapping of them
+    while (inner := getattr(cause, "orig", None) or cause.__cause__) is not None and inner is not cause:
+        cause = inner
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+        return f"{reason} ({error.filename})" if error.filename else reason
+    if type(error).__module__.startswith(("sqlalchemy.", "sqlite3", "mlflow.", "requests.", "urllib3.")):
+        return reason
+    return None
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -33,6 +55,15 @@ def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str]
     except QuestError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
+    except StoreFailure as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_STORE_FAILURE) from None
+    except Exception as error:
+        reason = store_failure(error)
+        if reason is None:
+            raise
+        print(f"{prog}: error: the MLflow store or the disk failed: {reason}", file=sys.stderr)
+        raise SystemExit(EXIT_STORE_FAILURE) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing half-written was kept", file=sys.stderr)
         raise SystemExit(130) from None

@@ -68,10 +68,14 @@ def start(experiment: str, root: Path) -> None:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # It logs each database error with a traceback, then raises it; quest reports it once, in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     check_strict(git_state(root)[1])
     uri = tracking_uri(root)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
+    if uri.startswith("sqlite:"):
+        wait_when_busy(busy_seconds())
     try:
         _open_store(mlflow, uri, experiment, root)
     except Exception as error:  # whatever the store raises (OSError, SQLAlchemy, MLflow): one line, no work lost
@@ -92,6 +96,39 @@ def _open_store(mlflow: Any, uri: str, experiment: str, root: Path) -> None:
             # experiment is a temporary copy; keep them beside the store instead.
             mlflow.create_experiment(experiment, artifact_location=(_store_root(root) / ARTIFACTS_DIR).as_uri())
         mlflow.set_experiment(experiment)
+
+
+def busy_seconds() -> float:
+    """How long a write waits for a SQLite store another process holds: QUEST_SQLITE_BUSY_SECONDS, or 60."""
+    text = os.environ.get("QUEST_SQLITE_BUSY_SECONDS", "60")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise QuestError(f"QUEST_SQLITE_BUSY_SECONDS must be a number of seconds (got {text!r})") from None
+    if not 0 <= seconds <= 86400:
+        raise QuestError(f"QUEST_SQLITE_BUSY_SECONDS must be from 0 to 86400 (got {text!r})")
+    return seconds
+
+
+_busy_ms = [5000]  # SQLite's own default; every SQLite connection SQLAlchemy opens after wait_when_busy
+
+
+def wait_when_busy(seconds: float) -> None:
+    """Make every SQLite connection wait up to `seconds` for a lock (another worker's burst of writes, a
+    `sqlite3` shell left in a transaction) before failing with "database is locked"."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _set_busy_timeout):
+        event.listen(Engine, "connect", _set_busy_timeout)
+    _busy_ms[0] = int(seconds * 1000)
+
+
+def _set_busy_timeout(connection: Any, record: Any) -> None:
+    import sqlite3
+
+    if isinstance(connection, sqlite3.Connection):
+        connection.execute(f"PRAGMA busy_timeout = {_busy_ms[0]}")
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:

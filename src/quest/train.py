@@ -3,7 +3,11 @@ training split and save it as models/mlp.keras with its history and resolved con
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -11,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from quest import backend, paths, timing, tracking
-from quest.errors import run_cli
+from quest.errors import StoreFailure, run_cli, store_failure
 from quest.io import file_md5, write_json, write_text
 from quest.metrics import scores
 from quest.params import Params, TrainParams, load_params
 from quest.prepared import Prepared, read_prepared
 
+KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps what it made
 SEED_STRIDE = 10007  # between a split's extra seeds: far from the next split's seed + split + 1
 
 
@@ -122,76 +127,106 @@ def train_and_log(
         "quest.device_kind": device.kind,
         "quest.keras_version": keras.__version__,
     }
-    with mlflow.start_run(run_name="mlp", tags=tags) as run, tracking.killed_on_interrupt():
-        estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
-        mlflow.log_params(
-            {
-                **tracking.model_params(
-                    "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
-                ),
-                **tracking.flatten("train", asdict(spec)),
+    # The outputs are written beside their places and take them only once MLflow has everything: a store
+    # that fails mid-stage leaves the earlier outputs whole, and the new model is kept, not lost.
+    outputs = [model_path, *(model_path.parent / p.name for p in paths.MODEL_SIDECARS), cv_path]
+    for directory in {path.parent for path in outputs}:
+        directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=".train.", suffix=".tmp"))
+    staged = {final: staging / final.name for final in outputs}
+    try:
+        with mlflow.start_run(run_name="mlp", tags=tags) as run, tracking.killed_on_interrupt():
+            estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
+            mlflow.log_params(
+                {
+                    **tracking.model_params(
+                        "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
+                    ),
+                    **tracking.flatten("train", asdict(spec)),
+                }
+            )
+            tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
+            splits = schema.folds * schema.repeats
+            epochs = MlflowEpochLogger(run.info.run_id)
+            with timing.phase("compute"):
+                cv = cross_validate(
+                    prepared,
+                    spec=spec,
+                    seed=params.seed,
+                    # The fit engine reports each split as it goes; the fast engine, all networks at once, per block.
+                    callbacks_for=lambda split: (
+                        [Progress(f"split {split + 1}/{splits}", spec.epochs)] if spec.engine == "fit" else []
+                    ),
+                )
+                final = fit_mlp(
+                    prepared.x_train,
+                    prepared.y_train,
+                    task=schema.task,
+                    n_classes=prepared.n_classes,
+                    spec=spec,
+                    seed=params.seed,
+                    callbacks=[Progress("final", spec.epochs), epochs],
+                )
+            config = {
+                "train": asdict(spec),
+                "seed": params.seed,
+                "backend": device.backend,
+                "keras_version": keras.__version__,
+                "device": device.describe(),
+                "task": schema.task,
+                "n_features": len(schema.features),
+                "class_labels": schema.class_labels,
+                "best_epoch": final.best_epoch,
+                "epochs_run": final.epochs_run,
             }
-        )
-        tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
-        splits = schema.folds * schema.repeats
-        with timing.phase("compute"):
-            cv = cross_validate(
-                prepared,
-                spec=spec,
-                seed=params.seed,
-                # The fit engine reports each split as it goes; the fast engine, all networks at once, per block.
-                callbacks_for=lambda split: (
-                    [Progress(f"split {split + 1}/{splits}", spec.epochs)] if spec.engine == "fit" else []
-                ),
+            save_mlp(final.model, staged[model_path])
+            write_json(staged[model_path.parent / paths.MODEL_CONFIG.name], config)
+            fingerprint = tracking.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
+            write_json(staged[model_path.parent / paths.ENVIRONMENT.name], fingerprint)
+            write_text(staged[model_path.parent / paths.HISTORY.name], history_csv(final.history))
+            write_json(staged[cv_path], {"model": "mlp", "folds": cv})
+            epochs.flush(strict=True)  # any epochs a busy store held back
+            tracking.log_provenance(fingerprint, params)
+            metric_summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in cv.items()}
+            mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **metric_summary})
+            mlflow.log_dict(config, "config.json")
+            example = prepared.x_train[:5]
+            # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
+            # and fails, so the example travels as a run artifact beside the model instead.
+            mlflow.keras.log_model(
+                final.model,
+                name="model",
+                signature=mlflow.models.infer_signature(example, predict(final.model, example, task=schema.task)),
+                pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
             )
-            final = fit_mlp(
-                prepared.x_train,
-                prepared.y_train,
-                task=schema.task,
-                n_classes=prepared.n_classes,
-                spec=spec,
-                seed=params.seed,
-                callbacks=[Progress("final", spec.epochs), MlflowEpochLogger(run.info.run_id)],
-            )
-        config = {
-            "train": asdict(spec),
-            "seed": params.seed,
-            "backend": device.backend,
-            "keras_version": keras.__version__,
-            "device": device.describe(),
-            "task": schema.task,
-            "n_features": len(schema.features),
-            "class_labels": schema.class_labels,
-            "best_epoch": final.best_epoch,
-            "epochs_run": final.epochs_run,
-        }
-        save_mlp(final.model, model_path)
-        write_json(model_path.parent / paths.MODEL_CONFIG.name, config)
-        fingerprint = tracking.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
-        write_json(model_path.parent / paths.ENVIRONMENT.name, fingerprint)
-        tracking.log_provenance(fingerprint, params)
-        write_text(model_path.parent / paths.HISTORY.name, history_csv(final.history))
-        write_json(cv_path, {"model": "mlp", "folds": cv})
-
-        metric_summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in cv.items()}
-        mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **metric_summary})
-        mlflow.log_dict(config, "config.json")
-        example = prepared.x_train[:5]
-        # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
-        # and fails, so the example travels as a run artifact beside the model instead.
-        mlflow.keras.log_model(
-            final.model,
-            name="model",
-            signature=mlflow.models.infer_signature(example, predict(final.model, example, task=schema.task)),
-            pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
-        )
-        mlflow.log_dict({"columns": list(schema.features), "data": example.tolist()}, "model_input_example.json")
-        mlflow.set_tag(tracking.TAG_MODEL_MD5, file_md5(model_path))
+            mlflow.log_dict({"columns": list(schema.features), "data": example.tolist()}, "model_input_example.json")
+            mlflow.set_tag(tracking.TAG_MODEL_MD5, file_md5(staged[model_path]))
+        for final_path, staged_path in staged.items():
+            os.replace(staged_path, final_path)
+    except Exception as error:
+        reason = store_failure(error)
+        if reason is None:
+            raise
+        kept = _keep(staging, root) if staged[model_path].is_file() else None
+        saved = f"the trained model is kept in {kept}" if kept else "no model was trained yet"
+        raise StoreFailure(
+            f"the MLflow store or the disk failed: {reason}; {saved}; the earlier outputs are untouched"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     best = {name: f"{np.mean(values):.4f}±{np.std(values):.4f}" for name, values in cv.items()}
     print(
         f"train: CV {best}; final model best epoch {final.best_epoch}/{final.epochs_run} -> {model_path}",
         file=sys.stderr,
     )
+
+
+def _keep(staging: Path, root: Path) -> Path:
+    """Move a stage's unpublished outputs to .quest/unlogged/train-<UTC time>/ under the repo root."""
+    kept = root / KEPT_DIR / time.strftime("train-%Y%m%dT%H%M%SZ", time.gmtime())
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, kept)
+    return kept.relative_to(root) if kept.is_relative_to(root) else kept
 
 
 def _backend_requirement(name: str) -> str:
