@@ -415,7 +415,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
 
     from quest import backend
 
-    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     print(
         f"tune: {len(models)} models x {settings.trials} trials, {metric} on {len(data.y_validation)} validation "
         f"rows; MLP on {device.describe()}",
