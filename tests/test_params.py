@@ -12,6 +12,7 @@ def test_repo_params_load_into_typed_frozen_objects():
     assert params.data.source == "breast_cancer"
     assert params.train.hidden_layers == (64, 32)
     assert params.train.learning_rate == 0.001
+    assert params.train.data_parallel == 1  # off: one device, whatever the machine has
     lecture = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
     assert params.compare.baselines == (*lecture, "hgb", "xgboost")
     with pytest.raises(AttributeError):
@@ -39,6 +40,13 @@ def test_repo_params_load_into_typed_frozen_objects():
         ({"data": {"task": "ranking"}}, "data.task must be one of classification, regression, auto (got 'ranking')"),
         ({"compare": {"baselines": ["logreg", "lasso"]}}, "compare.baselines must be a list drawn from logreg,"),
         ({"train": {"backend": "mxnet"}}, "train.backend must be one of tensorflow, jax, torch (got 'mxnet')"),
+        ({"train": {"data_parallel": 0}}, "train.data_parallel must be a positive device count or all (got 0)"),
+        ({"train": {"data_parallel": "two"}}, "train.data_parallel must be an integer or all (got 'two')"),
+        ({"train": {"data_parallel": None}}, "train.data_parallel must be an integer or all (got None)"),
+        (
+            {"train": {"backend": "torch", "engine": "fit", "data_parallel": "all"}},
+            "train.data_parallel must be 1 when train.backend is torch",
+        ),
         ({"seedz": 1}, "unknown key seedz; did you mean seed?"),
         ({"tune": {"trials": -1}}, "tune.trials must be an integer from 0 (off) to 10000 (got -1)"),
         ({"tune": {"spaces": {"lasso": {}}}}, "tune.spaces must be models drawn from mlp, logreg,"),

@@ -25,14 +25,21 @@ class DeviceInfo:
     backend: str
     kind: str  # "cpu" or "gpu"
     name: str  # e.g. "NVIDIA H100 80GB HBM3" or the CPU model
+    devices: int = 1  # how many of them split each mini-batch (train.data_parallel)
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.name} ({self.backend})"
+        # One device reads as it always has: results recorded before data parallelism keep their device string.
+        count = f" x{self.devices}" if self.devices > 1 else ""
+        return f"{self.kind}:{self.name}{count} ({self.backend})"
 
 
 @timing.timed("imports")
-def configure(backend: str, device: str, seed: int) -> DeviceInfo:
-    """Set the backend, hide GPUs for `device: cpu`, seed everything and make ops deterministic."""
+def configure(backend: str, device: str, seed: int, data_parallel: int | str = 1) -> DeviceInfo:
+    """Set the backend, hide GPUs for `device: cpu`, seed everything and make ops deterministic.
+
+    `data_parallel` (train.data_parallel) only checks that enough devices exist and counts them in the result;
+    the engines split the batches.
+    """
     if "keras" in sys.modules and sys.modules["keras"].backend.backend() != backend:
         raise RuntimeError(f"keras was imported with another backend before configure({backend!r})")
     if importlib.util.find_spec(BACKEND_MODULES[backend]) is None:
@@ -58,9 +65,48 @@ def configure(backend: str, device: str, seed: int) -> DeviceInfo:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    devices = data_parallel_devices(backend, data_parallel)
     if gpus and device != "cpu":
-        return DeviceInfo(backend=backend, kind="gpu", name=gpus[0])
-    return DeviceInfo(backend=backend, kind="cpu", name=cpu_name())
+        return DeviceInfo(backend=backend, kind="gpu", name=gpus[0], devices=devices)
+    return DeviceInfo(backend=backend, kind="cpu", name=cpu_name(), devices=devices)
+
+
+def data_parallel_devices(backend: str, data_parallel: int | str, batch_size: int | None = None) -> int:
+    """How many devices split each mini-batch: train.data_parallel, with `all` resolved to what the backend sees.
+
+    Fails with a QuestError when more are asked for than exist, or when `batch_size` does not split evenly:
+    every device takes the same number of rows of each batch.
+    """
+    if data_parallel == 1:
+        return 1  # off: nothing to count, and no framework call that could change a thing
+    available = device_count(backend)
+    wanted = available if data_parallel == "all" else int(data_parallel)
+    if wanted > available:
+        raise QuestError(
+            f"train.data_parallel is {data_parallel} but the {backend} backend sees {available} "
+            f"device{'s' if available != 1 else ''}; set train.data_parallel to at most {available}, or all"
+        )
+    if batch_size is not None and batch_size % wanted:
+        raise QuestError(
+            f"train.batch_size must be a multiple of the {wanted} devices train.data_parallel splits it across "
+            f"(got {batch_size})"
+        )
+    return wanted
+
+
+def device_count(backend: str) -> int:
+    """Devices of the kind the backend trains on: its GPUs when it sees any, else its CPU devices."""
+    if backend == "jax":
+        import jax
+
+        return jax.device_count()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_logical_devices("GPU")) or len(tf.config.list_logical_devices("CPU"))
+    import torch
+
+    return torch.cuda.device_count() or 1
 
 
 def _cache_compilations() -> None:

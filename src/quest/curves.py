@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
     if any(f < 1.0 for f in params.learning.fractions) and "mlp" in models:
         from quest import backend
 
-        backend.configure(params.train.backend, params.train.device, params.seed)
+        backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     started = time.perf_counter()
     partial = curve_scores(prepared, params, models, metric)
     limit = params.learning.repeats * prepared.schema.folds

@@ -7,6 +7,10 @@ device; shuffling, early stopping and best-weight restore happen there too. Seve
 seeds, training-set fractions) train in one program: `jax.vmap` over jobs whose rows are padded index lists,
 so a job's mini-batches are exactly the ones it would see trained alone.
 
+With train.data_parallel above 1 the program runs on that many devices (GSPMD): the data, weights and
+optimiser state are replicated, and every mini-batch's rows are sharded across a one-axis mesh named "batch",
+so each device computes its rows' gradients and XLA sums them across devices before the update.
+
 The host takes control back every block of epochs, only to report progress and per-epoch curves.
 Import only after `quest.backend.configure` picked the jax backend.
 """
@@ -23,7 +27,9 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from quest.backend import data_parallel_devices
 from quest.model import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
 from quest.params import TrainParams
 
@@ -73,15 +79,19 @@ def fit_many(
     optimizer = template.optimizer
     optimizer.build(template.trainable_variables)
     state = _initial_state(models, optimizer, epochs=spec.epochs)
+    data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
+    mesh = batch_mesh(data_parallel_devices("jax", spec.data_parallel, spec.batch_size))
+    if mesh is not None:  # everything on every device; only the batches are split, inside the program
+        state, per_job, data = jax.device_put((state, per_job, data), NamedSharding(mesh, PartitionSpec()))
     block = _compile_block(
         template,
         optimizer,
-        jnp.asarray(x, dtype="float32"),
-        jnp.asarray(target),
+        *data,
         task=task,
         n_classes=n_classes,
         batch_size=spec.batch_size,
         patience=spec.early_stopping.patience or spec.epochs,  # 0 means: never stop early
+        batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
     )
 
     until = jnp.asarray(0, dtype="int32")
@@ -135,6 +145,11 @@ def fit_many(
         _result(model, state, j, names, regression=regression, shift=shift[j], scale=scale[j])
         for j, model in enumerate(models)
     ]
+
+
+def batch_mesh(devices: int) -> Mesh | None:
+    """A one-axis mesh named "batch" over the first `devices` devices; None for one device (nothing to split)."""
+    return Mesh(np.array(jax.devices()[:devices]), ("batch",)) if devices > 1 else None
 
 
 def _target(y: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
@@ -192,8 +207,12 @@ def _compile_block(
     n_classes: int,
     batch_size: int,
     patience: int,
+    batch_sharding: NamedSharding | None = None,
 ):
-    """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`."""
+    """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`.
+
+    `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split).
+    """
     regression = task == "regression"
     binary = not regression and output_size(task, n_classes) == 1
 
@@ -217,6 +236,9 @@ def _compile_block(
     def step(job: dict, carry: tuple, batch: tuple) -> tuple:
         trainable, non_trainable, opt, sums = carry
         rows, valid = batch
+        if batch_sharding is not None:  # under vmap the constraint applies to the rows axis, not to the jobs'
+            rows = jax.lax.with_sharding_constraint(rows, batch_sharding)
+            valid = jax.lax.with_sharding_constraint(valid, batch_sharding)
         weights = valid.astype("float32")
         x_batch, y_batch = x[rows], labels(rows, job)
 

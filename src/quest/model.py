@@ -7,14 +7,15 @@ Import this module only after `quest.backend.configure`, which picks the Keras b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from quest.backend import seed_everything
+from quest.backend import data_parallel_devices, seed_everything
 from quest.io import atomic_path, normalise_keras_archive
 from quest.params import TrainParams
 from quest.prepared import validation_split
@@ -198,33 +199,59 @@ def _fit_one(
     spec: TrainParams,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
-    """The reference engine: Keras' model.fit with an EarlyStopping callback."""
+    """The reference engine: Keras' model.fit with an EarlyStopping callback, on `spec.data_parallel` devices."""
     fit_rows, validation_rows = job.fit_rows, job.validation_rows
-    model = fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed)
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss",
-        patience=spec.early_stopping.patience or spec.epochs,  # patience 0 means: never stop early
-        restore_best_weights=True,
-    )
-    target = y.astype(np.float32) if task == "regression" or n_classes == 2 else y
-    if task == "regression":  # learn a standardised target; a final layer maps back to the target's units
-        mean, scale = standardiser(target[fit_rows])
-        target = (target - mean) / scale
-    history = model.fit(
-        x[fit_rows],
-        target[fit_rows],
-        validation_data=(x[validation_rows], target[validation_rows]),
-        batch_size=spec.batch_size,
-        epochs=spec.epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[stopper, *callbacks],
-    )
+    devices = data_parallel_devices(keras.backend.backend(), spec.data_parallel, spec.batch_size)
+    if devices > 1 and keras.backend.backend() == "jax":
+        # Keras on JAX cuts every batch, the last one of an epoch too, into equal shards: drop the few rows
+        # (fewer than `devices`) that would leave it uneven. TensorFlow's MirroredStrategy needs no such cut.
+        fit_rows = fit_rows[: len(fit_rows) - len(fit_rows) % devices]
+        validation_rows = validation_rows[: len(validation_rows) - len(validation_rows) % devices]
+    with data_parallel(devices):
+        model = fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed)
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=spec.early_stopping.patience or spec.epochs,  # patience 0 means: never stop early
+            restore_best_weights=True,
+        )
+        target = y.astype(np.float32) if task == "regression" or n_classes == 2 else y
+        if task == "regression":  # learn a standardised target; a final layer maps back to the target's units
+            mean, scale = standardiser(target[fit_rows])
+            target = (target - mean) / scale
+        history = model.fit(
+            x[fit_rows],
+            target[fit_rows],
+            validation_data=(x[validation_rows], target[validation_rows]),
+            batch_size=spec.batch_size,
+            epochs=spec.epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=[stopper, *callbacks],
+        )
     if task == "regression":
         to_target_units(model, mean=mean, scale=scale)
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     best = int(np.argmin(curves["val_loss"])) + 1
     return FitResult(model=model, history=curves, best_epoch=best, epochs_run=len(curves["val_loss"]))
+
+
+@contextlib.contextmanager
+def data_parallel(devices: int) -> Iterator[None]:
+    """Within it, Keras builds replicated models and splits each batch across the first `devices` devices.
+
+    JAX: Keras' DataParallel distribution; TensorFlow: a MirroredStrategy. For one device it does nothing.
+    """
+    if devices == 1:
+        yield
+    elif keras.backend.backend() == "jax":
+        with keras.distribution.DataParallel(devices=keras.distribution.list_devices()[:devices]).scope():
+            yield
+    else:
+        import tensorflow as tf
+
+        found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        with tf.distribute.MirroredStrategy([device.name for device in found[:devices]]).scope():
+            yield
 
 
 def save_mlp(model: keras.Model, path: Path) -> None:

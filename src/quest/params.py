@@ -25,6 +25,7 @@ SyntheticKind = Literal["moons", "spirals", "xor", "classification"]
 Backend = Literal["tensorflow", "jax", "torch"]
 Device = Literal["auto", "cpu", "gpu"]
 Engine = Literal["fast", "fit"]
+DataParallel = int | Literal["all"]  # devices that split each mini-batch, or every one the backend sees
 Activation = Literal["relu", "tanh", "sigmoid"]
 Initializer = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal"]
 Optimizer = Literal["adam", "sgd"]
@@ -109,6 +110,7 @@ class TrainParams:
     learning_rate: float
     momentum: float
     batch_size: int
+    data_parallel: DataParallel
     epochs: int
     early_stopping: EarlyStoppingParams
 
@@ -131,6 +133,18 @@ class TrainParams:
         _require(self.learning_rate > 0, "train.learning_rate", "positive", self.learning_rate)
         _require(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
         _require(self.batch_size >= 1, "train.batch_size", "a positive integer", self.batch_size)
+        _require(
+            self.data_parallel == "all" or self.data_parallel >= 1,
+            "train.data_parallel",
+            "a positive device count or all",
+            self.data_parallel,
+        )
+        _require(
+            self.data_parallel == 1 or self.backend != "torch",
+            "train.data_parallel",
+            "1 when train.backend is torch (Keras distributes training on jax and tensorflow only)",
+            self.data_parallel,
+        )
         _require(self.epochs >= 1, "train.epochs", "a positive integer", self.epochs)
 
 
@@ -296,6 +310,13 @@ def _join(where: str, key: Any) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
+def _allowed(hint: Any) -> str:
+    """A union member in words, for the message when a value fits none of them."""
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(map(str, typing.get_args(hint)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
+
+
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if hint is Any:  # free-form, checked by the owning dataclass
@@ -308,9 +329,17 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return value
     if origin in (typing.Union, types.UnionType):
         options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        if value is None:
+        if value is None and len(options) < len(typing.get_args(hint)):
             return None
-        return _coerce(options[0], value, key)
+        if len(options) == 1:
+            return _coerce(options[0], value, key)
+        for option in options:
+            try:
+                return _coerce(option, value, key)
+            except QuestError:
+                pass
+        allowed = " or ".join(_allowed(option) for option in options)
+        raise QuestError(f"params.yaml: {key} must be {allowed} (got {value!r})")
     if origin is dict:
         value_hint = typing.get_args(hint)[1]
         _require(isinstance(value, dict), key, "a mapping", value)

@@ -110,7 +110,7 @@ def work(number: int, data_dir: Path, params: Params) -> None:
 
     who = f"sweep w{number}"
     plan = tuning.plan(data_dir, params, who=who)
-    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     print(f"{who}: pid {os.getpid()}, MLP on {device.describe()}", file=sys.stderr)
     handles = {name: plan.open(name, params) for name in plan.models}
     ran = 0

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     prepared = read_prepared(args.data)
-    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     print(f"train: device {device.describe()}", file=sys.stderr)
     root = paths.repo_root(args.params.parent)
     train_and_log(

@@ -430,7 +430,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
 
     from quest import backend
 
-    device = backend.configure(params.train.backend, params.train.device, params.seed)
+    device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     print(
         f"tune: {len(models)} models x {settings.trials} trials, {metric} on {len(tuning.data.y_validation)} "
         f"validation rows; MLP on {device.describe()}",
