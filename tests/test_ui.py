@@ -1,0 +1,208 @@
+"""The MLflow UI, checked as a person would: Debian's Chromium, headless, against `mlflow ui` on 127.0.0.1.
+
+The pipeline runs on tiny settings; then the browser opens the experiment, finds the comparison's runs, ticks
+the MLP and every baseline, presses Compare, and reads the compare view. The last screen is saved as
+reports/ui_compare.png in the project (and copied to $QUEST_UI_SCREENSHOT when that is set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from quest.tracking import TAG_GROUP, TAG_MODEL
+from tests.conftest import REPO, repo_params
+from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
+from tests.test_team_server import bound_addresses, free_port
+
+pytestmark = pytest.mark.e2e
+
+WAIT_SECONDS = 60  # a cold UI on a busy 2-core machine; every wait below ends as soon as its condition holds
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",  # root in CI
+    "--disable-gpu",
+    "--window-size=1600,1200",  # tall enough that the screenshot shows the run names under the plot
+    # No network but loopback: nothing may try to reach Google's services and stall the page.
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("quest"), repo_params(**TINY))
+    run(["dvc", "repro"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ui(project: Path) -> Iterator[str]:
+    """`make ui`'s command on a free port, for the project's store; its URL."""
+    port = free_port()
+    log_path = project / "mlflow-ui.log"
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    command = ["mlflow", "ui", "--backend-store-uri", store, *address, "--workers", "2"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=project,
+            env=environment(project),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers go with it
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mlflow ui did not start:\n{log_path.read_text()}") from None
+                time.sleep(0.5)
+        assert bound_addresses(port) == {"127.0.0.1"}  # loopback only
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def browser(monkeypatch) -> Iterator:
+    """Headless Chromium from Debian's packages (scripts/chromium.sh), driven by its own chromedriver."""
+    installed = subprocess.run([str(REPO / "scripts" / "chromium.sh")], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    binary, driver_path = installed.stdout.split()
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a driver or a browser
+    profile = tempfile.mkdtemp(prefix="quest-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = None
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def click(driver, locator: tuple[str, str]) -> None:
+    """Click what a person would click, once it is there; the UI's first-visit tip is dismissed if in the way."""
+
+    def clicked(driver) -> bool:
+        element = EC.element_to_be_clickable(locator)(driver)
+        if not element:
+            return False
+        try:
+            element.click()
+        except StaleElementReferenceException:  # the grid re-rendered under us: find it again
+            return False
+        except ElementClickInterceptedException:
+            for tip in driver.find_elements(By.XPATH, "//button[normalize-space()='Got it']"):
+                tip.click()
+            return False
+        return True
+
+    WebDriverWait(driver, WAIT_SECONDS).until(clicked, f"could not click {locator[1]}")
+
+
+def wait_for(driver, condition: Callable, message: str):
+    return WebDriverWait(driver, WAIT_SECONDS).until(condition, message)
+
+
+def compare_in_the_ui(
+    driver, url: str, experiment_id: str, parent_id: str, run_ids: dict[str, str], screenshot: Path
+) -> None:
+    """Experiment page → model-training runs → the comparison's runs → tick each → Compare; checks the view."""
+    driver.get(f"{url}/#/experiments/{experiment_id}")
+    click(driver, (By.XPATH, "//*[normalize-space()='Model training']"))  # MLflow 3 opens on the GenAI tab
+    search = wait_for(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, "input[data-testid='search-box']")), "runs")
+    for close in driver.find_elements(By.CSS_SELECTOR, "[data-component-id='mlflow.assistant.chat_panel.close']"):
+        close.click()  # the assistant's side panel would squeeze the table and the screenshot
+    search.send_keys(f"tags.{TAG_GROUP} = '{parent_id}'", Keys.ENTER)
+    wait_for(driver, EC.url_contains(f"{parent_id}%27"), "the search was not applied")
+
+    rows = ".ag-pinned-left-cols-container [row-id='{}']"
+    click(driver, (By.CSS_SELECTOR, rows.format(parent_id) + " button"))  # expand the comparison's child runs
+    for name, run_id in run_ids.items():
+        box = rows.format(run_id) + " .ag-checkbox-input-wrapper"
+        click(driver, (By.CSS_SELECTOR, box))
+        wait_for(driver, EC.element_located_to_be_selected((By.CSS_SELECTOR, box + " input")), f"{name} not ticked")
+    click(driver, (By.CSS_SELECTOR, "button[data-testid='runs-compare-button']"))
+
+    wait_for(driver, EC.url_contains("#/compare-runs"), "Compare did not open the compare view")
+    heading = f"Comparing {len(run_ids)} Runs from 1 Experiment"
+    wait_for(driver, EC.visibility_of_element_located((By.XPATH, f"//h2[normalize-space()='{heading}']")), heading)
+
+    def run_names(driver) -> list[str] | bool:  # a column per run, some scrolled off to the right
+        cells = driver.find_elements(By.XPATH, "//tr[th='Run Name:']/td")
+        return len(cells) == len(run_ids) and [cell.get_attribute("textContent").strip() for cell in cells]
+
+    assert sorted(wait_for(driver, run_names, "no Run Name row with a cell per run")) == sorted(MODELS)
+    # The parallel-coordinates plot opens on the shared metric, one line per run.
+    axis = "//*[local-name()='text'][@data-unformatted='cv_mean']"
+    wait_for(driver, EC.visibility_of_element_located((By.XPATH, axis)), "cv_mean is not on the plot")
+    assert driver.save_screenshot(str(screenshot))
+
+    # Further down, the metrics table's `cv_mean` row links to a chart of every run that has it: all of them.
+    metric = wait_for(
+        driver, EC.presence_of_element_located((By.XPATH, "//a[@title='Plot chart'][.='cv_mean']")), "no cv_mean row"
+    )
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", metric)  # as a person scrolls to it
+    wait_for(driver, EC.visibility_of(metric), "the cv_mean row stays hidden")
+    charted = metric.get_attribute("href")
+    assert all(run_id in charted for run_id in run_ids.values()), charted
+
+
+def test_the_compare_view_lines_up_the_mlp_and_every_baseline_on_cv_mean(
+    project: Path, ui: str, browser, tmp_path: Path
+):
+    runs = mlflow_runs(project)
+    parent = next(r for r in runs if r.data.tags.get(TAG_MODEL) == "comparison")
+    children = {r.info.run_name: r.info.run_id for r in runs if r.data.tags.get(TAG_GROUP) == parent.info.run_id}
+    assert sorted(children) == sorted(MODELS)
+
+    screenshot = project / "reports" / "ui_compare.png"
+    try:
+        compare_in_the_ui(browser, ui, parent.info.experiment_id, parent.info.run_id, children, screenshot)
+    except Exception as error:
+        browser.save_screenshot(str(tmp_path / "failure.png"))
+        (tmp_path / "failure.html").write_text(browser.page_source)
+        raise AssertionError(
+            f"{type(error).__name__}: {error}\nat {browser.current_url}\n"
+            f"screenshot {tmp_path / 'failure.png'}, page {tmp_path / 'failure.html'}"
+        ) from error
+
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("QUEST_UI_SCREENSHOT"):
+        shutil.copyfile(screenshot, os.environ["QUEST_UI_SCREENSHOT"])
