@@ -2,7 +2,8 @@
 
 The pipeline runs on tiny settings; then the browser opens the experiment, finds the comparison's runs, ticks
 the MLP and every baseline, presses Compare, and reads the compare view. The last screen is saved as
-reports/ui_compare.png in the project (and copied to $QUEST_UI_SCREENSHOT when that is set).
+reports/ui_compare.png in the project, and copied to reports/ui_compare.png of this checkout (git ignores it) or
+to $QUEST_UI_SCREENSHOT when that is set, for a person to look at.
 """
 
 from __future__ import annotations
@@ -204,5 +205,4 @@ def test_the_compare_view_lines_up_the_mlp_and_every_baseline_on_cv_mean(
         ) from error
 
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("QUEST_UI_SCREENSHOT"):
-        shutil.copyfile(screenshot, os.environ["QUEST_UI_SCREENSHOT"])
+    shutil.copyfile(screenshot, os.environ.get("QUEST_UI_SCREENSHOT") or REPO / "reports" / "ui_compare.png")
