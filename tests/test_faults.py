@@ -226,3 +226,39 @@ def test_a_full_disk_under_the_store_fails_in_one_line_and_keeps_the_trained_mod
         _assert_failed_keeping_the_model(project, trained, printed, training.returncode, "full")
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_after_a_sigkill_mid_training_the_next_run_ends_the_orphan_killed_and_starts_clean(tmp_path: Path):
+    import mlflow
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**NEVER_ENDING)))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "quest.cli"]
+    prepared = subprocess.run([*command, "prepare", "--params", "params.yaml", "--out", "processed"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
+    training = subprocess.Popen([*command, "train", "--params", "params.yaml", "--data", "processed"],
+                                cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            seen.append(training.stderr.readline())
+            if "networks epoch" in seen[-1] or not seen[-1]:
+                break
+        assert "networks epoch" in seen[-1], "".join(seen)
+        training.kill()  # SIGKILL: no cleanup of its own runs
+        training.wait(timeout=60)
+    finally:
+        training.kill()
+    assert len(list((tmp_path / "models").glob(".train.*.tmp"))) == 1  # what it could not clean up
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING)))
+    rerun = subprocess.run([*command, "train", "--params", "params.yaml", "--data", "processed"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"was left RUNNING by process {training.pid}, which is gone; it is now KILLED" in rerun.stderr
+    assert not list((tmp_path / "models").glob(".train.*"))  # the orphan's staging is gone too
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["quest"], output_format="list", order_by=["attributes.start_time ASC"])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("mlp", "KILLED"), ("mlp", "FINISHED")]

@@ -116,13 +116,6 @@ def bound_addresses(port: int) -> set[str]:
     return {line.split()[3].rsplit(":", 1)[0] for line in shown.splitlines()}
 
 
-def test_stopping_the_server_stops_its_database(server):
-    assert listening(server["pg_port"])
-    os.killpg(server["process"].pid, signal.SIGTERM)
-    server["process"].wait(timeout=60)
-    assert not listening(server["pg_port"])
-
-
 def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, tmp_path: Path):
     """Two `quest sweep` workers share each model's Optuna study on the server's PostgreSQL. One is killed
     in the middle of a trial, after finishing others: the other finishes the study, every trial completes
@@ -237,3 +230,10 @@ def _kill_a_worker_mid_trial(printed: Path, storage: str, launcher: subprocess.P
                     }
         time.sleep(0.05)
     raise AssertionError(f"no worker was caught mid-trial\n{printed.read_text()}")
+
+
+def test_stopping_the_server_stops_its_database(server):  # last: the module's server is gone after it
+    assert listening(server["pg_port"])
+    os.killpg(server["process"].pid, signal.SIGTERM)
+    server["process"].wait(timeout=60)
+    assert not listening(server["pg_port"])

@@ -30,6 +30,7 @@ TAG_MODEL_MD5 = "quest.model_md5"
 TAG_COMPARISON_MD5 = "quest.comparison_md5"  # the comparison table a parent run wrote
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_PROCESS = "quest.process"  # host:pid of the process a run was logged from, to find runs it left behind
 
 
 def _store_root(root: Path) -> Path:
@@ -81,6 +82,7 @@ def start(experiment: str, root: Path) -> None:
     except Exception as error:  # whatever the store raises (OSError, SQLAlchemy, MLflow): one line, no work lost
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise QuestError(f"MLflow store {shown_uri(uri)} cannot be opened: {first}") from None
+    end_orphans(experiment)
 
 
 def _open_store(mlflow: Any, uri: str, experiment: str, root: Path) -> None:
@@ -129,6 +131,49 @@ def _set_busy_timeout(connection: Any, record: Any) -> None:
 
     if isinstance(connection, sqlite3.Connection):
         connection.execute(f"PRAGMA busy_timeout = {_busy_ms[0]}")
+
+
+def this_process() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_orphans(experiment: str) -> list[str]:
+    """End KILLED the runs of `experiment` still RUNNING whose process, on this host, is gone: killed with
+    SIGKILL, or out of memory, it could not end them itself. Runs of live processes and of other hosts are
+    left alone. Returns the ended runs' ids."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    client, host = MlflowClient(), this_process().rsplit(":", 1)[0]
+    ended = []
+    running = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500)
+    for run in running:
+        where, _, pid = run.data.tags.get(TAG_PROCESS, "").rpartition(":")
+        if where == host and pid.isdigit() and not alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+            print(
+                f"notice: MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process {pid}, "
+                f"which is gone; it is now KILLED",
+                file=sys.stderr,
+            )
+    return ended
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
@@ -232,6 +277,7 @@ def provenance_tags(
         "quest.data_dvc_md5": dvc_md5(data_dir) if data_dir.exists() else "missing",
         "quest.version": __version__,
         "quest.python": sys.version.split()[0],
+        TAG_PROCESS: this_process(),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["quest.dvc_exp"] = os.environ["DVC_EXP_NAME"]

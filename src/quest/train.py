@@ -132,7 +132,8 @@ def train_and_log(
     outputs = [model_path, *(model_path.parent / p.name for p in paths.MODEL_SIDECARS), cv_path]
     for directory in {path.parent for path in outputs}:
         directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=".train.", suffix=".tmp"))
+    _remove_orphaned_staging(model_path.parent)
+    staging = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=f".train.{os.getpid()}.", suffix=".tmp"))
     staged = {final: staging / final.name for final in outputs}
     try:
         with mlflow.start_run(run_name="mlp", tags=tags) as run, tracking.killed_on_interrupt():
@@ -219,6 +220,14 @@ def train_and_log(
         f"train: CV {best}; final model best epoch {final.best_epoch}/{final.epochs_run} -> {model_path}",
         file=sys.stderr,
     )
+
+
+def _remove_orphaned_staging(directory: Path) -> None:
+    """Staging directories of train processes that are gone (killed with SIGKILL, or out of memory)."""
+    for leftover in directory.glob(".train.*.tmp"):
+        pid = leftover.name.split(".")[2]
+        if pid.isdigit() and not tracking.alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _keep(staging: Path, root: Path) -> Path:
