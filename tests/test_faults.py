@@ -115,7 +115,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING, seed=1)))
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    for stage in (["prepare", "--out", "processed"], ["train", "--data", "processed"]):
+    for stage in (
+        ["prepare", "--out", "processed"],
+        ["train", "--data", "processed"],
+        ["evaluate", "--data", "processed"],
+    ):
         done = quest(stage[0], "--params", "params.yaml", *stage[1:], cwd=root, env=env)
         assert done.returncode == 0, done.stderr
     return root
@@ -262,3 +266,30 @@ def test_after_a_sigkill_mid_training_the_next_run_ends_the_orphan_killed_and_st
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["quest"], output_format="list", order_by=["attributes.start_time ASC"])
     assert [(r.info.run_name, r.info.status) for r in runs] == [("mlp", "KILLED"), ("mlp", "FINISHED")]
+
+
+def test_evaluate_against_a_locked_store_fails_in_one_line_and_leaves_the_reports_as_they_were(
+    trained: Path, tmp_path: Path
+):
+    from tests.test_cli import quest
+
+    project = tmp_path / "project"
+    shutil.copytree(trained, project)
+    before = {p.relative_to(project): p.read_bytes() for p in (project / "reports").rglob("*") if p.is_file()}
+    assert Path("reports/metrics.json") in before and Path("reports/eval/confusion_matrix.png") in before
+    for path in before:  # an earlier evaluation's outputs, told apart from what a new one would write
+        (project / path).write_bytes(before[path] + b"\n")
+    before = {path: (project / path).read_bytes() for path in before}
+    holder = sqlite3.connect(project / "mlflow.db", timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}", "QUEST_SQLITE_BUSY_SECONDS": "1"}
+        done = quest("evaluate", "--params", "params.yaml", "--data", "processed", cwd=project, env=env)
+    finally:
+        holder.close()
+    # evaluate opens the store after it has scored the model and staged its outputs, so the lock stops it there
+    errors = [line for line in done.stderr.splitlines() if line.startswith("quest evaluate: error: ")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(errors) == 1 and "cannot be opened: (sqlite3.OperationalError) database is locked" in errors[0]
+    after = {p.relative_to(project): p.read_bytes() for p in (project / "reports").rglob("*") if p.is_file()}
+    assert after == before  # not one byte of the earlier evaluation changed, and nothing staged is left

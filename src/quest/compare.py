@@ -18,7 +18,7 @@ import pandas as pd
 from quest import paths, plots, timing, tracking
 from quest.baselines import REQUIRES, available, describe, make_baseline, model_output
 from quest.errors import QuestError, run_cli
-from quest.io import file_md5, read_json, write_json, write_text
+from quest.io import file_md5, read_json, staged_into, write_json, write_text
 from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
 from quest.params import Params, load_params
 from quest.prepared import Prepared, read_prepared
@@ -236,42 +236,43 @@ def main(argv: list[str] | None = None) -> None:
     table = comparison_table(results, metric, n_train=n_train, n_test=n_test)
     outcome = verdict(table, metric, params.compare.alpha)
     csv_text = table.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\n")
-    write_text(args.reports / paths.COMPARISON.name, csv_text)
-    write_json(args.reports / paths.CV_FOLDS.name, {r.name: r.folds for r in results})
-    write_json(args.reports / paths.VERDICT.name, {"metric": metric, **outcome})
-    chart = args.reports / paths.COMPARISON_CHART.name
-    plots.comparison_bars(
-        table["model"],
-        table["cv_mean"],
-        table["ci_low"],
-        table["ci_high"],
-        table["test_score"],
-        metric=metric,
-        path=chart,
-    )
-    report = args.reports / paths.COMPARISON_REPORT.name
-    schema = prepared.schema
-    splits = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
-    write_text(report, report_markdown(table, metric, schema.dataset, schema.task, outcome, splits, large=large))
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""), file=sys.stderr)
+    root = paths.repo_root(args.params.parent)
+    with staged_into(args.reports) as out:  # published only once MLflow has them
+        write_text(out / paths.COMPARISON.name, csv_text)
+        write_json(out / paths.CV_FOLDS.name, {r.name: r.folds for r in results})
+        write_json(out / paths.VERDICT.name, {"metric": metric, **outcome})
+        chart = out / paths.COMPARISON_CHART.name
+        plots.comparison_bars(
+            table["model"],
+            table["cv_mean"],
+            table["ci_low"],
+            table["ci_high"],
+            table["test_score"],
+            metric=metric,
+            path=chart,
+        )
+        report = out / paths.COMPARISON_REPORT.name
+        schema = prepared.schema
+        splits = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
+        write_text(report, report_markdown(table, metric, schema.dataset, schema.task, outcome, splits, large=large))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""), file=sys.stderr)
+        log_to_mlflow(
+            params,
+            prepared,
+            results,
+            table,
+            metric,
+            outcome,
+            root=root,
+            model_path=args.model,
+            data_dir=args.data,
+            artifacts=[chart, report, out / paths.COMPARISON.name],
+        )
     print(
         f"compare: winner {outcome['winner']}; the MLP is {outcome['mlp_is']} the best baseline "
-        f"{outcome['best_baseline']} (p = {outcome['p_value_vs_best_baseline']:.3g}); report {report}",
+        f"{outcome['best_baseline']} (p = {outcome['p_value_vs_best_baseline']:.3g}); "
+        f"report {args.reports / paths.COMPARISON_REPORT.name}",
         file=sys.stderr,
-    )
-
-    root = paths.repo_root(args.params.parent)
-    log_to_mlflow(
-        params,
-        prepared,
-        results,
-        table,
-        metric,
-        outcome,
-        root=root,
-        model_path=args.model,
-        data_dir=args.data,
-        artifacts=[chart, report, args.reports / paths.COMPARISON.name],
     )
 
 

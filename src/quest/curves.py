@@ -197,9 +197,10 @@ def run(args: argparse.Namespace, params: Params) -> None:
                 "overtakes": overtakes(table, metric),
             },
         )
-    print(wide.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
-    print(f"learning: {overtakes(table, metric)['text']} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
-    log_to_mlflow(params, table, metric, out_dir, root=paths.repo_root(args.params.parent), data_dir=args.data)
+        print(wide.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
+        print(f"learning: {overtakes(table, metric)['text']} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+        # Inside: the curves replace the earlier ones only once MLflow has them.
+        log_to_mlflow(params, table, metric, staging, root=paths.repo_root(args.params.parent), data_dir=args.data)
 
 
 def overtakes(table: pd.DataFrame, metric: str) -> dict[str, object]:

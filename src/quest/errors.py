@@ -62,7 +62,9 @@ def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str]
         reason = store_failure(error)
         if reason is None:
             raise
-        print(f"{prog}: error: the MLflow store or the disk failed: {reason}", file=sys.stderr)
+        # Every stage that logs publishes its outputs only after MLflow has everything (quest.io.staged_into).
+        print(f"{prog}: error: the MLflow store or the disk failed: {reason}; the outputs are as they were",
+              file=sys.stderr)  # fmt: skip
         raise SystemExit(EXIT_STORE_FAILURE) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing half-written was kept", file=sys.stderr)

@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 
 from quest import backend, paths, plots, timing, tracking
 from quest.errors import QuestError, run_cli
-from quest.io import write_json, write_text
+from quest.io import staged_into, write_json, write_text
 from quest.metrics import scores
 from quest.params import load_params
 from quest.prepared import Prepared, read_prepared
@@ -103,16 +103,16 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_model(args.model)
     output = predict(model, prepared.x_test, task=prepared.schema.task)
-    test_metrics, images = write_evaluation(prepared, output, reports=args.reports)
-    write_json(args.reports / paths.METRICS.name, {"mlp": {"test": test_metrics}})
-    history = _read_history(args.model.parent / paths.HISTORY.name)
-    if history:
-        images.append(args.reports / paths.EVAL_DIR.name / "training_curves.png")
-        best_epoch = int(np.argmin(history["val_loss"])) + 1
-        plots.training_curves(history, best_epoch, images[-1])
-
     root = paths.repo_root(args.params.parent)
-    log_to_mlflow(params.mlflow.experiment, root, args.model, args.data, test_metrics, images)
+    with staged_into(args.reports) as out:  # published only once MLflow has them
+        test_metrics, images = write_evaluation(prepared, output, reports=out)
+        write_json(out / paths.METRICS.name, {"mlp": {"test": test_metrics}})
+        history = _read_history(args.model.parent / paths.HISTORY.name)
+        if history:
+            images.append(out / paths.EVAL_DIR.name / "training_curves.png")
+            best_epoch = int(np.argmin(history["val_loss"])) + 1
+            plots.training_curves(history, best_epoch, images[-1])
+        log_to_mlflow(params.mlflow.experiment, root, args.model, args.data, test_metrics, images)
     shown = ", ".join(f"{name}={value:.4f}" for name, value in test_metrics.items())
     print(f"evaluate: MLP on the test split: {shown}", file=sys.stderr)
 

@@ -52,6 +52,30 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+@contextmanager
+def staged_into(directory: Path) -> Iterator[Path]:
+    """Yield an empty staging directory inside `directory`. When the block succeeds, each file and directory
+    in it replaces its namesake in `directory` (a directory as a whole) and nothing else there changes; when
+    the block fails (the MLflow store refused the logging, the disk filled up), nothing there changes at all."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staged.", suffix=".tmp"))
+    staging.chmod(0o777 & ~_umask())
+    try:
+        yield staging
+        for entry in sorted(staging.iterdir()):
+            target = directory / entry.name
+            if entry.is_dir() and target.exists():
+                retired = directory / f".{entry.name}.old"
+                shutil.rmtree(retired, ignore_errors=True)
+                os.replace(target, retired)
+                os.replace(entry, target)
+                shutil.rmtree(retired)
+            else:
+                os.replace(entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

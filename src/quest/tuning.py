@@ -462,26 +462,25 @@ def run(args: argparse.Namespace, params: Params) -> None:
         write_text(staging / BUDGET_FILE, _csv(wide))
         plots.budget_curves(curves, metric=metric, path=staging / CHART_FILE)
         write_json(staging / paths.SUMMARY, outcome)
-    for name, found in results.items():
-        best = best_trial(found, lower_is_better=lower)
-        shown = (
-            "every trial failed"
-            if best is None
-            else (f"best val {best.validation:.4f} test {best.test:.4f} {params_text(best.values)}")
+        for name, found in results.items():
+            best = best_trial(found, lower_is_better=lower)
+            shown = (
+                "every trial failed"
+                if best is None
+                else (f"best val {best.validation:.4f} test {best.test:.4f} {params_text(best.values)}")
+            )
+            print(f"tune: {name:<10} {shown} ({seconds[name]:.1f}s)", file=sys.stderr)
+        log_to_mlflow(  # inside: the results replace the earlier ones only once MLflow has them
+            params,
+            results,
+            curves,
+            metric=metric,
+            study_names=tuning.study_names,
+            out_dir=staging,
+            root=paths.repo_root(args.params.parent),
+            data_dir=args.data,
+            device=device,
         )
-        print(f"tune: {name:<10} {shown} ({seconds[name]:.1f}s)", file=sys.stderr)
-
-    log_to_mlflow(
-        params,
-        results,
-        curves,
-        metric=metric,
-        study_names=tuning.study_names,
-        out_dir=out_dir,
-        root=paths.repo_root(args.params.parent),
-        data_dir=args.data,
-        device=device,
-    )
 
 
 @timing.timed("mlflow")
