@@ -1,5 +1,9 @@
 """The Keras MLP builder and both training engines (JAX backend, tiny data)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -160,3 +164,26 @@ def test_seeding_without_tensorflow_draws_what_keras_draws():
     for a, b in zip(ours[0], theirs[0], strict=True):
         np.testing.assert_array_equal(a, b)
     assert ours[1:] == theirs[1:]
+
+
+def test_saving_on_jax_never_imports_tensorflow_and_writes_the_same_bytes(tmp_path: Path):
+    """Keras' serializer imports TensorFlow (4-5 s) just to ask about tf.TensorShape; save_mlp keeps it out."""
+    script = f"""
+import hashlib, os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+from quest.backend import configure
+configure("jax", "cpu", 0)
+import keras
+from quest.io import normalise_keras_archive
+from quest.model import save_mlp
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+save_mlp(model, __import__("pathlib").Path(r"{tmp_path}/guarded.keras"))
+print("tensorflow imported:", "tensorflow" in sys.modules)
+model.save(r"{tmp_path}/plain.keras")  # Keras' own path, which imports TensorFlow
+normalise_keras_archive(__import__("pathlib").Path(r"{tmp_path}/plain.keras"))
+print("then:", "tensorflow" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "tensorflow imported: False" in done.stdout and "then: True" in done.stdout, done.stdout
+    assert (tmp_path / "guarded.keras").read_bytes() == (tmp_path / "plain.keras").read_bytes()

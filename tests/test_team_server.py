@@ -127,9 +127,10 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
 
     from quest import studies
 
-    storage = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
+    url = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
+    storage = optuna.storages.RDBStorage(url)  # one connection pool for the test's every look
     trials = 12
-    params = repo_params(**TINY, tune={"trials": trials, "storage": storage, "heartbeat": 1})
+    params = repo_params(**TINY, tune={"trials": trials, "storage": url, "heartbeat": 1})
     params["compare"]["baselines"] = ["logreg"]
     project = copy_repo(tmp_path / "quest", params)
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
@@ -195,7 +196,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
         assert (alone / "reports/tuning" / name).read_bytes() == (project / "reports/tuning" / name).read_bytes()
 
 
-def _kill_a_worker_mid_trial(printed: Path, storage: str, launcher: subprocess.Popen, space: dict) -> tuple[int, dict]:
+def _kill_a_worker_mid_trial(printed: Path, storage, launcher: subprocess.Popen, space: dict) -> tuple[int, dict]:
     """SIGKILL a worker once it has finished an MLP trial and is training another (every value drawn);
     which worker, and the trials concerned."""
     import re
@@ -228,7 +229,7 @@ def _kill_a_worker_mid_trial(printed: Path, storage: str, launcher: subprocess.P
                         "finished": finished,
                         "worker": worker,
                     }
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise AssertionError(f"no worker was caught mid-trial\n{printed.read_text()}")
 
 

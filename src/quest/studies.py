@@ -51,10 +51,23 @@ class Slot:
     runs: int  # trials that ran this slot: 1, or more when a worker died or was interrupted mid-trial
 
 
+_opened: dict[tuple[str, int], Any] = {}  # one storage (one connection pool) per URL for the whole process
+
+
 def storage(url: str | None, *, heartbeat: int) -> optuna.storages.BaseStorage | None:
-    """Optuna's RDB storage at `url` with heartbeats every `heartbeat` seconds; None (in memory) for None."""
+    """Optuna's RDB storage at `url` with heartbeats every `heartbeat` seconds; None (in memory) for None.
+
+    Every study of a process shares it: a storage per study would hold a connection per study per worker, and
+    PostgreSQL refuses clients beyond max_connections (100 by default).
+    """
     if url is None:
         return None
+    if (url, heartbeat) not in _opened:
+        _opened[url, heartbeat] = _open_storage(url, heartbeat)
+    return _opened[url, heartbeat]
+
+
+def _open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     from quest.tracking import shown_uri

@@ -117,7 +117,7 @@ def train_and_log(
     import mlflow
 
     from quest.callbacks import MlflowEpochLogger, Progress
-    from quest.model import fit_mlp, predict, save_mlp
+    from quest.model import fit_mlp, predict, save_mlp, without_tensorflow
 
     spec, schema = params.train, prepared.schema
     tracking.start(params.mlflow.experiment, root)
@@ -194,12 +194,13 @@ def train_and_log(
             example = prepared.x_train[:5]
             # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
             # and fails, so the example travels as a run artifact beside the model instead.
-            mlflow.keras.log_model(
-                final.model,
-                name="model",
-                signature=mlflow.models.infer_signature(example, predict(final.model, example, task=schema.task)),
-                pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
-            )
+            with without_tensorflow():
+                mlflow.keras.log_model(
+                    final.model,
+                    name="model",
+                    signature=mlflow.models.infer_signature(example, predict(final.model, example, task=schema.task)),
+                    pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
+                )
             mlflow.log_dict({"columns": list(schema.features), "data": example.tolist()}, "model_input_example.json")
             mlflow.set_tag(tracking.TAG_MODEL_MD5, file_md5(staged[model_path]))
         for final_path, staged_path in staged.items():
