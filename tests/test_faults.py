@@ -30,29 +30,14 @@ NEVER_ENDING = {
 def test_sigterm_mid_training_ends_the_mlflow_run_killed_and_keeps_no_model(tmp_path: Path):
     import mlflow
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**NEVER_ENDING)))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "quest.cli"]
-    prepared = subprocess.run([*command, "prepare", "--params", "params.yaml", "--out", "processed"],
-                              cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr
-    training = subprocess.Popen([*command, "train", "--params", "params.yaml", "--data", "processed"],
-                                cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    seen = []
-    deadline = time.monotonic() + 300
+    env = _prepared(tmp_path, NEVER_ENDING)
+    training = _train_until(tmp_path, env, "networks epoch")  # the CV networks train: the run is open by then
     try:
-        while time.monotonic() < deadline:  # until the CV networks are training: the run is open by then
-            line = training.stderr.readline()
-            seen.append(line)
-            if "networks epoch" in line or not line:
-                break
-        assert "networks epoch" in seen[-1], "".join(seen)
         training.send_signal(signal.SIGTERM)
         rest = training.communicate(timeout=120)[1]
     finally:
         training.kill()
-    printed = "".join(seen) + rest
+    printed = "".join(training.seen) + rest
     assert training.returncode == 128 + signal.SIGTERM, printed
     assert "quest train: terminated; nothing half-written was kept" in printed and "Traceback" not in printed
     assert list((tmp_path / "models").glob("*")) == []  # no model, and no staging file beside where it would go
@@ -131,22 +116,40 @@ def _retrain(trained: Path, tmp_path: Path, store: Path, env: dict[str, str]) ->
     project = tmp_path / "project"
     shutil.copytree(trained, project, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
     (project / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING, seed=2)))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))} | env
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
+    env = _without_mlflow_or_dvc() | env | {"MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    return project, _train_until(project, env, "train: final epoch")
+
+
+def _without_mlflow_or_dvc() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+
+
+def _prepared(root: Path, params: dict) -> dict[str, str]:
+    """`quest prepare` in `root` with `params`; the environment to go on with, its store a SQLite file there."""
+    (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**params)))
+    env = _without_mlflow_or_dvc() | {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    prepared = subprocess.run([sys.executable, "-m", "quest.cli", "prepare", "--params", "params.yaml", "--out",
+                               "processed"], cwd=root, env=env, capture_output=True, text=True)  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
+    return env
+
+
+def _train_until(root: Path, env: dict[str, str], marker: str) -> subprocess.Popen:
+    """`quest train` in `root`, still running once its stderr shows `marker`; what it printed so far is in
+    `.seen`. A run that ends first fails the test with its output."""
     training = subprocess.Popen([sys.executable, "-m", "quest.cli", "train", "--params", "params.yaml", "--data",
-                                 "processed"], cwd=project, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                 "processed"], cwd=root, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
     seen = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        line = training.stderr.readline()
-        seen.append(line)
-        if "train: final epoch" in line or not line:
+        seen.append(training.stderr.readline())
+        if marker in seen[-1] or not seen[-1]:
             break
-    if "train: final epoch" not in seen[-1]:
+    if marker not in seen[-1]:
         training.kill()
         raise AssertionError("".join(seen))
     training.seen = seen
-    return project, training
+    return training
 
 
 def _md5s(root: Path) -> dict[str, str]:
@@ -235,31 +238,14 @@ def test_a_full_disk_under_the_store_fails_in_one_line_and_keeps_the_trained_mod
 def test_after_a_sigkill_mid_training_the_next_run_ends_the_orphan_killed_and_starts_clean(tmp_path: Path):
     import mlflow
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**NEVER_ENDING)))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "quest.cli"]
-    prepared = subprocess.run([*command, "prepare", "--params", "params.yaml", "--out", "processed"],
-                              cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr
-    training = subprocess.Popen([*command, "train", "--params", "params.yaml", "--data", "processed"],
-                                cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    seen = []
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            seen.append(training.stderr.readline())
-            if "networks epoch" in seen[-1] or not seen[-1]:
-                break
-        assert "networks epoch" in seen[-1], "".join(seen)
-        training.kill()  # SIGKILL: no cleanup of its own runs
-        training.wait(timeout=60)
-    finally:
-        training.kill()
+    env = _prepared(tmp_path, NEVER_ENDING)
+    training = _train_until(tmp_path, env, "networks epoch")
+    training.kill()  # SIGKILL: no cleanup of its own runs
+    training.wait(timeout=60)
     assert len(list((tmp_path / "models").glob(".train.*.tmp"))) == 1  # what it could not clean up
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING)))
-    rerun = subprocess.run([*command, "train", "--params", "params.yaml", "--data", "processed"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    rerun = subprocess.run([sys.executable, "-m", "quest.cli", "train", "--params", "params.yaml", "--data",
+                            "processed"], cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     assert f"was left RUNNING by process {training.pid}, which is gone; it is now KILLED" in rerun.stderr
     assert not list((tmp_path / "models").glob(".train.*"))  # the orphan's staging is gone too

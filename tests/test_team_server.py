@@ -28,6 +28,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_healthy(port: int, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    """Until MLflow on `port` answers /health; a process that exits or never answers fails with its log."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"MLflow on port {port} did not start:\n{log.read_text()}") from None
+            time.sleep(0.5)
+
+
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -43,15 +56,7 @@ def server():
     log = (state / "server.out").open("w")
     process = subprocess.Popen(["scripts/server.sh"], cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError((state / "server.out").read_text()) from None
-                time.sleep(0.5)
+        wait_healthy(port, process, state / "server.out")
         yield {"uri": f"http://127.0.0.1:{port}", "pg_port": pg_port, "state": state, "process": process}
     finally:
         if process.poll() is None:  # mlflow and the script; the script's trap stops PostgreSQL

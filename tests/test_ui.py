@@ -13,8 +13,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from quest.tracking import TAG_GROUP, TAG_MODEL
 from tests.conftest import REPO, repo_params
 from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
-from tests.test_team_server import bound_addresses, free_port
+from tests.test_team_server import bound_addresses, free_port, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -74,15 +72,7 @@ def ui(project: Path) -> Iterator[str]:
             start_new_session=True,  # its own process group: the workers go with it
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mlflow ui did not start:\n{log_path.read_text()}") from None
-                time.sleep(0.5)
+        wait_healthy(port, process, log_path)
         assert bound_addresses(port) == {"127.0.0.1"}  # loopback only
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -40,16 +40,21 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     temporary.chmod(0o777 & ~_umask())
     try:
         yield temporary
-        if path.exists():
-            retired = path.with_name(f".{path.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            os.replace(path, retired)
-            os.replace(temporary, path)
-            shutil.rmtree(retired)
-        else:
-            os.replace(temporary, path)
+        _swap_in(temporary, path)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _swap_in(directory: Path, path: Path) -> None:
+    """Rename `directory` to `path`, retiring the directory `path` held, if any."""
+    if not path.exists():
+        os.replace(directory, path)
+        return
+    retired = path.with_name(f".{path.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.replace(path, retired)
+    os.replace(directory, path)
+    shutil.rmtree(retired)
 
 
 @contextmanager
@@ -63,15 +68,10 @@ def staged_into(directory: Path) -> Iterator[Path]:
     try:
         yield staging
         for entry in sorted(staging.iterdir()):
-            target = directory / entry.name
-            if entry.is_dir() and target.exists():
-                retired = directory / f".{entry.name}.old"
-                shutil.rmtree(retired, ignore_errors=True)
-                os.replace(target, retired)
-                os.replace(entry, target)
-                shutil.rmtree(retired)
+            if entry.is_dir():
+                _swap_in(entry, directory / entry.name)
             else:
-                os.replace(entry, target)
+                os.replace(entry, directory / entry.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
