@@ -94,6 +94,13 @@ def data_parallel_devices(backend: str, data_parallel: int | str, batch_size: in
     return wanted
 
 
+def tensorflow_devices() -> list:
+    """TensorFlow's logical devices of the kind it trains on: its GPUs when it sees any, else its CPUs."""
+    import tensorflow as tf
+
+    return tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+
+
 def device_count(backend: str) -> int:
     """Devices of the kind the backend trains on: its GPUs when it sees any, else its CPU devices."""
     if backend == "jax":
@@ -101,9 +108,7 @@ def device_count(backend: str) -> int:
 
         return jax.device_count()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        return len(tf.config.list_logical_devices("GPU")) or len(tf.config.list_logical_devices("CPU"))
+        return len(tensorflow_devices())
     import torch
 
     return torch.cuda.device_count() or 1

@@ -26,6 +26,12 @@ EXIT_USER_ERROR = 2
 EXIT_STORE_FAILURE = 75  # sysexits' EX_TEMPFAIL: the tracking store failed; try again once it is back
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message in one line: its first non-empty line, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def store_failure(error: BaseException) -> str | None:
     """One line saying what went wrong when `error` came from the tracking store or the disk (locked, full,
     unreachable); None for anything else, which is a bug and keeps its traceback."""
@@ -34,7 +40,7 @@ def store_failure(error: BaseException) -> str | None:
     cause = error  # the database driver's own words, not SQLAlchemy's or MLflow's wrapping of them
     while (inner := getattr(cause, "orig", None) or cause.__cause__) is not None and inner is not cause:
         cause = inner
-    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    reason = first_line(cause)
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
         return f"{reason} ({error.filename})" if error.filename else reason
     if type(error).__module__.startswith(("sqlalchemy.", "sqlite3", "mlflow.", "requests.", "urllib3.")):

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from quest.backend import data_parallel_devices, seed_everything
+from quest.backend import data_parallel_devices, seed_everything, tensorflow_devices
 from quest.io import atomic_path, normalise_keras_archive
 from quest.params import TrainParams
 from quest.prepared import validation_split
@@ -249,8 +249,8 @@ def data_parallel(devices: int) -> Iterator[None]:
     else:
         import tensorflow as tf
 
-        found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        with tf.distribute.MirroredStrategy([device.name for device in found[:devices]]).scope():
+        found = tensorflow_devices()[:devices]
+        with tf.distribute.MirroredStrategy([device.name for device in found]).scope():
             yield
 
 

@@ -14,8 +14,6 @@ a slot, and how often it was retried, does not change what it runs.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import sys
 import threading
 import time
@@ -28,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.errors import QuestError
+from quest.errors import QuestError, first_line
+from quest.tracking import shown_uri, this_process
 
 if TYPE_CHECKING:
     import optuna
@@ -70,8 +69,6 @@ def storage(url: str | None, *, heartbeat: int) -> optuna.storages.BaseStorage |
 def _open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    from quest.tracking import shown_uri
-
     try:
         with _settled():
             return RDBStorage(
@@ -81,8 +78,7 @@ def _open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
             )
     except Exception as error:  # SQLAlchemy's URL, driver and connection errors, and Optuna's schema check
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise QuestError(f"params.yaml: tune.storage {shown_uri(url)} cannot be opened: {reason}") from None
+        raise QuestError(f"params.yaml: tune.storage {shown_uri(url)} cannot be opened: {first_line(error)}") from None
 
 
 @contextmanager
@@ -182,7 +178,7 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
             continue
         if _beats(store):
             store.record_heartbeat(waiting._trial_id)  # at once: a trial that never beat is never found stale
-        store.set_trial_system_attr(waiting._trial_id, WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        store.set_trial_system_attr(waiting._trial_id, WORKER, this_process())
         return optuna.Trial(study, waiting._trial_id)
     return None
 
@@ -234,7 +230,8 @@ def hand_back(study: optuna.Study, trial: optuna.Trial) -> None:
         RetryHeartbeatStaleTrialCallback()(study, study._storage.get_trial(trial._trial_id))
 
 
-def running(study: optuna.Study) -> int:
+def unfinished(study: optuna.Study) -> int:
+    """Trials waiting or running: what `wait` waits for."""
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
@@ -260,7 +257,7 @@ def work(
         fail_stale(study)
         trial = claim(study)
         if trial is None:
-            if not wait or not running(study):
+            if not wait or not unfinished(study):
                 return finished
             time.sleep(poll)
             continue
@@ -269,7 +266,7 @@ def work(
             try:
                 validation, test = run_trial(trial, slot)
             except ValueError as error:
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                reason = first_line(error)
                 print(f"tune: notice: {study.study_name} slot {slot} failed: {reason}", file=sys.stderr)
                 trial.set_user_attr(ERROR, reason)
                 validation = test = math.nan

@@ -18,7 +18,7 @@ import numpy as np
 
 from quest import __version__
 from quest.environment import check_strict
-from quest.errors import QuestError, Terminated
+from quest.errors import QuestError, Terminated, first_line
 from quest.io import dvc_md5, file_md5
 
 DB_NAME = "mlflow.db"
@@ -76,12 +76,12 @@ def start(experiment: str, root: Path) -> None:
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     if uri.startswith("sqlite:"):
-        wait_when_busy(busy_seconds())
+        busy_seconds()  # a bad QUEST_SQLITE_BUSY_SECONDS fails here, in one line, not inside a connection
+        wait_when_busy()
     try:
         _open_store(mlflow, uri, experiment, root)
     except Exception as error:  # whatever the store raises (OSError, SQLAlchemy, MLflow): one line, no work lost
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise QuestError(f"MLflow store {shown_uri(uri)} cannot be opened: {first}") from None
+        raise QuestError(f"MLflow store {shown_uri(uri)} cannot be opened: {first_line(error)}") from None
     end_orphans(experiment)
 
 
@@ -112,25 +112,21 @@ def busy_seconds() -> float:
     return seconds
 
 
-_busy_ms = [5000]  # SQLite's own default; every SQLite connection SQLAlchemy opens after wait_when_busy
-
-
-def wait_when_busy(seconds: float) -> None:
-    """Make every SQLite connection wait up to `seconds` for a lock (another worker's burst of writes, a
-    `sqlite3` shell left in a transaction) before failing with "database is locked"."""
+def wait_when_busy() -> None:
+    """Make every SQLite connection SQLAlchemy opens from now on wait up to busy_seconds() for a lock (another
+    worker's burst of writes, a `sqlite3` shell left in a transaction) before failing with "database is locked"."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
     if not event.contains(Engine, "connect", _set_busy_timeout):
         event.listen(Engine, "connect", _set_busy_timeout)
-    _busy_ms[0] = int(seconds * 1000)
 
 
 def _set_busy_timeout(connection: Any, record: Any) -> None:
     import sqlite3
 
     if isinstance(connection, sqlite3.Connection):
-        connection.execute(f"PRAGMA busy_timeout = {_busy_ms[0]}")
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_seconds() * 1000)}")
 
 
 def this_process() -> str:
