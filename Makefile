@@ -47,7 +47,7 @@ server: $(STAMP) ## a team tracking server to try: mlflow server on PostgreSQL, 
 WORKERS ?= 2
 sweep: $(STAMP) ## WORKERS=N processes share the tune stage's Optuna studies on tune.storage, then dvc repro
 	$(BIN)/dvc repro prepare
-	$(BIN)/python -m quest.sweep --workers $(WORKERS)
+	$(BIN)/python -m quest.tuning.sweep --workers $(WORKERS)
 	$(BIN)/dvc repro
 
 bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's time split, MLflow cost, baselines

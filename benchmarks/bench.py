@@ -39,7 +39,7 @@ def engine_main(argv: list[str]) -> None:
     parser.add_argument("--hidden", default="")
     args = parser.parse_args(argv)
 
-    from quest import backend
+    from quest.learners import backend
 
     device = backend.configure(args.backend, "auto", 42)
     import numpy as np
@@ -58,8 +58,8 @@ def engine_main(argv: list[str]) -> None:
     else:
         figures.update(_keras(x, y, jobs, params.train, warm=args.data == "synthetic"))
         if x_test is not None:
-            from quest.metrics import scores
-            from quest.model import predict
+            from quest.evaluation.metrics import scores
+            from quest.learners.network import predict
 
             accuracy = [
                 scores("classification", y_test, predict(m, x_test, task="classification"))["accuracy"]
@@ -92,12 +92,12 @@ def _workload(name: str, *, rows: int):
     """(x, y, jobs, x_test, y_test, hidden): the default dataset's first 5 CV folds, or one synthetic job."""
     import numpy as np
 
-    from quest.model import plan_job
+    from quest.learners.network import plan_job
 
     if name == "default":
-        from quest.data import load_dataset
+        from quest.data.sources import load_dataset
         from quest.params import params_from_dict
-        from quest.prepare import prepare
+        from quest.stages.prepare import prepare
 
         params = params_from_dict(_params([64, 32], 32, 1, "fit", "jax"))
         prepared = prepare(
@@ -130,11 +130,11 @@ def _workload(name: str, *, rows: int):
 
 def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
     """Train `jobs` with quest's engine `spec.engine`; seconds exclude compilation, which is reported apart."""
-    from quest.model import fit_mlps
+    from quest.learners.network import fit_mlps
 
     if spec.engine == "fast":
         timings: dict[str, float] = {}
-        from quest.fast import fit_many
+        from quest.learners.engine import fit_many
 
         results = fit_many(x, y, jobs, task="classification", n_classes=2, spec=spec, timings=timings)
         return {
@@ -365,20 +365,21 @@ def mlflow_cost(out: Report) -> None:
 
 
 def mlflow_main() -> None:
-    from quest import backend, timing
+    from quest import timing
+    from quest.learners import backend
 
     backend.configure("jax", "cpu", 42)
     import mlflow
     import numpy as np
 
-    from quest.callbacks import MlflowEpochLogger
-    from quest.fast import fit_many
+    from quest.learners.callbacks import MlflowEpochLogger
+    from quest.learners.engine import fit_many
     from quest.params import load_params
 
     params = load_params(REPO / "params.yaml")
     x, y, jobs, _, _, _ = _workload("default", rows=0)
     with tempfile.TemporaryDirectory() as tmp:
-        from quest.model import plan_job
+        from quest.learners.network import plan_job
 
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         final_job = plan_job(np.arange(len(y)), y, task="classification", validation_fraction=0.15, seed=params.seed)
@@ -417,7 +418,7 @@ def baseline_growth(out: Report, n: int) -> None:
     from sklearn.datasets import make_classification
 
     sys.path.insert(0, str(REPO / "src"))
-    from quest.baselines import available, make_baseline
+    from quest.learners.baselines import available, make_baseline
     from quest.params import BASELINES
 
     x, y = make_classification(n_samples=2 * n, n_features=20, n_informative=10, random_state=0)

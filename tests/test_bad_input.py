@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quest.io import dvc_md5
+from quest.files import dvc_md5
 from tests.conftest import repo_params
 from tests.test_cli import assert_user_error, quest
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-import quest.baselines
-from quest.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline, model_output
+import quest.learners.baselines
+from quest.learners.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline, model_output
 from quest.params import BASELINES
 
 LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
@@ -15,7 +15,7 @@ def test_registries_hold_the_lecture_eight_then_the_peers_for_both_tasks():
 
 def test_a_baseline_whose_library_is_missing_is_reported_unavailable(monkeypatch):
     assert available("xgboost") and available("logreg")
-    monkeypatch.setitem(quest.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
+    monkeypatch.setitem(quest.learners.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
     assert not available("xgboost")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from quest.io import dvc_md5
+from quest.files import dvc_md5
 from tests.conftest import repo_params
 
 

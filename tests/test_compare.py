@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quest.compare import COLUMNS, ModelResult, comparison_table, report_markdown, verdict
-from quest.stats import corrected_ttest, mean_interval
+from quest.evaluation.stats import corrected_ttest, mean_interval
+from quest.stages.compare import COLUMNS, ModelResult, comparison_table, report_markdown, verdict
 
 
 def results():
@@ -63,11 +63,11 @@ def test_lower_is_better_metrics_rank_and_count_the_other_way():
 PARALLEL_EQUALS_SERIAL = """
 import json, sys
 from pathlib import Path
-from quest.compare import evaluate_baselines
-from quest.data import load_dataset
+from quest.stages.compare import evaluate_baselines
+from quest.data.sources import load_dataset
 from quest.params import params_from_dict
-from quest.prepare import prepare, write_prepared
-from quest.prepared import read_prepared
+from quest.stages.prepare import prepare, write_prepared
+from quest.data.artifacts import read_prepared
 import yaml
 params = yaml.safe_load(Path("params.yaml").read_text())
 params["data"].update(source="synthetic")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quest.data import load_dataset, read_csv, resolve_task, synthetic_frame
+from quest.data.sources import load_dataset, read_csv, resolve_task, synthetic_frame
 from quest.errors import QuestError
 from quest.params import params_from_dict
 from tests.conftest import repo_params
@@ -125,17 +125,17 @@ def test_embedded_datasets_ship_with_scikit_learn():
 
 
 def test_a_file_too_large_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
-    import quest.data
+    import quest.data.sources
 
     path = write(tmp_path, "a,b,survived\n" + "1,2,0\n3,4,1\n" * 500)
-    monkeypatch.setattr(quest.data, "available_memory", lambda: 5000)  # bytes: less than twice the file
+    monkeypatch.setattr(quest.data.sources, "available_memory", lambda: 5000)  # bytes: less than twice the file
     with pytest.raises(QuestError, match=r"GiB of CSV needs about 2x that in memory and 0\.0 GiB is available"):
         load_dataset(csv_params(path), seed=0, root=tmp_path)
-    monkeypatch.setattr(quest.data, "available_memory", lambda: 0)  # unknown: read it and see
+    monkeypatch.setattr(quest.data.sources, "available_memory", lambda: 0)  # unknown: read it and see
     assert len(load_dataset(csv_params(path), seed=0, root=tmp_path).target) == 1000
 
 
 def test_available_memory_is_read_from_the_system():
-    from quest.data import available_memory
+    from quest.data.sources import available_memory
 
     assert available_memory() > 2**20

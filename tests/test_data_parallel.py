@@ -13,9 +13,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from quest import backend
-from quest.backend import DeviceInfo, data_parallel_devices
 from quest.errors import QuestError
+from quest.learners import backend
+from quest.learners.backend import DeviceInfo, data_parallel_devices
 from quest.params import params_from_dict
 from tests.conftest import REPO, repo_params
 
@@ -34,7 +34,7 @@ def blobs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @ENGINES
 def test_all_on_one_device_is_the_same_run_as_off(engine):
-    from quest.model import fit_mlp
+    from quest.learners.network import fit_mlp
 
     x, y = blobs(60)
     runs = [
@@ -49,7 +49,7 @@ def test_all_on_one_device_is_the_same_run_as_off(engine):
 
 @ENGINES
 def test_more_devices_than_the_backend_sees_is_one_line_naming_the_key(engine):
-    from quest.model import fit_mlp
+    from quest.learners.network import fit_mlp
 
     x, y = blobs(20)
     with pytest.raises(QuestError) as caught:
@@ -124,8 +124,8 @@ def _jax_child() -> dict:
     import jax
     from keras.src.backend.jax import distribution_lib
 
-    from quest.fast import fit_many
-    from quest.model import fit_mlp, plan_job, predict
+    from quest.learners.engine import fit_many
+    from quest.learners.network import fit_mlp, plan_job, predict
 
     programs: list[str] = []
     compile_program = jax.stages.Lowered.compile
@@ -192,7 +192,7 @@ def _tensorflow_child() -> dict:
     found = {}
     for devices in (1, 2):
         device = backend.configure("tensorflow", "cpu", 0, data_parallel=devices)
-        from quest.model import fit_mlp
+        from quest.learners.network import fit_mlp
 
         x, y = blobs(64)
         settings = spec(backend="tensorflow", engine="fit", hidden_layers=[4], epochs=3, batch_size=16,

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from quest.fast import fit_many
-from quest.metrics import scores
-from quest.model import Job, fit_mlps, plan_job, predict
+from quest.evaluation.metrics import scores
+from quest.learners.engine import fit_many
+from quest.learners.network import Job, fit_mlps, plan_job, predict
 from quest.params import params_from_dict
 from tests.conftest import repo_params
 

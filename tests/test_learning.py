@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.curves import overtakes, subsample, summarise
-from quest.learning import main as learning_main
-from quest.prepare import main as prepare_main
+from quest.evaluation.curves import overtakes, subsample, summarise
+from quest.stages.learning import main as learning_main
+from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from quest.errors import QuestError
-from quest.metrics import classification_scores, primary_metric, regression_scores
+from quest.evaluation.metrics import classification_scores, primary_metric, regression_scores
 
 
 def test_binary_scores_match_a_hand_computed_example():

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from quest.model import build_mlp, fit_mlp, predict
+from quest.data.artifacts import validation_split
+from quest.learners.network import build_mlp, fit_mlp, predict
 from quest.params import params_from_dict
-from quest.prepared import validation_split
 from tests.conftest import repo_params
 
 
@@ -130,8 +130,8 @@ def test_sgd_optimizer_and_regression_in_target_units(engine):
 def test_saved_model_is_byte_identical_and_loads_safely(tmp_path, engine):
     import time
 
-    from quest.io import FIXED_DATE_SAVED, file_md5
-    from quest.model import save_mlp
+    from quest.files import FIXED_DATE_SAVED, file_md5
+    from quest.learners.network import save_mlp
 
     x, y = blobs(n=40)
     # A shared regularizer: Keras writes its id() otherwise.
@@ -152,7 +152,7 @@ def test_saved_model_is_byte_identical_and_loads_safely(tmp_path, engine):
 
 
 def test_seeding_without_tensorflow_draws_what_keras_draws():
-    from quest.backend import seed_everything
+    from quest.learners.backend import seed_everything
 
     def initial_weights(seed_with):
         seed_with(3)
@@ -171,11 +171,11 @@ def test_saving_on_jax_never_imports_tensorflow_and_writes_the_same_bytes(tmp_pa
     script = f"""
 import hashlib, os, sys
 os.environ["KERAS_BACKEND"] = "jax"
-from quest.backend import configure
+from quest.learners.backend import configure
 configure("jax", "cpu", 0)
 import keras
-from quest.io import normalise_keras_archive
-from quest.model import save_mlp
+from quest.files import normalise_keras_archive
+from quest.learners.network import save_mlp
 model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
 save_mlp(model, __import__("pathlib").Path(r"{tmp_path}/guarded.keras"))
 print("tensorflow imported:", "tensorflow" in sys.modules)

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.io import dvc_md5, file_md5, read_json
+from quest.files import dvc_md5, file_md5, read_json
 from tests.conftest import REPO, SHARED_DATASETS, repo_params
 
 pytestmark = pytest.mark.e2e
@@ -206,7 +206,7 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
 def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
     import mlflow
 
-    from quest.prepared import read_prepared
+    from quest.data.artifacts import read_prepared
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = mlflow.MlflowClient()
@@ -229,13 +229,13 @@ FRESH_PROCESS_PREDICTIONS = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from quest import backend
+from quest.learners import backend
 backend.configure("jax", "cpu", 0)
 import mlflow
-from quest.evaluate import load_model
-from quest.metrics import scores
-from quest.model import predict
-from quest.prepared import read_prepared
+from quest.stages.evaluate import load_model
+from quest.evaluation.metrics import scores
+from quest.learners.network import predict
+from quest.data.artifacts import read_prepared
 prepared = read_prepared(Path("data/processed"))
 output = predict(load_model(Path("models/mlp.keras")), prepared.x_test, task=prepared.schema.task)
 mlflow.set_tracking_uri("sqlite:///mlflow.db")

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quest.data import Dataset
+from quest.data.artifacts import read_prepared
+from quest.data.sources import Dataset
 from quest.errors import QuestError
-from quest.prepare import assign_folds, encode_target, prepare, split_indices, write_prepared
-from quest.prepared import read_prepared
+from quest.stages.prepare import assign_folds, encode_target, prepare, split_indices, write_prepared
 
 
 def test_labels_are_encoded_in_sorted_order():

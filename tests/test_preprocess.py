@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from quest.prepared import Column, Schema
-from quest.preprocess import MISSING_CATEGORY, fit_transform, infer_columns
+from quest.data.artifacts import Column, Schema
+from quest.data.preprocess import MISSING_CATEGORY, fit_transform, infer_columns
 
 
 def test_column_kinds_from_dtypes(mixed_frame):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from quest import plots
-from quest.compare import report_markdown
-from quest.report import main as report_main
+from quest.evaluation import plots
+from quest.stages.compare import report_markdown
+from quest.stages.report import main as report_main
 from tests.conftest import repo_params
 
 

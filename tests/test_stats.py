@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from quest.stats import corrected_ttest, mean_interval, win_tie_loss
+from quest.evaluation.stats import corrected_ttest, mean_interval, win_tie_loss
 
 
 def test_corrected_ttest_matches_a_hand_computed_example():

@@ -130,7 +130,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     import optuna
     from optuna.trial import TrialState
 
-    from quest import studies
+    from quest.tuning import studies
 
     url = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
     storage = optuna.storages.RDBStorage(url)  # one connection pool for the test's every look
@@ -142,7 +142,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     run(["dvc", "repro", "prepare"], project)
     log = (tmp_path / "sweep.out").open("w+")
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "quest.sweep", "--workers", "2"], cwd=project, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "quest.tuning.sweep", "--workers", "2"], cwd=project, env=env, stdout=log, stderr=log
     )
     try:
         victim, killed = _kill_a_worker_mid_trial(
@@ -209,7 +209,7 @@ def _kill_a_worker_mid_trial(printed: Path, storage, launcher: subprocess.Popen,
     import optuna
     from optuna.trial import TrialState
 
-    from quest import studies
+    from quest.tuning import studies
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and launcher.poll() is None:

@@ -20,9 +20,9 @@ import yaml
 
 from quest.errors import QuestError
 from quest.params import params_from_dict
-from quest.prepare import main as prepare_main
-from quest.tune import main as tune_main
-from quest.tuning import (
+from quest.stages.prepare import main as prepare_main
+from quest.stages.tune import main as tune_main
+from quest.tuning.search import (
     TrialResult,
     TuneData,
     best_so_far,
@@ -78,7 +78,7 @@ def test_off_writes_only_a_disabled_summary_and_imports_no_heavy_library(tmp_pat
     stale.parent.mkdir(parents=True)
     stale.write_text("from an earlier search\n")
     code = (
-        "import sys; from quest.tune import main; "
+        "import sys; from quest.stages.tune import main; "
         f"main(['--params', {str(params)!r}, '--data', 'no-such-dir', '--reports', {str(tmp_path / 'reports')!r}]); "
         "print(sorted(m for m in ('keras', 'mlflow', 'optuna', 'tensorflow') if m in sys.modules))"
     )
@@ -252,7 +252,7 @@ def test_every_space_in_params_yaml_names_hyperparameters_its_estimator_has(task
 def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():
     from optuna.trial import TrialState
 
-    from quest import studies
+    from quest.tuning import studies
 
     study = studies.open_study("handed-back", url=None, heartbeat=1, trials=4, seed=3, lower_is_better=False)
     space = {"C": {"low": 0.001, "high": 100.0, "log": True}}
@@ -276,7 +276,7 @@ def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():
 
 
 def test_values_depend_on_the_slot_never_on_the_claim_order():
-    from quest import studies
+    from quest.tuning import studies
 
     space = {"C": {"low": 0.001, "high": 100.0, "log": True}, "kernel": ["a", "b", "c"]}
 
@@ -294,7 +294,7 @@ def test_values_depend_on_the_slot_never_on_the_claim_order():
 
 
 def test_a_sweep_needs_a_budget_and_a_shared_storage(tmp_path: Path):
-    from quest.sweep import main as sweep_main
+    from quest.tuning.sweep import main as sweep_main
 
     params = write_params(tmp_path / "params.yaml", trials=0)
     with pytest.raises(QuestError, match=r"tune.trials is 0"):

@@ -8,6 +8,11 @@ import importlib
 from quest import __version__
 from quest.errors import run_cli
 
+# Where each command's main() lives: the pipeline's stages, then the two commands beside it.
+PIPELINE = ("prepare", "train", "evaluate", "compare", "learning", "tune", "report")
+MODULES = {name: f"quest.stages.{name}" for name in PIPELINE}
+MODULES |= {"sweep": "quest.tuning.sweep", "verify": "quest.verify"}
+
 STAGES = {
     "prepare": "load, validate and split the data; fit preprocessing on the training split",
     "train": "cross-validate the Keras MLP on the shared folds and fit the final model",
@@ -35,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("stage", choices=STAGES, metavar="STAGE", help=", ".join(STAGES))
     parser.add_argument("options", nargs=argparse.REMAINDER, help="passed to the stage")
     args = parser.parse_args(argv)
-    stage = importlib.import_module(f"quest.{args.stage}")
+    stage = importlib.import_module(MODULES[args.stage])
     run_cli(f"quest {args.stage}", stage.main, args.options)
 
 

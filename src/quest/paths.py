@@ -49,7 +49,8 @@ _OPTIONS = {
 
 
 def stage_parser(module: str, description: str | None, *options: str) -> argparse.ArgumentParser:
-    """An argument parser for `python -m quest.<module>` with the named path options and their defaults."""
+    """An argument parser for `python -m quest.<module>` (e.g. `stages.train`) with the named path options and their
+    defaults."""
     parser = argparse.ArgumentParser(prog=f"python -m quest.{module}", description=description)
     for name in options:
         default, text = _OPTIONS[name]

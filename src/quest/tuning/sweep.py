@@ -21,11 +21,11 @@ from pathlib import Path
 from quest import paths
 from quest.errors import QuestError, Terminated, run_cli
 from quest.params import Params, load_params
-from quest.tracking import shown_uri
+from quest.tracking.store import shown_uri
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("sweep", __doc__, "params", "data")
+    parser = paths.stage_parser("tuning.sweep", __doc__, "params", "data")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--workers", type=int, default=2, help="worker processes to start on this machine (default: %(default)s)"
@@ -50,16 +50,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def launch(args: argparse.Namespace, params: Params) -> None:
     """Create the studies (their budget queued), start the workers, wait for them, then check every trial."""
-    from quest import studies, tuning
+    from quest.tuning import search, studies
 
-    plan = tuning.plan(args.data, params, who="sweep")
+    plan = search.plan(args.data, params, who="sweep")
     handles = {name: plan.open(name, params) for name in plan.models}
     print(
         f"sweep: {len(plan.models)} studies x {params.tune.trials} trials on {shown_uri(params.tune.storage)}; "
         f"starting {args.workers} workers",
         file=sys.stderr,
     )
-    command = [sys.executable, "-m", "quest.sweep", "--params", str(args.params), "--data", str(args.data)]
+    command = [sys.executable, "-m", "quest.tuning.sweep", "--params", str(args.params), "--data", str(args.data)]
     workers = {}
     for number in range(1, args.workers + 1):
         workers[number] = subprocess.Popen([*command, "--worker", str(number)])
@@ -106,17 +106,18 @@ def _wait(workers: dict[int, subprocess.Popen]) -> dict[int, int]:
 
 def work(number: int, data_dir: Path, params: Params) -> None:
     """One worker: the waiting trials of every study, then any that dead workers left, until none is left."""
-    from quest import backend, tuning
+    from quest.learners import backend
+    from quest.tuning import search
 
     who = f"sweep w{number}"
-    plan = tuning.plan(data_dir, params, who=who)
+    plan = search.plan(data_dir, params, who=who)
     device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     print(f"{who}: pid {os.getpid()}, MLP on {device.describe()}", file=sys.stderr)
     handles = {name: plan.open(name, params) for name in plan.models}
     ran = 0
     for wait in (False, True):  # first spread over every study, then wait for what others still hold
         for name, handle in handles.items():
-            ran += tuning.work_on(
+            ran += search.work_on(
                 name,
                 handle,
                 params.tune.spaces[name],

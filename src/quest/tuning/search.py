@@ -21,18 +21,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from quest import paths, plots, studies, timing, tracking
-from quest.baselines import REQUIRES, available, make_baseline, model_output
+from quest import paths, timing
+from quest.data.artifacts import Prepared, read_prepared, validation_split
 from quest.errors import QuestError
-from quest.io import atomic_dir, dumps_json, dvc_md5, write_json, write_text
-from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
+from quest.evaluation import plots
+from quest.evaluation.metrics import LOWER_IS_BETTER, primary_metric, scores
+from quest.files import atomic_dir, dumps_json, dvc_md5, write_json, write_text
+from quest.learners.baselines import REQUIRES, available, make_baseline, model_output
 from quest.params import Params, TrainParams
-from quest.prepared import Prepared, read_prepared, validation_split
+from quest.tracking import store
+from quest.tuning import studies
 
 if TYPE_CHECKING:
     import optuna
 
-    from quest.backend import DeviceInfo
+    from quest.learners.backend import DeviceInfo
 
 TRIALS_FILE, BUDGET_FILE, CHART_FILE = "trials.csv", "budget.csv", "budget.png"
 TRIALS_COLUMNS = ["model", "trial", "validation", "test", "best_so_far_test", "params"]
@@ -170,7 +173,7 @@ def trial_scores(
     quest.backend.configure must have run first.
     """
     if name == "mlp":
-        from quest.model import fit_mlp, predict
+        from quest.learners.network import fit_mlp, predict
 
         spec = dataclasses.replace(train, **values)
         fitted = fit_mlp(data.x_fit, data.y_fit, task=data.task, n_classes=data.n_classes, spec=spec, seed=seed)
@@ -428,7 +431,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
     tuning = plan(args.data, params)
     models, metric, lower = tuning.models, tuning.metric, tuning.lower_is_better
 
-    from quest import backend
+    from quest.learners import backend
 
     device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     print(
@@ -502,12 +505,12 @@ def log_to_mlflow(
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    tracking.start(params.mlflow.experiment, root)
+    store.start(params.mlflow.experiment, root)
     client = MlflowClient()
-    provenance = tracking.provenance_tags(root, data_dir)
+    provenance = store.provenance_tags(root, data_dir)
     lower = metric in LOWER_IS_BETTER
     for name, trials in results.items():
-        stage = {tracking.TAG_MODEL: name, "quest.stage": "tune"}
+        stage = {store.TAG_MODEL: name, "quest.stage": "tune"}
         tags = {**provenance, **stage}
         if name == "mlp":
             tags.update({"quest.device": device.describe(), "quest.backend": device.backend})
@@ -530,7 +533,7 @@ def log_to_mlflow(
                     client.log_batch(
                         child.info.run_id,
                         metrics=[Metric(k, v, now, 0) for k, v in scored.items() if math.isfinite(v)],
-                        params=[Param(k, str(v)) for k, v in tracking.flatten("", result.values).items()],
+                        params=[Param(k, str(v)) for k, v in store.flatten("", result.values).items()],
                         tags=[
                             RunTag("quest.trial", str(result.trial)),
                             RunTag("quest.trial_state", "complete" if math.isfinite(result.validation) else "failed"),

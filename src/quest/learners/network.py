@@ -15,10 +15,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from quest.backend import data_parallel_devices, seed_everything, tensorflow_devices
-from quest.io import atomic_path, normalise_keras_archive
+from quest.data.artifacts import validation_split
+from quest.files import atomic_path, normalise_keras_archive
+from quest.learners.backend import data_parallel_devices, seed_everything, tensorflow_devices
 from quest.params import TrainParams
-from quest.prepared import validation_split
 
 
 @dataclass
@@ -154,9 +154,9 @@ def fit_mlps(
     `model.fit`, one job after another, kept as the reference. `callbacks[j]` go to job j's training.
     """
     if spec.engine == "fast" and jobs:
-        from quest import fast
+        from quest.learners import engine
 
-        return fast.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, callbacks=callbacks, label=label)
+        return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, callbacks=callbacks, label=label)
     return [
         _fit_one(
             x,

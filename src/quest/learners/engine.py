@@ -1,7 +1,7 @@
 """The fast engine: Keras MLPs trained inside compiled JAX programs, many networks at once.
 
 On tabular data an MLP's arithmetic is tiny and `model.fit` spends its time on per-step dispatch. Here the
-network is still the Keras model from quest.model, but its forward pass runs through `stateless_call` inside
+network is still the Keras model from quest.learners.network, but its forward pass runs through `stateless_call` inside
 `lax.scan` over an epoch's mini-batches and `lax.while_loop` over epochs, with the data resident on the
 device; shuffling, early stopping and best-weight restore happen there too. Several networks (CV folds,
 seeds, training-set fractions) train in one program: `jax.vmap` over jobs whose rows are padded index lists,
@@ -29,8 +29,8 @@ import keras
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from quest.backend import data_parallel_devices
-from quest.model import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
+from quest.learners.backend import data_parallel_devices
+from quest.learners.network import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
 from quest.params import TrainParams
 
 BLOCKS = 5  # at least this many host round trips per run: progress lines and MLflow batches

@@ -9,7 +9,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from quest.prepared import Column, ColumnKind
+from quest.data.artifacts import Column, ColumnKind
 
 MISSING_CATEGORY = "__missing__"  # missing categorical values become a category of their own: often informative
 

@@ -11,20 +11,20 @@ import sys
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.io import write_stage_off
+from quest.files import write_stage_off
 from quest.params import load_params
 
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("learning", __doc__, "params", "data", "reports")
+    parser = paths.stage_parser("stages.learning", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if not params.learning.fractions:
         write_stage_off(args.reports / paths.LEARNING_DIR.name, paths.SUMMARY)
         print("learning: off (learning.fractions is empty)", file=sys.stderr)
         return
-    from quest import curves  # its libraries take seconds to import: only when the stage is on
+    from quest.evaluation import curves  # its libraries take seconds to import: only when the stage is on
 
     curves.run(args, params)
 

@@ -15,14 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quest import paths, plots, timing, tracking
-from quest.baselines import REQUIRES, available, describe, make_baseline, model_output
+from quest import paths, timing
+from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError, run_cli
-from quest.io import file_md5, read_json, staged_into, write_json, write_text
-from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
+from quest.evaluation import plots
+from quest.evaluation.metrics import LOWER_IS_BETTER, primary_metric, scores
+from quest.evaluation.stats import corrected_ttest, mean_interval, win_tie_loss
+from quest.files import file_md5, read_json, staged_into, write_json, write_text
+from quest.learners.baselines import REQUIRES, available, describe, make_baseline, model_output
 from quest.params import Params, load_params
-from quest.prepared import Prepared, read_prepared
-from quest.stats import corrected_ttest, mean_interval, win_tie_loss
+from quest.tracking import store
 
 # The comparison's numbers every model run carries, so MLflow's compare view lines them up.
 SHARED_KEYS = ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value")
@@ -203,7 +205,7 @@ def report_markdown(
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("compare", __doc__, "params", "data", "model", "reports")
+    parser = paths.stage_parser("stages.compare", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -336,21 +338,21 @@ def log_to_mlflow(
 
     experiment = params.mlflow.experiment
     schema = prepared.schema
-    tracking.start(experiment, root)
+    store.start(experiment, root)
     client = MlflowClient()
-    provenance = tracking.provenance_tags(root, data_dir)
+    provenance = store.provenance_tags(root, data_dir)
     rows = table.set_index("model")
-    mlp_run = tracking.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
+    mlp_run = store.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
     with mlflow.start_run(
         run_name=f"comparison · {schema.dataset}",
         tags={
             **provenance,
-            tracking.TAG_MODEL: "comparison",
-            tracking.TAG_COMPARISON_MD5: file_md5(next(a for a in artifacts if a.name == paths.COMPARISON.name)),
+            store.TAG_MODEL: "comparison",
+            store.TAG_COMPARISON_MD5: file_md5(next(a for a in artifacts if a.name == paths.COMPARISON.name)),
             "quest.winner": outcome["winner"],
         },
     ) as parent:
-        group = {tracking.TAG_GROUP: parent.info.run_id}
+        group = {store.TAG_GROUP: parent.info.run_id}
         mlflow.log_params({"metric": metric, "dataset": schema.dataset, "models": len(results), "seed": params.seed})
         best = outcome["best_baseline"]
         mlflow.log_metrics(
@@ -363,23 +365,23 @@ def log_to_mlflow(
         )
         for artifact in artifacts:
             mlflow.log_artifact(str(artifact))
-        fingerprint = tracking.environment(root, seed=params.seed, backend="scikit-learn", device="cpu")
-        tracking.log_provenance(fingerprint, params)
+        fingerprint = store.environment(root, seed=params.seed, backend="scikit-learn", device="cpu")
+        store.log_provenance(fingerprint, params)
         now = int(time.time() * 1000)
         for result in results:
             summary = {key: float(rows.loc[result.name, key]) for key in SHARED_KEYS}
             metrics = [Metric(key, value, now, 0) for key, value in summary.items() if np.isfinite(value)]
             metrics += [Metric("cv_fold_score", float(v), now, i) for i, v in enumerate(result.folds[metric], 1)]
             if result.name == "mlp":  # trained by train, test metrics by evaluate: add the comparison's keys only
-                client.set_tag(mlp_run, tracking.TAG_PARENT, parent.info.run_id)
-                client.set_tag(mlp_run, tracking.TAG_GROUP, parent.info.run_id)
+                client.set_tag(mlp_run, store.TAG_PARENT, parent.info.run_id)
+                client.set_tag(mlp_run, store.TAG_GROUP, parent.info.run_id)
                 client.log_batch(mlp_run, metrics=metrics)
                 continue
             metrics += [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
-            tags = {**provenance, **group, tracking.TAG_MODEL: result.name}
+            tags = {**provenance, **group, store.TAG_MODEL: result.name}
             with mlflow.start_run(run_name=result.name, nested=True, tags=tags) as child:
                 mlflow.log_params(
-                    tracking.model_params(
+                    store.model_params(
                         result.name,
                         describe(result.name, schema.task, large=params.compare.large(len(prepared.y_train))),
                         task=schema.task,
@@ -388,13 +390,13 @@ def log_to_mlflow(
                         seed=params.seed,
                     )
                 )
-                tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
-                tracking.log_provenance(fingerprint, params)
+                store.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
+                store.log_provenance(fingerprint, params)
                 client.log_batch(child.info.run_id, metrics=[*metrics, Metric("fit_seconds", result.seconds, now, 0)])
         name = params.mlflow.registered_model
         if name:
             report = next(a for a in artifacts if a.name == paths.COMPARISON_REPORT.name)
-            with tracking.store_lock(root):  # a new version number is a read-then-write: one worker at a time
+            with store.store_lock(root):  # a new version number is a read-then-write: one worker at a time
                 registered = register_mlp(
                     name, experiment=experiment, mlp_run=mlp_run, outcome=outcome, description=report.read_text()
                 )

@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from quest import backend, paths, plots, timing, tracking
+from quest import paths, timing
+from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError, run_cli
-from quest.io import staged_into, write_json, write_text
-from quest.metrics import scores
+from quest.evaluation import plots
+from quest.evaluation.metrics import scores
+from quest.files import staged_into, write_json, write_text
+from quest.learners import backend
 from quest.params import load_params
-from quest.prepared import Prepared, read_prepared
+from quest.tracking import store
 
 
 def roc_pr_lines(y_true: np.ndarray, proba: np.ndarray, labels: tuple[str, ...]) -> tuple[dict, dict]:
@@ -93,13 +96,13 @@ def load_model(path: Path):
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("evaluate", __doc__, "params", "data", "model", "reports")
+    parser = paths.stage_parser("stages.evaluate", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
     prepared = read_prepared(args.data)
     backend.configure(params.train.backend, params.train.device, params.seed)
-    from quest.model import predict
+    from quest.learners.network import predict
 
     model = load_model(args.model)
     output = predict(model, prepared.x_test, task=prepared.schema.task)
@@ -138,8 +141,8 @@ def log_to_mlflow(
     """Add the test metrics and plots to the run that trained the model."""
     import mlflow
 
-    tracking.start(experiment, root)
-    run_id = tracking.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
+    store.start(experiment, root)
+    run_id = store.mlp_run(experiment, model_path, root=root, data_dir=data_dir)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{name}": value for name, value in test_metrics.items() if np.isfinite(value)})
         for image in images:

@@ -11,7 +11,7 @@ import numpy as np
 
 from quest import paths
 from quest.errors import QuestError
-from quest.io import read_json
+from quest.files import read_json
 
 ColumnKind = Literal["numeric", "boolean", "categorical"]
 

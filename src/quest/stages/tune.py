@@ -12,22 +12,22 @@ import sys
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.io import write_stage_off
+from quest.files import write_stage_off
 from quest.params import load_params
 
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("tune", __doc__, "params", "data", "reports")
+    parser = paths.stage_parser("stages.tune", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if params.tune.trials == 0:
         write_stage_off(args.reports / paths.TUNING_DIR.name, paths.SUMMARY)
         print("tune: off (tune.trials is 0); set tune.trials to run an equal-budget search", file=sys.stderr)
         return
-    from quest import tuning  # its libraries take seconds to import: only when the stage is on
+    from quest.tuning import search  # its libraries take seconds to import: only when the stage is on
 
-    tuning.run(args, params)
+    search.run(args, params)
 
 
 if __name__ == "__main__":

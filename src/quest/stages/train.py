@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from quest import backend, paths, timing, tracking
+from quest import paths, timing
+from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import StoreFailure, run_cli, store_failure
-from quest.io import file_md5, write_json, write_text
-from quest.metrics import scores
+from quest.evaluation.metrics import scores
+from quest.files import file_md5, write_json, write_text
+from quest.learners import backend
 from quest.params import Params, TrainParams, load_params
-from quest.prepared import Prepared, read_prepared
+from quest.tracking import store
 
 KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps what it made
 SEED_STRIDE = 10007  # between a split's extra seeds: far from the next split's seed + split + 1
@@ -37,7 +39,7 @@ def cross_validate(
     Every split trains `spec.seeds` networks (each its own seed; the split scores their mean). The fast engine
     trains all of them in one program; `callbacks_for(split)` reaches each of the split's networks.
     """
-    from quest.model import fit_mlps, plan_job, predict
+    from quest.learners.network import fit_mlps, plan_job, predict
 
     task = prepared.schema.task
     jobs, held_outs, callbacks = [], [], []
@@ -89,7 +91,7 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("train", __doc__, "params", "data", "model", "cv_out")
+    parser = paths.stage_parser("stages.train", __doc__, "params", "data", "model", "cv_out")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -116,14 +118,14 @@ def train_and_log(
     import keras
     import mlflow
 
-    from quest.callbacks import MlflowEpochLogger, Progress
-    from quest.model import fit_mlp, predict, save_mlp, without_tensorflow
+    from quest.learners.callbacks import MlflowEpochLogger, Progress
+    from quest.learners.network import fit_mlp, predict, save_mlp, without_tensorflow
 
     spec, schema = params.train, prepared.schema
-    tracking.start(params.mlflow.experiment, root)
+    store.start(params.mlflow.experiment, root)
     tags = {
-        tracking.TAG_MODEL: "mlp",
-        **tracking.provenance_tags(root, data_dir, device=device.describe(), backend=device.backend),
+        store.TAG_MODEL: "mlp",
+        **store.provenance_tags(root, data_dir, device=device.describe(), backend=device.backend),
         "quest.device_kind": device.kind,
         "quest.keras_version": keras.__version__,
     }
@@ -136,17 +138,17 @@ def train_and_log(
     staging = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=f".train.{os.getpid()}.", suffix=".tmp"))
     staged = {final: staging / final.name for final in outputs}
     try:
-        with mlflow.start_run(run_name="mlp", tags=tags) as run, tracking.killed_on_interrupt():
+        with mlflow.start_run(run_name="mlp", tags=tags) as run, store.killed_on_interrupt():
             estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
             mlflow.log_params(
                 {
-                    **tracking.model_params(
+                    **store.model_params(
                         "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
                     ),
-                    **tracking.flatten("train", asdict(spec)),
+                    **store.flatten("train", asdict(spec)),
                 }
             )
-            tracking.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
+            store.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
             splits = schema.folds * schema.repeats
             epochs = MlflowEpochLogger(run.info.run_id)
             with timing.phase("compute"):
@@ -182,12 +184,12 @@ def train_and_log(
             }
             save_mlp(final.model, staged[model_path])
             write_json(staged[model_path.parent / paths.MODEL_CONFIG.name], config)
-            fingerprint = tracking.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
+            fingerprint = store.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
             write_json(staged[model_path.parent / paths.ENVIRONMENT.name], fingerprint)
             write_text(staged[model_path.parent / paths.HISTORY.name], history_csv(final.history))
             write_json(staged[cv_path], {"model": "mlp", "folds": cv})
             epochs.flush(strict=True)  # any epochs a busy store held back
-            tracking.log_provenance(fingerprint, params)
+            store.log_provenance(fingerprint, params)
             metric_summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in cv.items()}
             mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **metric_summary})
             mlflow.log_dict(config, "config.json")
@@ -202,7 +204,7 @@ def train_and_log(
                     pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
                 )
             mlflow.log_dict({"columns": list(schema.features), "data": example.tolist()}, "model_input_example.json")
-            mlflow.set_tag(tracking.TAG_MODEL_MD5, file_md5(staged[model_path]))
+            mlflow.set_tag(store.TAG_MODEL_MD5, file_md5(staged[model_path]))
         for final_path, staged_path in staged.items():
             os.replace(staged_path, final_path)
     except Exception as error:
@@ -227,7 +229,7 @@ def _remove_orphaned_staging(directory: Path) -> None:
     """Staging directories of train processes that are gone (killed with SIGKILL, or out of memory)."""
     for leftover in directory.glob(".train.*.tmp"):
         pid = leftover.name.split(".")[2]
-        if pid.isdigit() and not tracking.alive(int(pid)):
+        if pid.isdigit() and not store.alive(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
 
 

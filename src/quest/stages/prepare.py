@@ -12,12 +12,12 @@ import pandas as pd
 from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
 
 from quest import paths, timing
-from quest.data import Dataset, load_dataset
+from quest.data.artifacts import Column, Schema
+from quest.data.preprocess import fit_transform, infer_columns
+from quest.data.sources import Dataset, load_dataset
 from quest.errors import QuestError, run_cli
-from quest.io import atomic_dir, write_json
+from quest.files import atomic_dir, write_json
 from quest.params import load_params
-from quest.prepared import Column, Schema
-from quest.preprocess import fit_transform, infer_columns
 
 
 def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -128,7 +128,7 @@ def write_prepared(result: dict, out: Path) -> None:
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("prepare", __doc__, "params", "out")
+    parser = paths.stage_parser("stages.prepare", __doc__, "params", "out")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quest import paths, plots, timing, tracking
-from quest.baselines import REQUIRES, available, make_baseline, model_output
+from quest import paths, timing
+from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError
-from quest.io import atomic_dir, read_json, write_json, write_text
-from quest.metrics import LOWER_IS_BETTER, primary_metric, scores
+from quest.evaluation import plots
+from quest.evaluation.metrics import LOWER_IS_BETTER, primary_metric, scores
+from quest.files import atomic_dir, read_json, write_json, write_text
+from quest.learners.baselines import REQUIRES, available, make_baseline, model_output
 from quest.params import Params
-from quest.prepared import Prepared, read_prepared
+from quest.tracking import store
 
 CURVE_FILE, WIDE_FILE, CHART_FILE = "curve.csv", "by_size.csv", "learning_curve.png"
 
@@ -87,7 +89,7 @@ def curve_scores(prepared: Prepared, params: Params, models: list[str], metric: 
 
 def _mlp_outputs(prepared: Prepared, params: Params, cells: list) -> list[np.ndarray | None]:
     """The MLP's held-out output per cell: every cell's network trained together (the fast engine vmaps them)."""
-    from quest.model import fit_mlps, plan_job, predict
+    from quest.learners.network import fit_mlps, plan_job, predict
 
     task, y = prepared.schema.task, prepared.y_train
     usable = [i for i, (_, _, chosen, _) in enumerate(cells) if _fits(y[chosen], task)]
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
                 f"learning: notice: skipping {name}: its library ({REQUIRES[name]}) is not installed", file=sys.stderr
             )
     if any(f < 1.0 for f in params.learning.fractions) and "mlp" in models:
-        from quest import backend
+        from quest.learners import backend
 
         backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
     started = time.perf_counter()
@@ -232,8 +234,8 @@ def log_to_mlflow(
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    tracking.start(params.mlflow.experiment, root)
-    tags = {**tracking.provenance_tags(root, data_dir), tracking.TAG_MODEL: "learning_curve", "quest.stage": "learning"}
+    store.start(params.mlflow.experiment, root)
+    tags = {**store.provenance_tags(root, data_dir), store.TAG_MODEL: "learning_curve", "quest.stage": "learning"}
     with mlflow.start_run(run_name="learning curve", tags=tags) as run:
         mlflow.log_params(
             {"metric": metric, "fractions": str(list(params.learning.fractions)), "repeats": params.learning.repeats}

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from quest import paths, timing, tracking
+from quest import paths, timing
+from quest.data.artifacts import Schema
 from quest.errors import QuestError, run_cli
-from quest.io import file_md5, read_json, write_text
-from quest.metrics import LOWER_IS_BETTER
+from quest.evaluation.metrics import LOWER_IS_BETTER
+from quest.files import file_md5, read_json, write_text
 from quest.params import Params, load_params
-from quest.prepared import Schema
+from quest.tracking import store
 
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -181,7 +182,7 @@ def build_html(markdown: str, reports: Path, title: str) -> str:
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("report", __doc__, "params", "data", "model", "reports")
+    parser = paths.stage_parser("stages.report", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     schema = Schema.from_dict(read_json(_existing(args.data / paths.SCHEMA, "prepare")))
@@ -211,14 +212,14 @@ def log_to_mlflow(params: Params, reports: Path, files: list[Path], *, root: Pat
     """Onto the comparison's parent run (found by the comparison table it wrote), so the report sits beside it."""
     import mlflow
 
-    tracking.start(params.mlflow.experiment, root)
+    store.start(params.mlflow.experiment, root)
     identity = {
-        tracking.TAG_MODEL: "comparison",
-        tracking.TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name),
+        store.TAG_MODEL: "comparison",
+        store.TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name),
     }
-    run_id = tracking.find_run(params.mlflow.experiment, identity)
+    run_id = store.find_run(params.mlflow.experiment, identity)
     if run_id is None:  # the comparison came from a DVC remote: a run of its own keeps the report findable
-        tags = {**tracking.provenance_tags(root, data_dir), **identity}
+        tags = {**store.provenance_tags(root, data_dir), **identity}
         with mlflow.start_run(run_name="report", tags=tags) as run:
             run_id = run.info.run_id
     for path in files:

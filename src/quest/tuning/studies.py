@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quest.errors import QuestError, first_line
-from quest.tracking import shown_uri, this_process
+from quest.tracking.store import shown_uri, this_process
 
 if TYPE_CHECKING:
     import optuna

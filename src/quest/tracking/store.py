@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from quest import __version__
-from quest.environment import check_strict
 from quest.errors import QuestError, Terminated, first_line
-from quest.io import dvc_md5, file_md5
+from quest.files import dvc_md5, file_md5
+from quest.tracking.provenance import check_strict
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -286,7 +286,7 @@ def provenance_tags(
 
 def environment(root: Path, *, seed: int, backend: str, device: str) -> dict:
     """The environment fingerprint of a run started now in `root`."""
-    from quest.environment import fingerprint
+    from quest.tracking.provenance import fingerprint
 
     commit, dirty = git_state(root)
     return fingerprint(root, commit=commit, dirty=bool(dirty), seed=seed, backend=backend, device=device)

@@ -1,0 +1,1 @@
+"""Tables in, arrays out: sources, validation, preprocessing, splits and what prepare hands on."""

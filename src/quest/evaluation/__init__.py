@@ -1,0 +1,1 @@
+"""Scores, statistics, comparisons, curves and pictures, computed from models' outputs."""

@@ -1,0 +1,1 @@
+"""Equal-budget hyperparameter search: spaces, the search, shared Optuna studies and the sweep."""
