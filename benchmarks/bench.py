@@ -130,7 +130,7 @@ def _workload(name: str, *, rows: int):
 
 def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
     """Train `jobs` with quest's engine `spec.engine`; seconds exclude compilation, which is reported apart."""
-    from quest.learners.network import fit_mlps
+    from quest.learners.mlp import fit_mlps
 
     if spec.engine == "fast":
         timings: dict[str, float] = {}
@@ -144,11 +144,9 @@ def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
             "samples_per_s": timings["samples"] / timings["train"],
             "models": [r.model for r in results],
         }
-    import keras
 
-    class Clock(keras.callbacks.Callback):
+    class Clock:  # an epoch hook: the times each epoch ended
         def __init__(self) -> None:
-            super().__init__()
             self.ends: list[float] = []
 
         def on_train_begin(self, logs=None) -> None:
@@ -157,8 +155,11 @@ def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
         def on_epoch_end(self, epoch, logs=None) -> None:
             self.ends.append(time.perf_counter())
 
+        def on_train_end(self, logs=None) -> None:
+            pass
+
     clocks = [Clock() for _ in jobs]
-    results = fit_mlps(x, y, jobs, task="classification", n_classes=2, spec=spec, callbacks=[[c] for c in clocks])
+    results = fit_mlps(x, y, jobs, task="classification", n_classes=2, spec=spec, hooks=[[c] for c in clocks])
     # fit's first epoch traces and compiles its step: on a large set (warm) it is left out, as compile is above.
     first = 1 if warm and spec.epochs > 1 else 0
     seconds = sum(c.ends[-1] - c.ends[first] for c in clocks)
@@ -372,7 +373,7 @@ def mlflow_main() -> None:
     import mlflow
     import numpy as np
 
-    from quest.learners.callbacks import MlflowEpochLogger
+    from quest.tracking.epochs import MlflowEpochLogger
     from quest.learners.engine import fit_many
     from quest.params import load_params
 
@@ -393,7 +394,7 @@ def mlflow_main() -> None:
                 final: dict[str, float] = {}
                 (result,) = fit_many(
                     x, y, [final_job], task="classification", n_classes=2, spec=params.train,
-                    callbacks=[[logger]], timings=final,
+                    hooks=[[logger]], timings=final,
                 )  # fmt: skip
                 training = time.perf_counter() - started
                 logging = timing._spent.get("mlflow", 0.0) - before
@@ -419,7 +420,7 @@ def baseline_growth(out: Report, n: int) -> None:
 
     sys.path.insert(0, str(REPO / "src"))
     from quest.learners.baselines import available, make_baseline
-    from quest.params import BASELINES
+    from quest.learners.registry import BASELINES
 
     x, y = make_classification(n_samples=2 * n, n_features=20, n_informative=10, random_state=0)
     out.line(f"{'model':<22}{'n (s)':>9}{'2n (s)':>9}{'ratio':>7}   growth ~ n^k")

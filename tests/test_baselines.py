@@ -3,7 +3,7 @@ import pytest
 
 import quest.learners.baselines
 from quest.learners.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline, model_output
-from quest.params import BASELINES
+from quest.learners.registry import BASELINES
 
 LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
 ALL = [*LECTURE_EIGHT, "hgb", "xgboost"]

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quest.evaluation.comparison import COLUMNS, ModelResult, comparison_table, report_markdown, verdict
 from quest.evaluation.stats import corrected_ttest, mean_interval
-from quest.stages.compare import COLUMNS, ModelResult, comparison_table, report_markdown, verdict
 
 
 def results():
@@ -41,7 +41,8 @@ def test_verdict_and_report_say_whether_the_gap_is_significant():
     assert outcome["mlp_minus_best_baseline"] == pytest.approx(0.075)
     assert outcome["p_value_vs_best_baseline"] > 0.05
     assert outcome["mlp_is"] == "indistinguishable from"
-    report = report_markdown(table, "accuracy", "toy", "classification", outcome, "4 folds")
+    descriptions = {"mlp": "Keras MLP", "logreg": "logistic regression", "forest": "random forest"}
+    report = report_markdown(table, "accuracy", "toy", "classification", outcome, "4 folds", descriptions=descriptions)
     assert "At α = 0.05 the MLP is **indistinguishable from** forest" in report
     assert "| **mlp** | Keras MLP | 0.8500 ± 0.0500 |" in report
     assert verdict(table, "accuracy", alpha=0.9)["mlp_is"] == "better than"
@@ -63,8 +64,10 @@ def test_lower_is_better_metrics_rank_and_count_the_other_way():
 PARALLEL_EQUALS_SERIAL = """
 import json, sys
 from pathlib import Path
-from quest.stages.compare import evaluate_baselines
 from quest.data.sources import load_dataset
+from quest.evaluation.scoring import evaluate_all
+from quest.learners.base import Problem
+from quest.learners.baselines import Baseline
 from quest.params import params_from_dict
 from quest.stages.prepare import prepare, write_prepared
 from quest.data.artifacts import read_prepared
@@ -76,8 +79,10 @@ params = params_from_dict(params)
 out = Path(sys.argv[1])
 write_prepared(prepare(load_dataset(params.data, seed=1, root=Path(".")), test_size=0.25, folds=3, seed=1), out)
 prepared = read_prepared(out)
-names = ["logreg", "tree", "forest", "knn5"]
-runs = {w: [(r.name, r.folds, r.test) for r in evaluate_baselines(names, prepared, seed=1, workers=w)] for w in (1, 2)}
+learners = [Baseline(name) for name in ("logreg", "tree", "forest", "knn5")]
+problem = Problem.of(prepared)
+runs = {w: [(r.name, r.folds, r.test) for r in evaluate_all(learners, prepared, problem, seed=1, workers=w)]
+        for w in (1, 2)}
 print(json.dumps({"same": runs[1] == runs[2], "names": [name for name, _, _ in runs[2]], "jax": "jax" in sys.modules}))
 """
 
@@ -89,7 +94,7 @@ def test_baselines_spread_over_processes_give_what_one_process_gives(tmp_path):
 
     from tests.conftest import REPO
 
-    # In a fresh process: this one may run JAX's threads, and then evaluate_baselines rightly will not fork.
+    # In a fresh process: this one may run JAX's threads, and then evaluate_all rightly will not fork.
     done = subprocess.run(
         [sys.executable, "-c", PARALLEL_EQUALS_SERIAL, str(tmp_path / "prepared")],
         cwd=REPO, capture_output=True, text=True, check=True,

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from quest.errors import QuestError
-from quest.tracking.provenance import check_strict, fingerprint, locked_versions
-from quest.tracking.store import git_state, tracking_uri
+from quest.tracking.provenance import check_strict, fingerprint, git_state, locked_versions
+from quest.tracking.store import tracking_uri
 
 
 def test_lock_pins_are_read_and_drift_is_reported(tmp_path: Path):

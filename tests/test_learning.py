@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.evaluation.curves import overtakes, subsample, summarise
+from quest.data.splits import subsample
+from quest.evaluation.curves import overtakes, summarise
 from quest.stages.learning import main as learning_main
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params

@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from quest.data.artifacts import validation_split
-from quest.learners.network import build_mlp, fit_mlp, predict
+from quest.data.splits import validation_split
+from quest.learners.mlp import fit_mlp
+from quest.learners.network import build_mlp, predict
 from quest.params import params_from_dict
 from tests.conftest import repo_params
 

@@ -232,7 +232,7 @@ import numpy as np
 from quest.learners import backend
 backend.configure("jax", "cpu", 0)
 import mlflow
-from quest.stages.evaluate import load_model
+from quest.learners.network import load_mlp as load_model
 from quest.evaluation.metrics import scores
 from quest.learners.network import predict
 from quest.data.artifacts import read_prepared

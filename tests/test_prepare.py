@@ -4,8 +4,9 @@ import pytest
 
 from quest.data.artifacts import read_prepared
 from quest.data.sources import Dataset
+from quest.data.splits import assign_folds, split_indices
 from quest.errors import QuestError
-from quest.stages.prepare import assign_folds, encode_target, prepare, split_indices, write_prepared
+from quest.stages.prepare import encode_target, prepare, write_prepared
 
 
 def test_labels_are_encoded_in_sorted_order():
@@ -75,5 +76,5 @@ def test_prepare_writes_what_later_stages_read(tmp_path):
 
 
 def test_reading_before_prepare_is_a_clear_error(tmp_path):
-    with pytest.raises(QuestError, match="no prepared data here; run `dvc repro prepare` first"):
+    with pytest.raises(QuestError, match=r"schema.json: not found; run `dvc repro prepare` first"):
         read_prepared(tmp_path)

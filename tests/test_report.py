@@ -7,7 +7,7 @@ import pandas as pd
 import yaml
 
 from quest.evaluation import plots
-from quest.stages.compare import report_markdown
+from quest.evaluation.comparison import report_markdown
 from quest.stages.report import main as report_main
 from tests.conftest import repo_params
 
@@ -43,7 +43,9 @@ def fake_outputs(root):
         "alpha": 0.05,
         "mlp_is": "better than",
     }
-    (reports / "comparison.md").write_text(report_markdown(table, "accuracy", "toy", "classification", outcome, "6"))
+    descriptions = {"mlp": "Keras MLP", "logreg": "logistic regression"}
+    report = report_markdown(table, "accuracy", "toy", "classification", outcome, "6", descriptions=descriptions)
+    (reports / "comparison.md").write_text(report)
     plots.comparison_bars(
         table["model"],
         table["cv_mean"],

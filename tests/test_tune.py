@@ -19,20 +19,14 @@ import pytest
 import yaml
 
 from quest.errors import QuestError
+from quest.learners.base import Problem
+from quest.learners.baselines import Baseline
+from quest.learners.mlp import MLP
 from quest.params import params_from_dict
 from quest.stages.prepare import main as prepare_main
 from quest.stages.tune import main as tune_main
-from quest.tuning.search import (
-    TrialResult,
-    TuneData,
-    best_so_far,
-    best_trial,
-    check_baseline_space,
-    sample_space,
-    scorer,
-    search,
-    tuned_models,
-)
+from quest.tuning.search import TrialResult, TuneData, best_so_far, best_trial, scorer, search, tuned_learners
+from quest.tuning.space import sample_space
 from tests.conftest import REPO, repo_params
 
 MODELS = ["mlp", "logreg", "knn5", "tree"]
@@ -192,11 +186,18 @@ def test_a_tuned_model_without_a_space_is_a_user_error(tmp_path: Path):
 
 
 def test_spaces_are_checked_before_any_trial_runs():
+    params = params_from_dict(repo_params(compare={"baselines": ["tree"]}))
+    problem = Problem("classification", n_classes=2, n_features=2)
     with pytest.raises(QuestError, match=r"tune\.spaces\.mlp\.hidden_layers must be a list of layer-size lists"):
-        tuned_models(["tree"], {"mlp": {"hidden_layers": [32, 64]}, "tree": {}})
+        MLP(params.train, seed=0).check_space({"hidden_layers": [32, 64]}, problem)
+    with pytest.raises(QuestError, match=r"tune\.spaces\.mlp\.epochs must be one of the train keys"):
+        MLP(params.train, seed=0).check_space({"epochs": [1, 2]}, problem)
     with pytest.raises(QuestError, match=r"tune\.spaces\.knn5: .*leaf_count"):
-        check_baseline_space("knn5", {"leaf_count": [1, 2]}, task="classification", n_features=2, seed=0)
-    assert tuned_models(["tree"], {"mlp": {}, "tree": {}}) == ["mlp", "tree"]
+        Baseline("knn5").check_space({"leaf_count": [1, 2]}, problem)
+    assert [learner.name for learner in tuned_learners(params, who="tune")] == ["mlp", "tree"]
+    unknown = params_from_dict(repo_params(tune={"spaces": {"lasso": {}}}))
+    with pytest.raises(QuestError, match=r"tune\.spaces must be models drawn from mlp, logreg,"):
+        tuned_learners(unknown, who="tune")
 
 
 def test_best_so_far_takes_the_earliest_best_validation_and_skips_failures():
@@ -216,9 +217,10 @@ def test_best_so_far_takes_the_earliest_best_validation_and_skips_failures():
 def test_a_combination_the_estimator_rejects_fails_that_trial_not_the_search():
     x = np.array([[0.0], [0.1], [0.2], [0.3], [1.0], [1.1], [1.2], [1.3]])
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    data = TuneData(x, y, x[[1, 5]], y[[1, 5]], x[[2, 6]], y[[2, 6]], task="classification", n_classes=2)
-    train = params_from_dict(repo_params()).train
-    score = scorer("tree", data, metric="accuracy", train=train, seed=0)
+    problem = Problem("classification", n_classes=2, n_features=1)
+    fit_rows = np.arange(8)  # the validation rows are among them: a tree fits them exactly
+    data = TuneData(x, y, fit_rows, np.array([1, 5]), x[[2, 6]], y[[2, 6]], problem=problem)
+    score = scorer(Baseline("tree"), data, metric="accuracy", seed=0)
     results = search(
         "tree",
         {"min_samples_leaf": [0, 1]},  # 0 is out of range: scikit-learn raises InvalidParameterError
@@ -244,9 +246,10 @@ def test_a_combination_the_estimator_rejects_fails_that_trial_not_the_search():
 @pytest.mark.parametrize("large", [False, True])
 def test_every_space_in_params_yaml_names_hyperparameters_its_estimator_has(task: str, large: bool):
     spaces = repo_params()["tune"]["spaces"]
+    problem = Problem(task, n_classes=2 if task == "classification" else 0, n_features=3, large=large)
     for name, space in spaces.items():
         if name != "mlp":
-            check_baseline_space(name, space, task=task, n_features=3, seed=0, large=large)
+            Baseline(name).check_space(space, problem)
 
 
 def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():

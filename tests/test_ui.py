@@ -25,7 +25,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from quest.tracking.store import TAG_GROUP, TAG_MODEL
+from quest.tracking.tags import TAG_GROUP, TAG_MODEL
 from tests.conftest import REPO, repo_params
 from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
 from tests.test_team_server import bound_addresses, free_port, wait_healthy

@@ -32,6 +32,17 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def shown_uri(uri: str) -> str:
+    """`uri` with any password replaced, fit for a message or a log."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def store_failure(error: BaseException) -> str | None:
     """One line saying what went wrong when `error` came from the tracking store or the disk (locked, full,
     unreachable); None for anything else, which is a bug and keeps its traceback."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from quest.errors import QuestError
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -166,6 +168,32 @@ def dvc_md5(path: Path) -> str:
     )
     listing = json.dumps(entries, sort_keys=True).encode("utf-8")
     return hashlib.md5(listing).hexdigest() + ".dir"
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """A network's per-epoch curves as CSV: `epoch` (from 1), then one column per curve, sorted by name."""
+    names = sorted(history)
+    rows = [",".join(["epoch", *names])]
+    for epoch in range(len(history[names[0]])):
+        rows.append(",".join([str(epoch + 1), *(repr(history[name][epoch]) for name in names)]))
+    return "\n".join(rows) + "\n"
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """What history_csv wrote, read back; {} when there is no file."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    names = lines[0].split(",")[1:]
+    rows = [list(map(float, line.split(",")[1:])) for line in lines[1:]]
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def require(path: Path, stage: str) -> Path:
+    """`path`, which the pipeline stage `stage` writes; a QuestError saying to run it when it is missing."""
+    if not path.exists():
+        raise QuestError(f"{path}: not found; run `dvc repro {stage}` first")
+    return path
 
 
 def write_stage_off(directory: Path, summary_name: str) -> None:

@@ -10,8 +10,7 @@ from typing import Literal
 import numpy as np
 
 from quest import paths
-from quest.errors import QuestError
-from quest.files import read_json
+from quest.files import read_json, require
 
 ColumnKind = Literal["numeric", "boolean", "categorical"]
 
@@ -80,8 +79,7 @@ class Prepared:
 
 
 def read_prepared(directory: Path) -> Prepared:
-    if not (directory / paths.SCHEMA).is_file():
-        raise QuestError(f"{directory}: no prepared data here; run `dvc repro prepare` first")
+    require(directory / paths.SCHEMA, "prepare")
     return Prepared(
         x_train=np.load(directory / paths.X_TRAIN, allow_pickle=False),
         y_train=np.load(directory / paths.Y_TRAIN, allow_pickle=False),
@@ -90,21 +88,3 @@ def read_prepared(directory: Path) -> Prepared:
         folds=np.load(directory / paths.FOLDS, allow_pickle=False),
         schema=Schema.from_dict(read_json(directory / paths.SCHEMA)),
     )
-
-
-def validation_split(y: np.ndarray, *, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of a training set into fit/validation rows, stratified when every class allows it.
-
-    Early stopping's validation slice and tuning's inner split; here, not in quest.model, so that stages
-    which must not import keras can use it."""
-    rows = np.arange(len(y))
-    stratify = None
-    if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
-        n_validation = int(np.ceil(fraction * len(y)))
-        if counts.min() >= 2 and n_validation >= len(counts) and len(y) - n_validation >= len(counts):
-            stratify = y
-    from sklearn.model_selection import train_test_split  # lazily: stages that only read schemas skip sklearn
-
-    fit_rows, validation_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
-    return np.sort(fit_rows), np.sort(validation_rows)

@@ -1,10 +1,11 @@
 """The lecture's eight classic models plus the peers a practitioner would pick (histogram gradient boosting,
-XGBoost), for classification and (with the same row names) regression."""
+XGBoost), for classification and (with the same row names) regression: one learner per row."""
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -25,6 +26,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from quest.learners.base import Learner, Output, Problem
 
 # Random Fourier features for the "logistic regression on RBF features" row.
 RBF_COMPONENTS = 300
@@ -184,3 +187,49 @@ def model_output(estimator: BaseEstimator, x: np.ndarray, *, task: str, n_classe
     proba = np.zeros((len(x), n_classes))
     proba[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(x)
     return proba
+
+
+class Baseline(Learner):
+    """One row of the tables above, as a learner: scikit-learn's estimator (or XGBoost's) behind `Model`."""
+
+    kind = "classic"
+
+    def __init__(self, name: str) -> None:
+        if name not in CLASSIFIERS:
+            raise ValueError(f"no baseline named {name!r}")
+        self.name = name
+
+    @property
+    def requires(self) -> str | None:  # type: ignore[override]  # read from REQUIRES each time: tests patch it
+        return REQUIRES.get(self.name)
+
+    def describe(self, problem: Problem) -> str:
+        return describe(self.name, problem.task, large=problem.large)
+
+    def has_stand_in(self) -> bool:
+        return scaled(self.name)
+
+    def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> BaselineModel:
+        estimator = make_baseline(
+            self.name,
+            task=problem.task,
+            n_features=problem.n_features,
+            seed=seed,
+            hyper=dict(hyper),
+            large=problem.large,
+        )
+        return BaselineModel(estimator, task=problem.task, n_classes=problem.n_classes)
+
+
+class BaselineModel:
+    """A fresh estimator that answers `output`: probabilities over every class, or predictions."""
+
+    def __init__(self, estimator: BaseEstimator, *, task: str, n_classes: int) -> None:
+        self.estimator, self.task, self.n_classes = estimator, task, n_classes
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> BaselineModel:
+        self.estimator.fit(x, y)
+        return self
+
+    def output(self, x: np.ndarray) -> Output:
+        return model_output(self.estimator, x, task=self.task, n_classes=self.n_classes)

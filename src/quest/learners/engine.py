@@ -1,9 +1,9 @@
 """The fast engine: Keras MLPs trained inside compiled JAX programs, many networks at once.
 
 On tabular data an MLP's arithmetic is tiny and `model.fit` spends its time on per-step dispatch. Here the
-network is still the Keras model from quest.learners.network, but its forward pass runs through `stateless_call` inside
-`lax.scan` over an epoch's mini-batches and `lax.while_loop` over epochs, with the data resident on the
-device; shuffling, early stopping and best-weight restore happen there too. Several networks (CV folds,
+network is still the Keras model from quest.learners.network, but its forward pass runs through
+`stateless_call` inside `lax.scan` over an epoch's mini-batches and `lax.while_loop` over epochs, with the data
+resident on the device; shuffling, early stopping and best-weight restore happen there too. Several networks (CV folds,
 seeds, training-set fractions) train in one program: `jax.vmap` over jobs whose rows are padded index lists,
 so a job's mini-batches are exactly the ones it would see trained alone.
 
@@ -12,7 +12,7 @@ optimiser state are replicated, and every mini-batch's rows are sharded across a
 so each device computes its rows' gradients and XLA sums them across devices before the update.
 
 The host takes control back every block of epochs, only to report progress and per-epoch curves.
-Import only after `quest.backend.configure` picked the jax backend.
+Import only after `quest.learners.backend.configure` picked the jax backend.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from quest.learners.backend import data_parallel_devices
+from quest.learners.callbacks import EpochHook
 from quest.learners.network import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
 from quest.params import TrainParams
 
@@ -46,105 +48,169 @@ def fit_many(
     task: str,
     n_classes: int,
     spec: TrainParams,
-    callbacks: Sequence[Sequence[keras.callbacks.Callback]] = (),
+    hooks: Sequence[Sequence[EpochHook]] = (),
     label: str = "",
     timings: dict[str, float] | None = None,
 ) -> list[FitResult]:
     """Train one fresh MLP per job, all in one vectorised program; results in job order.
 
-    Each job's network starts from the weights `model.fit_mlp` would draw for its seed, learns with early
-    stopping on its validation rows and ends holding its best epoch's weights. `callbacks[j]` (Keras
-    callbacks) receive job j's per-epoch logs after each block of epochs. `timings`, when given, receives the
-    seconds spent compiling and training and the number of training rows processed (`samples`).
+    Each job's network starts from the weights `fresh_mlp` draws for its seed, learns with early stopping on
+    its validation rows and ends holding its best epoch's weights. `hooks[j]` receive job j's per-epoch logs
+    after each block of epochs. `timings`, when given, receives the seconds spent compiling and training and
+    the number of training rows processed (`samples`).
     """
     if keras.backend.backend() != "jax":
-        raise RuntimeError("the fast engine needs the jax backend: run quest.backend.configure('jax', ...) first")
+        raise RuntimeError("the fast engine needs the jax backend: run quest.learners.backend.configure first")
     started = time.perf_counter()
-    models = [fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed) for job in jobs]
-    regression = task == "regression"
-    target = _target(y, task=task, n_classes=n_classes)
-    shift, scale = _standardisers(target, jobs) if regression else (np.zeros(len(jobs)), np.ones(len(jobs)))
-    fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=spec.batch_size)
-    validation_rows, validation_mask = _pad([job.validation_rows for job in jobs], multiple=1)
-    per_job = {
-        "key": jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs]),
-        "fit_rows": jnp.asarray(fit_rows),
-        "fit_mask": jnp.asarray(fit_mask),
-        "validation_rows": jnp.asarray(validation_rows),
-        "validation_mask": jnp.asarray(validation_mask),
-        "shift": jnp.asarray(shift, dtype="float32"),
-        "scale": jnp.asarray(scale, dtype="float32"),
-    }
-    template = models[0]
-    optimizer = template.optimizer
-    optimizer.build(template.trainable_variables)
-    state = _initial_state(models, optimizer, epochs=spec.epochs)
-    data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
-    mesh = batch_mesh(data_parallel_devices("jax", spec.data_parallel, spec.batch_size))
-    if mesh is not None:  # everything on every device; only the batches are split, inside the program
-        state, per_job, data = jax.device_put((state, per_job, data), NamedSharding(mesh, PartitionSpec()))
-    block = _compile_block(
-        template,
-        optimizer,
-        *data,
-        task=task,
-        n_classes=n_classes,
-        batch_size=spec.batch_size,
-        patience=spec.early_stopping.patience or spec.epochs,  # 0 means: never stop early
-        batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
-    )
-
-    until = jnp.asarray(0, dtype="int32")
+    program = _Program.build(x, y, jobs, task=task, n_classes=n_classes, spec=spec)
     compiling = time.perf_counter()
-    block = block.lower(state, per_job, until).compile()
+    block = program.block.lower(program.state, program.per_job, jnp.asarray(0, dtype="int32")).compile()
     compiled = time.perf_counter()
     names = _history_names(task)
-    job_callbacks = [list(callbacks[j]) if j < len(callbacks) else [] for j in range(len(jobs))]
-    for group in job_callbacks:
-        for callback in group:
-            callback.on_train_begin()
-    # The first block is one epoch and times it; the later ones last about BLOCK_SECONDS (or a fifth of the
-    # run, if that is shorter). Where the blocks end does not change the result, only when the host looks.
-    done, every, shown, fifth = 0, 1, 0, max(1, math.ceil(spec.epochs / BLOCKS))
-    last_line = time.perf_counter()
-    while done < spec.epochs:
-        until = min(spec.epochs, done + every)
-        block_started = time.perf_counter()
-        state = block(state, per_job, jnp.asarray(until, dtype="int32"))
-        history = np.asarray(state["history"])
-        per_epoch = (time.perf_counter() - block_started) / (until - done)
-        every = max(1, min(fifth, int(BLOCK_SECONDS / max(per_epoch, 1e-9))))
-        epochs_run = np.asarray(state["epoch"])
-        for j, group in enumerate(job_callbacks):
-            for epoch in range(done, min(until, int(epochs_run[j]))):
-                logs = dict(zip(names, map(float, history[j, epoch]), strict=True))
-                for callback in group:
-                    callback.on_epoch_end(epoch, logs)
-        done = until
-        active = int(np.sum(~np.asarray(state["stopped"])))
-        due = done - shown >= fifth or time.perf_counter() - last_line >= PROGRESS_SECONDS
-        if label and len(jobs) > 1 and (due or active == 0 or done == spec.epochs):
-            shown, last_line = done, time.perf_counter()
-            print(
-                f"train: {label} {len(jobs)} networks epoch {done}/{spec.epochs}, {active} still improving, "
-                f"{time.perf_counter() - started:.1f}s",
-                file=sys.stderr,
-                flush=True,
-            )
-        if active == 0:
-            break
-    for group in job_callbacks:
-        for callback in group:
-            callback.on_train_end()
+    job_hooks = [list(hooks[j]) if j < len(hooks) else [] for j in range(len(jobs))]
+    for group in job_hooks:
+        for hook in group:
+            hook.on_train_begin()
+    progress = _ProgressLine(label, networks=len(jobs), epochs=spec.epochs, started=started)
+    state = _train(block, program.state, program.per_job, epochs=spec.epochs, names=names, hooks=job_hooks,
+                   progress=progress)  # fmt: skip
+    for group in job_hooks:
+        for hook in group:
+            hook.on_train_end()
     if timings is not None:
         epochs_run = np.asarray(state["epoch"])
         timings["compile"] = compiled - compiling
         timings["train"] = time.perf_counter() - compiled
         timings["samples"] = float(sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True)))
+    regression = task == "regression"
     return [
-        _result(model, state, j, names, regression=regression, shift=shift[j], scale=scale[j])
-        for j, model in enumerate(models)
+        _result(model, state, j, names, regression=regression, shift=program.shift[j], scale=program.scale[j])
+        for j, model in enumerate(program.models)
     ]
+
+
+@dataclass
+class _Program:
+    """Everything a run of fit_many trains with: the jobs' fresh networks and their stacked state, each job's
+    rows and keys, and the jitted block of epochs (not yet compiled)."""
+
+    models: list[keras.Model]
+    state: dict
+    per_job: dict
+    shift: np.ndarray  # per job: the regression target's mean over its fit rows (0 for classification)
+    scale: np.ndarray  # and its spread (1 for classification)
+    block: Callable
+
+    @classmethod
+    def build(
+        cls, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], *, task: str, n_classes: int, spec: TrainParams
+    ) -> _Program:
+        models = [fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed) for job in jobs]
+        target = _target(y, task=task, n_classes=n_classes)
+        if task == "regression":
+            shift, scale = _standardisers(target, jobs)
+        else:
+            shift, scale = np.zeros(len(jobs)), np.ones(len(jobs))
+        fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=spec.batch_size)
+        validation_rows, validation_mask = _pad([job.validation_rows for job in jobs], multiple=1)
+        per_job = {
+            "key": jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs]),
+            "fit_rows": jnp.asarray(fit_rows),
+            "fit_mask": jnp.asarray(fit_mask),
+            "validation_rows": jnp.asarray(validation_rows),
+            "validation_mask": jnp.asarray(validation_mask),
+            "shift": jnp.asarray(shift, dtype="float32"),
+            "scale": jnp.asarray(scale, dtype="float32"),
+        }
+        template = models[0]
+        optimizer = template.optimizer
+        optimizer.build(template.trainable_variables)
+        state = _initial_state(models, optimizer, epochs=spec.epochs)
+        data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
+        mesh = batch_mesh(data_parallel_devices("jax", spec.data_parallel, spec.batch_size))
+        if mesh is not None:  # everything on every device; only the batches are split, inside the program
+            state, per_job, data = jax.device_put((state, per_job, data), NamedSharding(mesh, PartitionSpec()))
+        block = _compile_block(
+            template,
+            optimizer,
+            *data,
+            task=task,
+            n_classes=n_classes,
+            batch_size=spec.batch_size,
+            patience=spec.early_stopping.patience or spec.epochs,  # 0 means: never stop early
+            batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
+        )
+        return cls(models=models, state=state, per_job=per_job, shift=shift, scale=scale, block=block)
+
+
+def _train(
+    block: Callable,
+    state: dict,
+    per_job: dict,
+    *,
+    epochs: int,
+    names: Sequence[str],
+    hooks: list[list[EpochHook]],
+    progress: _ProgressLine,
+) -> dict:
+    """Run the compiled block until every job stopped or reached `epochs`, handing the host the epochs' logs
+    after each block. The first block is one epoch and times it; the later ones last about BLOCK_SECONDS (or a
+    fifth of the run, if that is shorter). Where the blocks end does not change the result, only when the host
+    looks."""
+    done, every, fifth = 0, 1, max(1, math.ceil(epochs / BLOCKS))
+    while done < epochs:
+        until = min(epochs, done + every)
+        block_started = time.perf_counter()
+        state = block(state, per_job, jnp.asarray(until, dtype="int32"))
+        history = np.asarray(state["history"])  # waits for the block: the dispatch above returns at once
+        per_epoch = (time.perf_counter() - block_started) / (until - done)
+        every = max(1, min(fifth, int(BLOCK_SECONDS / max(per_epoch, 1e-9))))
+        _report_epochs(history, np.asarray(state["epoch"]), names, hooks, start=done, until=until)
+        done = until
+        active = int(np.sum(~np.asarray(state["stopped"])))
+        progress.after_block(done, active=active, fifth=fifth)
+        if active == 0:
+            break
+    return state
+
+
+def _report_epochs(
+    history: np.ndarray,
+    epochs_run: np.ndarray,
+    names: Sequence[str],
+    hooks: list[list[EpochHook]],
+    *,
+    start: int,
+    until: int,
+) -> None:
+    """Each job's epochs start..until (those it ran) to its hooks, as Keras-style logs."""
+    for j, group in enumerate(hooks):
+        for epoch in range(start, min(until, int(epochs_run[j]))):
+            logs = dict(zip(names, map(float, history[j, epoch]), strict=True))
+            for hook in group:
+                hook.on_epoch_end(epoch, logs)
+
+
+class _ProgressLine:
+    """`train: <label> N networks epoch e/E, k still improving, t s`: every fifth of the run, at least every
+    PROGRESS_SECONDS, and at the end; silent without a label or for a single network."""
+
+    def __init__(self, label: str, *, networks: int, epochs: int, started: float) -> None:
+        self.label, self.networks, self.epochs, self.started = label, networks, epochs, started
+        self.shown, self.last_line = 0, time.perf_counter()
+
+    def after_block(self, done: int, *, active: int, fifth: int) -> None:
+        if not self.label or self.networks <= 1:
+            return
+        due = done - self.shown >= fifth or time.perf_counter() - self.last_line >= PROGRESS_SECONDS
+        if due or active == 0 or done == self.epochs:
+            self.shown, self.last_line = done, time.perf_counter()
+            print(
+                f"train: {self.label} {self.networks} networks epoch {done}/{self.epochs}, {active} still improving, "
+                f"{time.perf_counter() - self.started:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def batch_mesh(devices: int) -> Mesh | None:
@@ -197,6 +263,9 @@ def _initial_state(models: Sequence[keras.Model], optimizer: keras.optimizers.Op
     }
 
 
+Loss = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
 def _compile_block(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
@@ -208,16 +277,29 @@ def _compile_block(
     batch_size: int,
     patience: int,
     batch_sharding: NamedSharding | None = None,
-):
+) -> Callable:
     """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`.
 
     `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split).
     """
+    per_sample = _per_sample(task, n_classes)
+    labels = _labels(target, regression=task == "regression")
+    step = _step(model, optimizer, x, per_sample, labels, batch_sharding)
+    epoch = _epoch(model, x, per_sample, labels, step, batch_size=batch_size, patience=patience)
+
+    def run(state: dict, job: dict, until: jax.Array) -> dict:
+        return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
+
+    vectorised = jax.vmap(run, in_axes=(0, 0, None))
+    return jax.jit(vectorised)
+
+
+def _per_sample(task: str, n_classes: int) -> Loss:
+    """(y_true, y_pred) -> loss and metric (accuracy, or absolute error) per row, as model.fit defines them."""
     regression = task == "regression"
     binary = not regression and output_size(task, n_classes) == 1
 
     def per_sample(y_true: jax.Array, y_pred: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Loss and metric (accuracy, or absolute error) per row, as model.fit's loss and metric define them."""
         if regression:
             return keras.losses.mean_squared_error(y_true, y_pred), jnp.abs(y_true - y_pred)[:, 0]
         if binary:
@@ -226,12 +308,32 @@ def _compile_block(
         hit = jnp.argmax(y_pred, axis=-1) == y_true
         return keras.losses.sparse_categorical_crossentropy(y_true, y_pred), hit.astype("float32")
 
+    return per_sample
+
+
+def _labels(target: jax.Array, *, regression: bool) -> Callable[[jax.Array, dict], jax.Array]:
+    """(rows, job) -> the targets the job's network learns: standardised per job for regression."""
+
     def labels(rows: jax.Array, job: dict) -> jax.Array:
         picked = target[rows]
         return (picked - job["shift"]) / job["scale"] if regression else picked
 
-    def masked(values: jax.Array, weights: jax.Array) -> jax.Array:
-        return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    return labels
+
+
+def _masked(values: jax.Array, weights: jax.Array) -> jax.Array:
+    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def _step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    x: jax.Array,
+    per_sample: Loss,
+    labels: Callable[[jax.Array, dict], jax.Array],
+    batch_sharding: NamedSharding | None,
+) -> Callable:
+    """step(job, carry, batch): one mini-batch's gradient step, for lax.scan over an epoch's batches."""
 
     def step(job: dict, carry: tuple, batch: tuple) -> tuple:
         trainable, non_trainable, opt, sums = carry
@@ -247,7 +349,7 @@ def _compile_block(
                 variables, non_trainable, x_batch, training=True, return_losses=True
             )
             loss, metric = per_sample(y_batch, y_pred)
-            total = masked(loss, weights) + sum(penalties, jnp.zeros(()))
+            total = _masked(loss, weights) + sum(penalties, jnp.zeros(()))
             return total, (updated, jnp.sum(metric * weights))
 
         (total, (updated, metric_sum)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
@@ -260,6 +362,22 @@ def _compile_block(
 
         sums = sums + jnp.stack([total * count, metric_sum, count])
         return (keep(new_trainable, trainable), keep(updated, non_trainable), keep(new_opt, opt), sums), None
+
+    return step
+
+
+def _epoch(
+    model: keras.Model,
+    x: jax.Array,
+    per_sample: Loss,
+    labels: Callable[[jax.Array, dict], jax.Array],
+    step: Callable,
+    *,
+    batch_size: int,
+    patience: int,
+) -> Callable[[dict, dict], dict]:
+    """epoch(state, job): shuffle on the device, scan the batches, score the validation rows, and keep the best
+    weights as EarlyStopping(restore_best_weights=True) would."""
 
     def epoch(state: dict, job: dict) -> dict:
         index = state["epoch"]
@@ -276,9 +394,9 @@ def _compile_block(
             trainable, non_trainable, x[job["validation_rows"]], training=False, return_losses=True
         )
         loss, metric = per_sample(labels(job["validation_rows"], job), y_pred)
-        val_loss = masked(loss, weights) + sum(penalties, jnp.zeros(()))
+        val_loss = _masked(loss, weights) + sum(penalties, jnp.zeros(()))
         count = jnp.maximum(sums[2], 1.0)
-        row = jnp.stack([sums[0] / count, sums[1] / count, val_loss, masked(metric, weights)])
+        row = jnp.stack([sums[0] / count, sums[1] / count, val_loss, _masked(metric, weights)])
 
         improved = val_loss < state["best_loss"]  # as EarlyStopping: min_delta 0, NaN never improves
 
@@ -299,11 +417,7 @@ def _compile_block(
             "history": state["history"].at[index].set(row),
         }
 
-    def run(state: dict, job: dict, until: jax.Array) -> dict:
-        return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
-
-    vectorised = jax.vmap(run, in_axes=(0, 0, None))
-    return jax.jit(vectorised)
+    return epoch
 
 
 def _history_names(task: str) -> tuple[str, str, str, str]:

@@ -1,23 +1,26 @@
-"""The Keras 3 MLP: build it from params, train it with early stopping on a seeded validation split, predict.
+"""The Keras 3 MLP as a network: build it from params, plan its training job, save, load and predict.
 
-Two engines train it: `fast` (quest.fast, compiled JAX loops, many networks at once) and Keras' `fit`.
+Two engines train it: `fast` (quest.learners.engine, compiled JAX loops, many networks at once) and Keras'
+`fit` (quest.learners.fit); quest.learners.mlp chooses between them.
 
-Import this module only after `quest.backend.configure`, which picks the Keras backend.
+Import this module only after `quest.learners.backend.configure`, which picks the Keras backend.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from quest.data.artifacts import validation_split
-from quest.files import atomic_path, normalise_keras_archive
-from quest.learners.backend import data_parallel_devices, seed_everything, tensorflow_devices
+from quest.compat import keras_without_tensorflow
+from quest.data.splits import validation_split
+from quest.errors import QuestError
+from quest.files import atomic_path, normalise_keras_archive, require
+from quest.learners.backend import seed_everything
 from quest.params import TrainParams
 
 
@@ -137,150 +140,20 @@ def plan_job(rows: np.ndarray, y: np.ndarray, *, task: str, validation_fraction:
     return Job(fit_rows=rows[fit], validation_rows=rows[validation], seed=seed)
 
 
-def fit_mlps(
-    x: np.ndarray,
-    y: np.ndarray,
-    jobs: Sequence[Job],
-    *,
-    task: str,
-    n_classes: int,
-    spec: TrainParams,
-    callbacks: Sequence[Sequence[keras.callbacks.Callback]] = (),
-    label: str = "",
-) -> list[FitResult]:
-    """One fresh MLP per job, trained by the engine `spec.engine` names; results in job order.
-
-    `fast` trains every job together in compiled JAX programs (quest.fast); `fit` is Keras' own
-    `model.fit`, one job after another, kept as the reference. `callbacks[j]` go to job j's training.
-    """
-    if spec.engine == "fast" and jobs:
-        from quest.learners import engine
-
-        return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, callbacks=callbacks, label=label)
-    return [
-        _fit_one(
-            x,
-            y,
-            job,
-            task=task,
-            n_classes=n_classes,
-            spec=spec,
-            callbacks=callbacks[index] if index < len(callbacks) else (),
-        )
-        for index, job in enumerate(jobs)
-    ]
-
-
-def fit_mlp(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    task: str,
-    n_classes: int,
-    spec: TrainParams,
-    seed: int,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> FitResult:
-    """Build and fit a fresh MLP on all of (x, y); early stopping on a validation slice of it restores the best
-    epoch's weights."""
-    job = plan_job(
-        np.arange(len(y)), y, task=task, validation_fraction=spec.early_stopping.validation_fraction, seed=seed
-    )
-    return fit_mlps(x, y, [job], task=task, n_classes=n_classes, spec=spec, callbacks=[callbacks])[0]
-
-
-def _fit_one(
-    x: np.ndarray,
-    y: np.ndarray,
-    job: Job,
-    *,
-    task: str,
-    n_classes: int,
-    spec: TrainParams,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> FitResult:
-    """The reference engine: Keras' model.fit with an EarlyStopping callback, on `spec.data_parallel` devices."""
-    fit_rows, validation_rows = job.fit_rows, job.validation_rows
-    devices = data_parallel_devices(keras.backend.backend(), spec.data_parallel, spec.batch_size)
-    if devices > 1 and keras.backend.backend() == "jax":
-        # Keras on JAX cuts every batch, the last one of an epoch too, into equal shards: drop the few rows
-        # (fewer than `devices`) that would leave it uneven. TensorFlow's MirroredStrategy needs no such cut.
-        fit_rows = fit_rows[: len(fit_rows) - len(fit_rows) % devices]
-        validation_rows = validation_rows[: len(validation_rows) - len(validation_rows) % devices]
-    with data_parallel(devices):
-        model = fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed)
-        stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=spec.early_stopping.patience or spec.epochs,  # patience 0 means: never stop early
-            restore_best_weights=True,
-        )
-        target = y.astype(np.float32) if task == "regression" or n_classes == 2 else y
-        if task == "regression":  # learn a standardised target; a final layer maps back to the target's units
-            mean, scale = standardiser(target[fit_rows])
-            target = (target - mean) / scale
-        history = model.fit(
-            x[fit_rows],
-            target[fit_rows],
-            validation_data=(x[validation_rows], target[validation_rows]),
-            batch_size=spec.batch_size,
-            epochs=spec.epochs,
-            shuffle=True,
-            verbose=0,
-            callbacks=[stopper, *callbacks],
-        )
-    if task == "regression":
-        to_target_units(model, mean=mean, scale=scale)
-    curves = {name: [float(v) for v in values] for name, values in history.history.items()}
-    best = int(np.argmin(curves["val_loss"])) + 1
-    return FitResult(model=model, history=curves, best_epoch=best, epochs_run=len(curves["val_loss"]))
-
-
-@contextlib.contextmanager
-def data_parallel(devices: int) -> Iterator[None]:
-    """Within it, Keras builds replicated models and splits each batch across the first `devices` devices.
-
-    JAX: Keras' DataParallel distribution; TensorFlow: a MirroredStrategy. For one device it does nothing.
-    """
-    if devices == 1:
-        yield
-    elif keras.backend.backend() == "jax":
-        with keras.distribution.DataParallel(devices=keras.distribution.list_devices()[:devices]).scope():
-            yield
-    else:
-        import tensorflow as tf
-
-        found = tensorflow_devices()[:devices]
-        with tf.distribute.MirroredStrategy([device.name for device in found]).scope():
-            yield
-
-
 def save_mlp(model: keras.Model, path: Path) -> None:
     """Save in Keras' native format, atomically and byte-for-byte reproducibly."""
-    with atomic_path(path) as staging, without_tensorflow():
+    with atomic_path(path) as staging, keras_without_tensorflow():
         model.save(staging)
         normalise_keras_archive(staging)
 
 
-@contextlib.contextmanager
-def without_tensorflow() -> Iterator[None]:
-    """Keep Keras' serializer from importing TensorFlow (4-5 s) on another backend.
-
-    To ask whether an object is a `tf.TensorShape`, Keras imports TensorFlow whenever it is installed. A model
-    built on jax or torch holds none, so within this block Keras is told TensorFlow is not available; the
-    saved bytes are the same. Also wrap `mlflow.keras.log_model`, which saves the model the same way.
-    """
-    from keras.src.utils import module_utils
-
-    lazy = module_utils.tensorflow
-    if keras.backend.backend() == "tensorflow" or lazy.module is not None:
-        yield
-        return
-    before = lazy._available
-    lazy._available = False
+def load_mlp(path: Path) -> keras.Model:
+    """Load a saved MLP with Keras' safe mode; a missing or damaged file is a clear error."""
+    require(path, "train")
     try:
-        yield
-    finally:
-        lazy._available = before
+        return keras.saving.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise QuestError(f"{path}: cannot load the model ({type(error).__name__}); re-run `dvc repro train`") from None
 
 
 def predict(model: keras.Model, x: np.ndarray, *, task: str) -> np.ndarray:

@@ -7,12 +7,23 @@ in `learning.fractions`; the fraction 1.0 point is the comparison's own fold sco
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.files import write_stage_off
-from quest.params import load_params
+from quest.files import atomic_dir, read_json, require, write_json, write_stage_off, write_text
+from quest.params import Params, load_params
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from quest.tracking.provenance import Provenance
+
+CURVE_FILE, WIDE_FILE, CHART_FILE = "curve.csv", "by_size.csv", "learning_curve.png"
 
 
 @timing.timed("compute")
@@ -24,9 +35,73 @@ def main(argv: list[str] | None = None) -> None:
         write_stage_off(args.reports / paths.LEARNING_DIR.name, paths.SUMMARY)
         print("learning: off (learning.fractions is empty)", file=sys.stderr)
         return
-    from quest.evaluation import curves  # its libraries take seconds to import: only when the stage is on
+    learn(args, params)
 
-    curves.run(args, params)
+
+def learn(args: argparse.Namespace, params: Params) -> None:
+    """The stage's work when it is on. Its libraries take seconds to import: only then are they imported."""
+    from quest.data.artifacts import read_prepared
+    from quest.evaluation import curves, plots
+    from quest.evaluation.metrics import primary_metric
+    from quest.learners import registry
+    from quest.learners.base import Problem
+    from quest.tracking import provenance
+
+    prepared = read_prepared(args.data)
+    metric = primary_metric(params.compare.metric, prepared.schema.task)
+    compared = read_json(require(args.reports / paths.CV_FOLDS.name, "compare"))
+    learners = [registry.subject(params), *(m for m in registry.entrants(params, who="learning") if m.name in compared)]
+    problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))  # the comparison's models
+    started = time.perf_counter()
+    grid = curves.cells(
+        prepared, fractions=params.learning.fractions, repeats=params.learning.repeats, seed=params.seed
+    )
+    partial = curves.curve_scores(learners, prepared, problem, grid, metric=metric, seed=params.seed)
+    limit = params.learning.repeats * prepared.schema.folds
+    n_full, _ = prepared.split_sizes
+    names = [learner.name for learner in learners]
+    table = curves.summarise(partial, {name: compared[name][metric] for name in names}, limit=limit, n_full=n_full)
+    wide = table.pivot(index="n_train", columns="model", values="mean")[names].reset_index()
+    overtakes = curves.overtakes(table, metric)
+    origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
+    with atomic_dir(args.reports / paths.LEARNING_DIR.name) as staging:
+        write_text(staging / CURVE_FILE, table.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+        write_text(staging / WIDE_FILE, wide.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+        plots.learning_curves(table, metric=metric, path=staging / CHART_FILE)
+        summary = {"enabled": True, "metric": metric, "fractions": list(params.learning.fractions), "splits": limit}
+        write_json(staging / paths.SUMMARY, {**summary, "overtakes": overtakes})
+        print(wide.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
+        print(f"learning: {overtakes['text']} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+        # Inside: the curves replace the earlier ones only once MLflow has them.
+        log_to_mlflow(params, table, metric, staging, origin)
+
+
+@timing.timed("mlflow")
+def log_to_mlflow(params: Params, table: pd.DataFrame, metric: str, out_dir: Path, origin: Provenance) -> None:
+    """One run with the curve as metrics (step = training rows) per model, and the chart and table."""
+    import mlflow
+    import numpy as np
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from quest.tracking import store
+    from quest.tracking.tags import TAG_MODEL, TAG_STAGE
+
+    store.start(params.mlflow.experiment, origin)
+    tags = {**origin.tags(), TAG_MODEL: "learning_curve", TAG_STAGE: "learning"}
+    with mlflow.start_run(run_name="learning curve", tags=tags) as run:
+        mlflow.log_params(
+            {"metric": metric, "fractions": str(list(params.learning.fractions)), "repeats": params.learning.repeats}
+        )
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"{row.model}_{metric}", float(row.mean), now, int(row.n_train))
+            for row in table.itertuples()
+            if np.isfinite(row.mean)
+        ]
+        MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+        for name in (CHART_FILE, CURVE_FILE):
+            mlflow.log_artifact(str(out_dir / name))
 
 
 if __name__ == "__main__":

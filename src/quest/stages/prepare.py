@@ -9,12 +9,12 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
 
 from quest import paths, timing
 from quest.data.artifacts import Column, Schema
 from quest.data.preprocess import fit_transform, infer_columns
 from quest.data.sources import Dataset, load_dataset
+from quest.data.splits import assign_folds, split_indices
 from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, write_json
 from quest.params import load_params
@@ -27,57 +27,6 @@ def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, 
     labels = sorted(target.unique(), key=str)
     index = {label: code for code, label in enumerate(labels)}
     return target.map(index).to_numpy(dtype=np.int64), tuple(str(label) for label in labels)
-
-
-def _rarest(y: np.ndarray, labels: tuple[str, ...]) -> tuple[str, int]:
-    """The least frequent class (by its label) and its row count."""
-    classes, counts = np.unique(y, return_counts=True)
-    code = int(classes[counts.argmin()])
-    return (labels[code] if code < len(labels) else str(code)), int(counts.min())
-
-
-def split_indices(
-    y: np.ndarray, *, task: str, test_size: float, seed: int, labels: tuple[str, ...] = ()
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/test split, stratified by class so both splits keep every class."""
-    rows = np.arange(len(y))
-    stratify = y if task == "classification" else None
-    if stratify is not None:
-        rarest, count = _rarest(y, labels)
-        if count < 2:
-            raise QuestError(f"class {rarest!r} has a single row; the stratified split needs at least 2 per class")
-        classes = np.unique(y)
-        n_test = int(np.ceil(test_size * len(y)))
-        if n_test < len(classes) or len(y) - n_test < len(classes):
-            raise QuestError(
-                f"prepare.test_size={test_size} leaves {n_test} test rows of {len(y)} for {len(classes)} classes; "
-                "each split needs one row per class"
-            )
-    train, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(test)
-
-
-def assign_folds(
-    y: np.ndarray, *, task: str, folds: int, seed: int, repeats: int = 1, labels: tuple[str, ...] = ()
-) -> np.ndarray:
-    """Fold number (0..folds-1) of every training row in each repeat, shape (repeats, rows); the MLP and every
-    baseline use these same splits."""
-    if len(y) < folds:
-        raise QuestError(f"prepare.folds={folds} but the training split has only {len(y)} rows")
-    if task == "classification":
-        rarest, count = _rarest(y, labels)
-        if count < folds:
-            raise QuestError(
-                f"prepare.folds={folds} but class {rarest!r} has only {count} training rows; "
-                "lower prepare.folds or gather more data"
-            )
-        splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    else:
-        splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    fold_of = np.empty((repeats, len(y)), dtype=np.int64)
-    for split, (_, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        fold_of[split // folds, held_out] = split % folds
-    return fold_of
 
 
 def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeats: int = 1) -> dict:

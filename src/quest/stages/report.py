@@ -4,180 +4,17 @@ training curves, the test-set diagnostics, the learning curves and the tuning bu
 
 from __future__ import annotations
 
-import base64
-import html
-import re
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from quest import paths, timing
 from quest.data.artifacts import Schema
-from quest.errors import QuestError, run_cli
-from quest.evaluation.metrics import LOWER_IS_BETTER
-from quest.files import file_md5, read_json, write_text
-from quest.params import Params, load_params
-from quest.tracking import store
-
-STYLE = """
-body { font: 15px/1.5 system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: left; }
-th { background: #f3f3f3; }
-tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-code { background: #f3f3f3; padding: 0 3px; }
-p:has(> img[alt="confusion matrix"]), p:has(> img[alt="roc"]), p:has(> img[alt="pr"]) {
-  display: inline-block; width: 32%; margin: 0 0.5%; vertical-align: top; }
-"""
-
-
-def _image(reports: Path, relative: str, caption: str) -> list[str]:
-    return [f"![{caption}]({relative})", ""] if (reports / relative).is_file() else []
-
-
-def _read(path: Path, stage: str) -> str:
-    if not path.is_file():
-        raise QuestError(f"{path}: not found; run `dvc repro {stage}` first")
-    return path.read_text(encoding="utf-8")
-
-
-def training_section(reports: Path, config: dict | None) -> list[str]:
-    lines = ["## The MLP's training", ""]
-    if config:
-        layers = "-".join(map(str, config["train"]["hidden_layers"]))
-        lines += [
-            f"Keras {config['keras_version']} on {config['backend']} ({config['device']}): hidden layers {layers}, "
-            f"{config['train']['activation']}, {config['train']['optimizer']} at learning rate "
-            f"{config['train']['learning_rate']:g}, batch {config['train']['batch_size']}. Early stopping kept "
-            f"epoch {config['best_epoch']} of {config['epochs_run']} run.",
-            "",
-        ]
-    return lines + _image(reports, f"{paths.EVAL_DIR.name}/training_curves.png", "MLP training curves")
-
-
-def diagnostics_section(reports: Path, task: str) -> list[str]:
-    lines = ["## The MLP on the test split", ""]
-    names = ["residuals.png"] if task == "regression" else ["confusion_matrix.png", "roc.png", "pr.png"]
-    for name in names:
-        lines += _image(reports, f"{paths.EVAL_DIR.name}/{name}", name.removesuffix(".png").replace("_", " "))
-    return lines
-
-
-def learning_section(reports: Path) -> list[str]:
-    directory = reports / paths.LEARNING_DIR.name
-    summary = read_json(directory / paths.SUMMARY) if (directory / paths.SUMMARY).is_file() else {}
-    lines = ["## Data hunger: learning curves", ""]
-    if not summary.get("enabled"):
-        return lines + [
-            "Not run. Turn it on with `dvc exp run -S 'learning.fractions=[0.1,0.25,0.5,1.0]'` to score every "
-            "model at growing training-set sizes on the same folds.",
-            "",
-        ]
-    wide = pd.read_csv(directory / "by_size.csv")
-    lines += [
-        f"Every model trained on {', '.join(f'{f:g}' for f in summary['fractions'])} of each fold's training rows "
-        f"({summary['splits']} splits), scored on the fold's held-out rows ({summary['metric']}). "
-        f"**{_sentence(summary['overtakes']['text'])}**",
-        "",
-        _markdown_table(wide, first="n_train"),
-        "",
-    ]
-    return lines + _image(reports, f"{paths.LEARNING_DIR.name}/learning_curve.png", "learning curves")
-
-
-def tuning_section(reports: Path) -> list[str]:
-    directory = reports / paths.TUNING_DIR.name
-    summary = read_json(directory / paths.SUMMARY) if (directory / paths.SUMMARY).is_file() else {}
-    lines = ["## Equal tuning budget", ""]
-    if not summary.get("enabled"):
-        return lines + [
-            "Not run. `dvc exp run -S tune.trials=30` gives the MLP and every baseline the same number of random-"
-            "search trials (Optuna), scored on an inner validation split.",
-            "",
-        ]
-    rows = [
-        {
-            "model": name,
-            "best validation": found["validation"],
-            "its test score": found["test"],
-            "best params": ", ".join(f"{key}={_short(value)}" for key, value in sorted(found["best_params"].items())),
-        }
-        for name, found in summary["models"].items()
-    ]
-    sign = 1 if summary["metric"] in LOWER_IS_BETTER else -1  # the MLP first, then the best validation score
-    rows.sort(key=lambda row: (row["model"] != "mlp", sign * (row["best validation"] or 0.0)))
-    lines += [
-        f"{summary['trials']} random-search trials per model, each scored on a {summary['validation_fraction']:g} "
-        f"validation slice of the training split ({summary['metric']}); the curves show the test score of the best "
-        "trial so far (chosen by validation, never by test) against the number of trials.",
-        "",
-        _markdown_table(pd.DataFrame(rows), first="model"),
-        "",
-    ]
-    return lines + _image(reports, "tuning/budget.png", "budget curves")
-
-
-def _short(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _sentence(text: str) -> str:
-    return f"{text[:1].upper()}{text[1:]}."
-
-
-def _markdown_table(frame: pd.DataFrame, *, first: str) -> str:
-    def cell(value: object) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    header = [first, *(c for c in frame.columns if c != first)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for values in frame[header].itertuples(index=False):  # per-column types kept: row counts stay integers
-        lines.append("| " + " | ".join(cell(value) for value in values) + " |")
-    return "\n".join(lines)
-
-
-def build_markdown(reports: Path, schema: Schema, config: dict | None) -> str:
-    comparison = _read(reports / paths.COMPARISON_REPORT.name, "compare").rstrip("\n").split("\n")
-    comparison[0] = comparison[0].replace("# quest:", "# quest report:", 1)
-    sections = [
-        comparison,
-        [""],
-        training_section(reports, config),
-        diagnostics_section(reports, schema.task),
-        learning_section(reports),
-        tuning_section(reports),
-        [
-            "## Data",
-            "",
-            f"`{schema.dataset}` ({schema.source}): {schema.n_train} training and {schema.n_test} test rows, "
-            f"{len(schema.columns)} columns becoming {len(schema.features)} model inputs, target `{schema.target}`. "
-            f"Cross-validation: {schema.folds} folds x {schema.repeats} repeats, the same splits for every model.",
-            "",
-        ],
-    ]
-    return "\n".join(line for section in sections for line in section)
-
-
-def build_html(markdown: str, reports: Path, title: str) -> str:
-    """The Markdown rendered, every local picture inlined as a data URI: one file to mail or archive."""
-    from markdown_it import MarkdownIt
-
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
-
-    def inline(match: re.Match) -> str:
-        source = reports / html.unescape(match[1])
-        if not source.is_file():
-            return match[0]
-        encoded = base64.b64encode(source.read_bytes()).decode("ascii")
-        return f'src="data:image/png;base64,{encoded}"'
-
-    body = re.sub(r'src="([^":]+\.png)"', inline, body)
-    return (
-        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
-    )
+from quest.errors import run_cli
+from quest.evaluation.report import build_html, build_markdown
+from quest.files import file_md5, read_json, require, staged_into, write_text
+from quest.params import load_params
+from quest.tracking import provenance, runs, store
+from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL
 
 
 @timing.timed("compute")
@@ -185,42 +22,32 @@ def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("stages.report", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    schema = Schema.from_dict(read_json(_existing(args.data / paths.SCHEMA, "prepare")))
+    schema = Schema.from_dict(read_json(require(args.data / paths.SCHEMA, "prepare")))
     config_path = args.model.parent / paths.MODEL_CONFIG.name
     config = read_json(config_path) if config_path.is_file() else None
     markdown = build_markdown(args.reports, schema, config)
     title = markdown.split("\n", 1)[0].lstrip("# ").replace("`", "")
-    md_path, html_path = args.reports / paths.REPORT_MD.name, args.reports / paths.REPORT_HTML.name
-    write_text(md_path, markdown)
-    write_text(html_path, build_html(markdown, args.reports, title))
-    print(
-        f"report: {md_path} and {html_path} (self-contained, {html_path.stat().st_size // 1024} KiB)", file=sys.stderr
-    )
-    log_to_mlflow(
-        params, args.reports, [md_path, html_path], root=paths.repo_root(args.params.parent), data_dir=args.data
-    )
-
-
-def _existing(path: Path, stage: str) -> Path:
-    if not path.is_file():
-        raise QuestError(f"{path}: not found; run `dvc repro {stage}` first")
-    return path
+    origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
+    with staged_into(args.reports) as out:  # published only once MLflow has them
+        md_path, html_path = out / paths.REPORT_MD.name, out / paths.REPORT_HTML.name
+        write_text(md_path, markdown)
+        write_text(html_path, build_html(markdown, args.reports, title))
+        size = html_path.stat().st_size // 1024
+        log_to_mlflow(params.mlflow.experiment, args.reports, [md_path, html_path], origin)
+    shown = [args.reports / paths.REPORT_MD.name, args.reports / paths.REPORT_HTML.name]
+    print(f"report: {shown[0]} and {shown[1]} (self-contained, {size} KiB)", file=sys.stderr)
 
 
 @timing.timed("mlflow")
-def log_to_mlflow(params: Params, reports: Path, files: list[Path], *, root: Path, data_dir: Path) -> None:
+def log_to_mlflow(experiment: str, reports: Path, files: list[Path], origin: provenance.Provenance) -> None:
     """Onto the comparison's parent run (found by the comparison table it wrote), so the report sits beside it."""
     import mlflow
 
-    store.start(params.mlflow.experiment, root)
-    identity = {
-        store.TAG_MODEL: "comparison",
-        store.TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name),
-    }
-    run_id = store.find_run(params.mlflow.experiment, identity)
+    store.start(experiment, origin)
+    identity = {TAG_MODEL: "comparison", TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name)}
+    run_id = runs.find_run(experiment, identity)
     if run_id is None:  # the comparison came from a DVC remote: a run of its own keeps the report findable
-        tags = {**store.provenance_tags(root, data_dir), **identity}
-        with mlflow.start_run(run_name="report", tags=tags) as run:
+        with mlflow.start_run(run_name="report", tags={**origin.tags(), **identity}) as run:
             run_id = run.info.run_id
     for path in files:
         mlflow.MlflowClient().log_artifact(run_id, str(path))

@@ -8,85 +8,108 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quest import paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import StoreFailure, run_cli, store_failure
-from quest.evaluation.metrics import scores
-from quest.files import file_md5, write_json, write_text
-from quest.learners import backend
-from quest.params import Params, TrainParams, load_params
-from quest.tracking import store
+from quest.evaluation import scoring
+from quest.files import file_md5, history_csv, write_json, write_text
+from quest.learners.base import Problem
+from quest.learners.callbacks import EpochHook, Progress
+from quest.learners.mlp import MLP, fit_mlp
+from quest.params import Params, load_params
+from quest.processes import alive
+from quest.tracking import provenance, runs, store
+from quest.tracking.tags import TAG_KIND, TAG_MODEL, TAG_MODEL_MD5
+
+if TYPE_CHECKING:
+    from quest.learners.backend import DeviceInfo
+    from quest.learners.network import FitResult
 
 KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps what it made
-SEED_STRIDE = 10007  # between a split's extra seeds: far from the next split's seed + split + 1
 
 
-def cross_validate(
-    prepared: Prepared,
-    *,
-    spec: TrainParams,
-    seed: int,
-    callbacks_for: Callable[[int], list] = lambda split: [],
-) -> dict[str, list[float]]:
-    """Per-metric scores of MLPs fitted on each shared fold's training rows and scored on its held-out rows.
+@dataclass(frozen=True)
+class Trained:
+    cv: dict[str, list[float]]  # per metric, one score per shared split
+    final: FitResult  # the network fitted on the whole training split
+    config: dict  # the resolved config, saved beside the model
 
-    Every split trains `spec.seeds` networks (each its own seed; the split scores their mean). The fast engine
-    trains all of them in one program; `callbacks_for(split)` reaches each of the split's networks.
-    """
-    from quest.learners.network import fit_mlps, plan_job, predict
 
-    task = prepared.schema.task
-    jobs, held_outs, callbacks = [], [], []
-    for split, held_out in prepared.splits():
-        rows = np.flatnonzero(~held_out)
-        held_outs.append(held_out)
-        for copy in range(spec.seeds):
-            # Each split (and copy) its own, still seeded, initialisation; copy 0 keeps seed + split + 1.
-            job_seed = seed + split + 1 + SEED_STRIDE * copy
-            jobs.append(
-                plan_job(
-                    rows,
-                    prepared.y_train,
-                    task=task,
-                    validation_fraction=spec.early_stopping.validation_fraction,
-                    seed=job_seed,
-                )
-            )
-            callbacks.append(callbacks_for(split))
-    results = fit_mlps(
+def train(
+    params: Params, prepared: Prepared, learner: MLP, *, device: DeviceInfo, hooks: Sequence[EpochHook] = ()
+) -> Trained:
+    """The MLP's CV scores on the shared splits (all its networks trained together by the fast engine), then
+    the final network on the whole training split; `hooks` watch the final network's epochs."""
+    import keras
+
+    spec, schema = params.train, prepared.schema
+    cv = scoring.cross_validate(learner, prepared, Problem.of(prepared), seed=params.seed, label="CV")
+    final = fit_mlp(
         prepared.x_train,
         prepared.y_train,
-        jobs,
-        task=task,
+        task=schema.task,
         n_classes=prepared.n_classes,
         spec=spec,
-        callbacks=callbacks,
-        label="CV",
+        seed=params.seed,
+        hooks=[Progress("final", spec.epochs), *hooks],
     )
-    per_metric: dict[str, list[float]] = {}
-    for split, held_out in enumerate(held_outs):
-        copies = results[split * spec.seeds : (split + 1) * spec.seeds]
-        per_copy = [
-            scores(task, prepared.y_train[held_out], predict(r.model, prepared.x_train[held_out], task=task))
-            for r in copies
-        ]
-        for name in per_copy[0]:
-            per_metric.setdefault(name, []).append(float(np.mean([s[name] for s in per_copy])))
-    return per_metric
+    config = {
+        "train": asdict(spec),
+        "seed": params.seed,
+        "backend": device.backend,
+        "keras_version": keras.__version__,
+        "device": device.describe(),
+        "task": schema.task,
+        "n_features": len(schema.features),
+        "class_labels": schema.class_labels,
+        "best_epoch": final.best_epoch,
+        "epochs_run": final.epochs_run,
+    }
+    return Trained(cv=cv, final=final, config=config)
 
 
-def history_csv(history: dict[str, list[float]]) -> str:
-    names = sorted(history)
-    rows = [",".join(["epoch", *names])]
-    for epoch in range(len(history[names[0]])):
-        rows.append(",".join([str(epoch + 1), *(repr(history[name][epoch]) for name in names)]))
-    return "\n".join(rows) + "\n"
+@dataclass(frozen=True)
+class Outputs:
+    """Where train writes: the model, the three files beside it, the CV scores."""
+
+    model: Path
+    cv: Path
+
+    @property
+    def config(self) -> Path:
+        return self.model.parent / paths.MODEL_CONFIG.name
+
+    @property
+    def environment(self) -> Path:
+        return self.model.parent / paths.ENVIRONMENT.name
+
+    @property
+    def history(self) -> Path:
+        return self.model.parent / paths.HISTORY.name
+
+    def all(self) -> list[Path]:
+        return [self.model, self.config, self.history, self.environment, self.cv]
+
+    def staged_in(self, directory: Path) -> Outputs:
+        return Outputs(model=directory / self.model.name, cv=directory / self.cv.name)
+
+
+def write_outputs(out: Outputs, trained: Trained, fingerprint: dict) -> None:
+    from quest.learners.network import save_mlp
+
+    save_mlp(trained.final.model, out.model)
+    write_json(out.config, trained.config)
+    write_json(out.environment, fingerprint)
+    write_text(out.history, history_csv(trained.final.history))
+    write_json(out.cv, {"model": "mlp", "folds": trained.cv})
 
 
 @timing.timed("compute")
@@ -96,140 +119,136 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     prepared = read_prepared(args.data)
-    device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
+    learner = MLP(params.train, seed=params.seed)
+    device = learner.configure()
     print(f"train: device {device.describe()}", file=sys.stderr)
-    root = paths.repo_root(args.params.parent)
-    train_and_log(
-        params, prepared, device=device, root=root, model_path=args.model, cv_path=args.cv_out, data_dir=args.data
+    origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
+    with timing.phase("mlflow"):
+        store.start(params.mlflow.experiment, origin)
+    outputs = Outputs(model=args.model, cv=args.cv_out)
+    # The outputs are written beside their places and take them only once MLflow has everything: a store
+    # that fails mid-stage leaves the earlier outputs whole, and the new model is kept, not lost.
+    with (
+        published_when_logged(outputs, origin.root) as staged,
+        timing.phase("mlflow"),
+        training_run(params, prepared, learner, device, origin, data_dir=args.data) as run_id,
+    ):
+        epochs = _epoch_logger(run_id)
+        with timing.phase("compute"):
+            trained = train(params, prepared, learner, device=device, hooks=[epochs])
+        fingerprint = origin.fingerprint(seed=params.seed, backend=device.backend, device=device.describe())
+        write_outputs(staged, trained, fingerprint)
+        epochs.flush(strict=True)  # any epochs a busy store held back
+        log_results(params, prepared, trained, fingerprint, device=device, model_file=staged.model)
+    best = {name: f"{np.mean(values):.4f}±{np.std(values):.4f}" for name, values in trained.cv.items()}
+    print(
+        f"train: CV {best}; final model best epoch {trained.final.best_epoch}/{trained.final.epochs_run} "
+        f"-> {args.model}",
+        file=sys.stderr,
     )
 
 
-@timing.timed("mlflow")  # all but the training inside, which is compute
-def train_and_log(
+def _epoch_logger(run_id: str) -> Any:
+    from quest.tracking.epochs import MlflowEpochLogger
+
+    return MlflowEpochLogger(run_id)
+
+
+@contextmanager
+def training_run(
     params: Params,
     prepared: Prepared,
+    learner: MLP,
+    device: DeviceInfo,
+    origin: provenance.Provenance,
     *,
-    device: backend.DeviceInfo,
-    root: Path,
-    model_path: Path,
-    cv_path: Path,
     data_dir: Path,
-) -> None:
+) -> Iterator[str]:
+    """The MLP's MLflow run, open while it trains, with its params and training data logged; yields its id."""
     import keras
     import mlflow
 
-    from quest.learners.callbacks import MlflowEpochLogger, Progress
-    from quest.learners.network import fit_mlp, predict, save_mlp, without_tensorflow
-
     spec, schema = params.train, prepared.schema
-    store.start(params.mlflow.experiment, root)
     tags = {
-        store.TAG_MODEL: "mlp",
-        **store.provenance_tags(root, data_dir, device=device.describe(), backend=device.backend),
+        TAG_MODEL: learner.name,
+        TAG_KIND: learner.kind,
+        **origin.tags(device=device.describe(), backend=device.backend),
         "quest.device_kind": device.kind,
         "quest.keras_version": keras.__version__,
     }
-    # The outputs are written beside their places and take them only once MLflow has everything: a store
-    # that fails mid-stage leaves the earlier outputs whole, and the new model is kept, not lost.
-    outputs = [model_path, *(model_path.parent / p.name for p in paths.MODEL_SIDECARS), cv_path]
-    for directory in {path.parent for path in outputs}:
+    with mlflow.start_run(run_name="mlp", tags=tags) as run, runs.killed_on_interrupt():
+        estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
+        model = runs.model_params(
+            "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
+        )
+        mlflow.log_params({**model, **runs.flatten("train", asdict(spec))})
+        runs.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
+        yield run.info.run_id
+
+
+def log_results(
+    params: Params, prepared: Prepared, trained: Trained, fingerprint: dict, *, device: DeviceInfo, model_file: Path
+) -> None:
+    """Into the active run: provenance, the CV summary, the config, the model (Keras flavour) and its hash."""
+    import keras
+    import mlflow
+
+    from quest.compat import keras_without_tensorflow
+    from quest.learners.network import predict
+
+    runs.log_provenance(fingerprint, params)
+    final = trained.final
+    summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in trained.cv.items()}
+    mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **summary})
+    mlflow.log_dict(trained.config, "config.json")
+    example = prepared.x_train[:5]
+    # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
+    # and fails, so the example travels as a run artifact beside the model instead.
+    with keras_without_tensorflow():
+        mlflow.keras.log_model(
+            final.model,
+            name="model",
+            signature=mlflow.models.infer_signature(example, predict(final.model, example, task=prepared.schema.task)),
+            pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
+        )
+    mlflow.log_dict({"columns": list(prepared.schema.features), "data": example.tolist()}, "model_input_example.json")
+    mlflow.set_tag(TAG_MODEL_MD5, file_md5(model_file))
+
+
+@contextmanager
+def published_when_logged(outputs: Outputs, root: Path) -> Iterator[Outputs]:
+    """Staged places for `outputs`, beside them; they replace the outputs only when the block succeeds.
+
+    When the tracking store or the disk fails, the earlier outputs stay as they were, the model just trained
+    moves to .quest/unlogged/, and the stage ends with a StoreFailure (exit 75) saying so.
+    """
+    for directory in {path.parent for path in outputs.all()}:
         directory.mkdir(parents=True, exist_ok=True)
-    _remove_orphaned_staging(model_path.parent)
-    staging = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=f".train.{os.getpid()}.", suffix=".tmp"))
-    staged = {final: staging / final.name for final in outputs}
+    _remove_orphaned_staging(outputs.model.parent)
+    staging = Path(tempfile.mkdtemp(dir=outputs.model.parent, prefix=f".train.{os.getpid()}.", suffix=".tmp"))
+    staged = outputs.staged_in(staging)
     try:
-        with mlflow.start_run(run_name="mlp", tags=tags) as run, store.killed_on_interrupt():
-            estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
-            mlflow.log_params(
-                {
-                    **store.model_params(
-                        "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
-                    ),
-                    **store.flatten("train", asdict(spec)),
-                }
-            )
-            store.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
-            splits = schema.folds * schema.repeats
-            epochs = MlflowEpochLogger(run.info.run_id)
-            with timing.phase("compute"):
-                cv = cross_validate(
-                    prepared,
-                    spec=spec,
-                    seed=params.seed,
-                    # The fit engine reports each split as it goes; the fast engine, all networks at once, per block.
-                    callbacks_for=lambda split: (
-                        [Progress(f"split {split + 1}/{splits}", spec.epochs)] if spec.engine == "fit" else []
-                    ),
-                )
-                final = fit_mlp(
-                    prepared.x_train,
-                    prepared.y_train,
-                    task=schema.task,
-                    n_classes=prepared.n_classes,
-                    spec=spec,
-                    seed=params.seed,
-                    callbacks=[Progress("final", spec.epochs), epochs],
-                )
-            config = {
-                "train": asdict(spec),
-                "seed": params.seed,
-                "backend": device.backend,
-                "keras_version": keras.__version__,
-                "device": device.describe(),
-                "task": schema.task,
-                "n_features": len(schema.features),
-                "class_labels": schema.class_labels,
-                "best_epoch": final.best_epoch,
-                "epochs_run": final.epochs_run,
-            }
-            save_mlp(final.model, staged[model_path])
-            write_json(staged[model_path.parent / paths.MODEL_CONFIG.name], config)
-            fingerprint = store.environment(root, seed=params.seed, backend=device.backend, device=device.describe())
-            write_json(staged[model_path.parent / paths.ENVIRONMENT.name], fingerprint)
-            write_text(staged[model_path.parent / paths.HISTORY.name], history_csv(final.history))
-            write_json(staged[cv_path], {"model": "mlp", "folds": cv})
-            epochs.flush(strict=True)  # any epochs a busy store held back
-            store.log_provenance(fingerprint, params)
-            metric_summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in cv.items()}
-            mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **metric_summary})
-            mlflow.log_dict(config, "config.json")
-            example = prepared.x_train[:5]
-            # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
-            # and fails, so the example travels as a run artifact beside the model instead.
-            with without_tensorflow():
-                mlflow.keras.log_model(
-                    final.model,
-                    name="model",
-                    signature=mlflow.models.infer_signature(example, predict(final.model, example, task=schema.task)),
-                    pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
-                )
-            mlflow.log_dict({"columns": list(schema.features), "data": example.tolist()}, "model_input_example.json")
-            mlflow.set_tag(store.TAG_MODEL_MD5, file_md5(staged[model_path]))
-        for final_path, staged_path in staged.items():
-            os.replace(staged_path, final_path)
+        yield staged
+        for final, path in zip(outputs.all(), staged.all(), strict=True):
+            os.replace(path, final)
     except Exception as error:
         reason = store_failure(error)
         if reason is None:
             raise
-        kept = _keep(staging, root) if staged[model_path].is_file() else None
+        kept = _keep(staging, root) if staged.model.is_file() else None
         saved = f"the trained model is kept in {kept}" if kept else "no model was trained yet"
         raise StoreFailure(
             f"the MLflow store or the disk failed: {reason}; {saved}; the earlier outputs are untouched"
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    best = {name: f"{np.mean(values):.4f}±{np.std(values):.4f}" for name, values in cv.items()}
-    print(
-        f"train: CV {best}; final model best epoch {final.best_epoch}/{final.epochs_run} -> {model_path}",
-        file=sys.stderr,
-    )
 
 
 def _remove_orphaned_staging(directory: Path) -> None:
     """Staging directories of train processes that are gone (killed with SIGKILL, or out of memory)."""
     for leftover in directory.glob(".train.*.tmp"):
         pid = leftover.name.split(".")[2]
-        if pid.isdigit() and not store.alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -1,17 +1,102 @@
-"""The environment fingerprint: what someone needs to reproduce a run, recorded beside the model and in MLflow."""
+"""Where a stage's runs come from: the code (git commit, uncommitted paths), the data (its DVC hash) and the
+environment fingerprint someone needs to reproduce them. Computed once per stage (`collect`)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from quest import __version__
 from quest.errors import QuestError
+from quest.files import dvc_md5
+from quest.processes import this_process
+from quest.tracking.tags import TAG_GIT_COMMIT, TAG_PROCESS
 
 LOCK_FILE = "requirements.lock"
 STRICT_ENV, ALLOW_DIRTY_ENV = "QUEST_STRICT", "QUEST_ALLOW_DIRTY"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The code and data a stage ran on, found once and handed to every run it logs."""
+
+    root: Path
+    commit: str  # "unknown" outside git
+    dirty: tuple[str, ...]  # uncommitted paths, less what DVC rewrites
+    data_md5: str  # DVC's hash of the prepared data, or "missing"
+
+    def tags(self, device: str | None = None, backend: str | None = None) -> dict[str, str]:
+        """Tags every quest run carries: code, data and where it ran."""
+        tags = {
+            TAG_GIT_COMMIT: self.commit,
+            "quest.git_dirty": str(bool(self.dirty)).lower(),
+            "quest.data_dvc_md5": self.data_md5,
+            "quest.version": __version__,
+            "quest.python": sys.version.split()[0],
+            TAG_PROCESS: this_process(),
+        }
+        if os.environ.get("DVC_EXP_NAME"):
+            tags["quest.dvc_exp"] = os.environ["DVC_EXP_NAME"]
+        if device:
+            tags["quest.device"] = device
+        if backend:
+            tags["quest.backend"] = backend
+        return tags
+
+    def fingerprint(self, *, seed: int, backend: str, device: str) -> dict:
+        """The environment fingerprint of a run started now."""
+        return fingerprint(
+            self.root, commit=self.commit, dirty=bool(self.dirty), seed=seed, backend=backend, device=device
+        )
+
+
+def collect(root: Path, data_dir: Path) -> Provenance:
+    commit, dirty = git_state(root)
+    data_md5 = dvc_md5(data_dir) if data_dir.exists() else "missing"
+    return Provenance(root=root, commit=commit, dirty=tuple(dirty), data_md5=data_md5)
+
+
+def dvc_managed_paths(root: Path) -> list[str]:
+    """dvc.lock and every output dvc.yaml declares: DVC rewrites them during `dvc repro`."""
+    import yaml
+
+    try:
+        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages", {})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return ["dvc.lock"]
+    managed = ["dvc.lock"]
+    for stage in stages.values():
+        for section in ("outs", "metrics", "plots"):
+            for entry in stage.get(section, []):
+                managed.append(next(iter(entry)) if isinstance(entry, dict) else str(entry))
+    return managed
+
+
+def git_state(root: Path) -> tuple[str, list[str]]:
+    """(commit, uncommitted paths) of the repo at `root`, ignoring what DVC manages; ("unknown", []) outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", []
+    managed = [path.rstrip("/") for path in dvc_managed_paths(root)]
+    changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
+    dirty = [path for path in changed if not any(path == m or path.startswith(m + "/") for m in managed)]
+    return commit, dirty
 
 
 def locked_versions(lock: Path) -> dict[str, str]:
@@ -57,7 +142,7 @@ def fingerprint(root: Path, *, commit: str, dirty: bool, seed: int, backend: str
     }
 
 
-def check_strict(dirty_paths: list[str]) -> None:
+def check_strict(dirty_paths: list[str] | tuple[str, ...]) -> None:
     """In strict mode (QUEST_STRICT=1) refuse to record a run from uncommitted code; QUEST_ALLOW_DIRTY=1 opts out."""
     strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
     allowed = os.environ.get(ALLOW_DIRTY_ENV, "") not in ("", "0")

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.errors import QuestError, first_line
-from quest.tracking.store import shown_uri, this_process
+from quest.compat import study_storage, trial_id
+from quest.errors import QuestError, first_line, shown_uri
+from quest.processes import this_process
 
 if TYPE_CHECKING:
     import optuna
@@ -169,17 +170,17 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     import optuna
     from optuna.trial import TrialState
 
-    store = study._storage  # Optuna's own ask() pops its queue through the same calls
+    store = study_storage(study)
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            if not store.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+            if not store.set_trial_state_values(trial_id(waiting), state=TrialState.RUNNING):
                 continue  # another worker took it first
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         if _beats(store):
-            store.record_heartbeat(waiting._trial_id)  # at once: a trial that never beat is never found stale
-        store.set_trial_system_attr(waiting._trial_id, WORKER, this_process())
-        return optuna.Trial(study, waiting._trial_id)
+            store.record_heartbeat(trial_id(waiting))  # at once: a trial that never beat is never found stale
+        store.set_trial_system_attr(trial_id(waiting), WORKER, this_process())
+        return optuna.Trial(study, trial_id(waiting))
     return None
 
 
@@ -191,7 +192,7 @@ def _beats(store: Any) -> bool:
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """While the body runs, record `trial`'s heartbeat every interval (nothing for in-memory storage)."""
-    store = study._storage
+    store = study_storage(study)
     if not _beats(store):
         yield
         return
@@ -199,7 +200,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(store.get_heartbeat_interval()):
-            store.record_heartbeat(trial._trial_id)
+            store.record_heartbeat(trial_id(trial))
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
     thread.start()
@@ -212,7 +213,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
 def fail_stale(study: optuna.Study) -> None:
     """Fail the trials whose workers stopped beating; each goes back in the queue as a copy."""
-    if not _beats(study._storage):
+    if not _beats(study_storage(study)):
         return
     from optuna.storages import fail_stale_trials
 
@@ -227,7 +228,7 @@ def hand_back(study: optuna.Study, trial: optuna.Trial) -> None:
 
     study.tell(trial, state=TrialState.FAIL)
     with _settled():
-        RetryHeartbeatStaleTrialCallback()(study, study._storage.get_trial(trial._trial_id))
+        RetryHeartbeatStaleTrialCallback()(study, study_storage(study).get_trial(trial_id(trial)))
 
 
 def unfinished(study: optuna.Study) -> int:

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 from quest import paths
-from quest.errors import QuestError, Terminated, run_cli
+from quest.errors import QuestError, Terminated, run_cli, shown_uri
 from quest.params import Params, load_params
-from quest.tracking.store import shown_uri
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,13 +105,11 @@ def _wait(workers: dict[int, subprocess.Popen]) -> dict[int, int]:
 
 def work(number: int, data_dir: Path, params: Params) -> None:
     """One worker: the waiting trials of every study, then any that dead workers left, until none is left."""
-    from quest.learners import backend
     from quest.tuning import search
 
     who = f"sweep w{number}"
     plan = search.plan(data_dir, params, who=who)
-    device = backend.configure(params.train.backend, params.train.device, params.seed, params.train.data_parallel)
-    print(f"{who}: pid {os.getpid()}, MLP on {device.describe()}", file=sys.stderr)
+    print(f"{who}: pid {', '.join([str(os.getpid()), *plan.devices()])}", file=sys.stderr)
     handles = {name: plan.open(name, params) for name in plan.models}
     ran = 0
     for wait in (False, True):  # first spread over every study, then wait for what others still hold

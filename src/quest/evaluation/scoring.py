@@ -1,0 +1,162 @@
+"""One way to score every learner: fit on the shared CV splits' training rows and score the held-out rows,
+fit on the whole training split and score the test split. The comparison, the train stage's CV of the MLP,
+the learning curves and the tuning trials all go through `scores_of`, so a model scores the same wherever
+it is scored.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from quest.data.artifacts import Prepared
+from quest.evaluation.comparison import ModelResult
+from quest.evaluation.metrics import scores
+from quest.learners.base import Fit, Learner, OnFailure, Problem
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Rows whose outputs are scored: one learner's fits on them (several seeds, averaged) are one score."""
+
+    rows: np.ndarray  # training rows the models learn from
+    targets: tuple[np.ndarray, ...]  # per input scored: its true values
+    inputs: tuple[np.ndarray, ...]  # the inputs scored
+    index: int  # the split or trial number: the learner draws its seeds from it
+
+
+def scores_of(
+    learner: Learner,
+    x: np.ndarray,
+    y: np.ndarray,
+    cells: Sequence[Scored],
+    problem: Problem,
+    *,
+    seed: int,
+    hyper: dict | None = None,
+    label: str = "",
+    on_failure: OnFailure | None = None,
+) -> list[list[dict[str, float]] | None]:
+    """Per cell, per scored input, every metric: the mean over the models the learner fits on the cell's rows
+    of (x, y) (one per seed it draws). All the fits go to the learner at once; a cell none of whose fits could
+    be made is None."""
+    fits, owner = [], []
+    for number, cell in enumerate(cells):
+        for copy_seed in learner.seeds(seed, cell.index):
+            fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=hyper or {}))
+            owner.append(number)
+    outputs = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
+    per_cell: list[list[list[dict[str, float]]]] = [[] for _ in cells]
+    for number, output in zip(owner, outputs, strict=True):
+        if output is not None:
+            cell = cells[number]
+            per_cell[number].append(
+                [scores(problem.task, truth, out) for truth, out in zip(cell.targets, output, strict=True)]
+            )
+    return [_mean_over_copies(copies) if copies else None for copies in per_cell]
+
+
+def _mean_over_copies(copies: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    return [
+        {name: float(np.mean([copy[target][name] for copy in copies])) for name in copies[0][target]}
+        for target in range(len(copies[0]))
+    ]
+
+
+def cv_cells(prepared: Prepared, *, limit: int | None = None) -> list[Scored]:
+    """Every shared split (the first `limit`): fit on its training rows, score its held-out rows."""
+    return [
+        Scored(
+            rows=np.flatnonzero(~held_out),
+            targets=(prepared.y_train[held_out],),
+            inputs=(prepared.x_train[held_out],),
+            index=split,
+        )
+        for split, held_out in prepared.splits()
+        if limit is None or split < limit
+    ]
+
+
+def cross_validate(
+    learner: Learner, prepared: Prepared, problem: Problem, *, seed: int, label: str = ""
+) -> dict[str, list[float]]:
+    """Per metric, one score per shared split, in split order."""
+    cells = cv_cells(prepared)
+    per_split = scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed, label=label)
+    return {name: [split[0][name] for split in per_split] for name in per_split[0][0]}
+
+
+def final_scores(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> dict[str, float]:
+    """Every metric of a model fitted on the whole training split, on the test split."""
+    # Index -1: the final fit, whose network seeds draw `seed` itself (split n draws seed + n + 1), as in train.
+    everything = np.arange(len(prepared.y_train))
+    final = Scored(rows=everything, targets=(prepared.y_test,), inputs=(prepared.x_test,), index=-1)
+    (found,) = scores_of(learner, prepared.x_train, prepared.y_train, [final], problem, seed=seed)
+    return found[0]
+
+
+def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> ModelResult:
+    """CV on the shared folds, then a fit on the whole training split scored on the test split."""
+    started = time.perf_counter()
+    folds = cross_validate(learner, prepared, problem, seed=seed)
+    test = final_scores(learner, prepared, problem, seed=seed)
+    return ModelResult(name=learner.name, folds=folds, test=test, seconds=time.perf_counter() - started)
+
+
+def evaluate_all(
+    learners: Sequence[Learner], prepared: Prepared, problem: Problem, *, seed: int, workers: int | None = None
+) -> Iterator[ModelResult]:
+    """`evaluate` for each learner, in order, spread over `workers` processes (all cores).
+
+    Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
+    result is the same as in one process (its model, data and seed do not depend on where it runs). Learners
+    that train together run here, after the others: they fill the cores themselves.
+    """
+    workers = min(len(learners), workers or len(os.sched_getaffinity(0)))
+    # Forking a process that runs JAX's or TensorFlow's threads can deadlock the child (a test process may
+    # have them; the compare stage never imports them): run in this process then.
+    forkable = workers > 1 and not any(runtime in sys.modules for runtime in ("jax", "tensorflow", "torch"))
+    spread = [learner for learner in learners if forkable and not learner.trains_together]
+    if len(spread) < 2:
+        yield from (evaluate(learner, prepared, problem, seed=seed) for learner in learners)
+        return
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    work = _Work(tuple(spread), prepared, problem, seed, threads)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start, initargs=(work,)) as pool:
+        spread_results = pool.map(_evaluate, range(len(spread)))  # in order, each as soon as it is done
+        for learner in learners:
+            yield next(spread_results) if learner in spread else evaluate(learner, prepared, problem, seed=seed)
+
+
+@dataclass(frozen=True)
+class _Work:
+    learners: tuple[Learner, ...]
+    prepared: Prepared
+    problem: Problem
+    seed: int
+    threads: int  # BLAS/OpenMP threads per worker
+
+
+_work: _Work | None = None  # set only inside a forked worker, by _start, from the pool's initargs
+
+
+def _start(work: _Work) -> None:
+    global _work
+    _work = work
+
+
+def _evaluate(index: int) -> ModelResult:
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    assert _work is not None, "_evaluate runs in a worker that _start set up"
+    # The workers already fill the cores: OpenMP/BLAS threads on top would only fight over them.
+    with threadpool_limits(limits=_work.threads):
+        return evaluate(_work.learners[index], _work.prepared, _work.problem, seed=_work.seed)

@@ -1,0 +1,133 @@
+"""The one interface every model of the comparison implements, neural or classic.
+
+A learner is scikit-learn's estimator contract lifted one level: it builds fresh models (`build`, which
+learn nothing before `fit`) and, given a list of fits on rows of the shared training arrays, returns each
+fit's outputs on the inputs it names (`fit_predict`). The comparison, the learning curves and the tuning
+hand every learner the same fits on the same splits and never ask which model it is. A learner that trains
+many fits in one program (the Keras MLP's compiled engine) says so (`trains_together`) and overrides
+`fit_predict`; the others fit one model after another.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from quest.data.artifacts import Prepared
+from quest.errors import QuestError
+
+Kind = Literal["neural", "classic"]
+Output = np.ndarray  # class probabilities (n, n_classes) for classification, predictions (n,) for regression
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What every learner needs to know about the table before it builds a model."""
+
+    task: Literal["classification", "regression"]
+    n_classes: int  # 0 for regression
+    n_features: int
+    large: bool = False  # the training split is past compare.scale_threshold: scalable stand-ins, where any
+
+    @classmethod
+    def of(cls, prepared: Prepared, *, large: bool = False) -> Problem:
+        return cls(prepared.schema.task, prepared.n_classes, prepared.x_train.shape[1], large=large)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One model to fit on rows of the shared training arrays, and the inputs to predict with it."""
+
+    rows: np.ndarray  # indices into the training arrays
+    predict: tuple[np.ndarray, ...]  # inputs whose outputs the caller wants, e.g. (held-out rows,)
+    seed: int
+    hyper: Mapping[str, Any] = field(default_factory=dict)  # hyperparameters over the learner's defaults
+
+
+class Model(Protocol):
+    """A fresh model: scikit-learn's contract, with `output` in place of predict/predict_proba."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Model: ...
+
+    def output(self, x: np.ndarray) -> Output: ...
+
+
+OnFailure = Callable[[Fit, ValueError], None]  # told when a fit is refused (too few rows, a rejected value)
+
+
+class Learner(ABC):
+    """A row of the comparison. Subclasses set `name` and `kind` and implement `describe` and `build`, or
+    `fit_predict` when they train many fits together."""
+
+    name: str
+    kind: Kind
+    requires: str | None = None  # the optional library it needs; skipped with a notice when it is missing
+    trains_together: bool = False  # fit_predict trains every fit in one program: hand it all of them at once
+
+    def available(self) -> bool:
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+    @abstractmethod
+    def describe(self, problem: Problem) -> str:
+        """What the row is, in a few words, for the report's table."""
+
+    def has_stand_in(self) -> bool:
+        """Whether a scalable model stands in for this one past compare.scale_threshold."""
+        return False
+
+    def seeds(self, seed: int, index: int) -> tuple[int, ...]:
+        """The seeds of the models fitted for split (or trial) `index`; their scores are averaged. An estimator
+        keeps the pipeline's seed; a network draws its own initialisation per split."""
+        return (seed,)
+
+    def device_tags(self) -> dict[str, str]:
+        """Where it trains, as MLflow tags, when that is worth recording (a GPU, a backend); none for the CPU
+        libraries."""
+        return {}
+
+    def settings(self, problem: Problem) -> dict[str, Any]:
+        """What besides a search space decides its trials' results: a stored study is resumed only while
+        these are unchanged."""
+        return {"large": problem.large}
+
+    def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> Model:
+        """A fresh, seeded model with `hyper` over the learner's defaults."""
+        raise NotImplementedError(f"{type(self).__name__} trains its fits together: call fit_predict")
+
+    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
+        """Fail before a search, not trials into it, when `space` names a hyperparameter the model lacks."""
+        first = {key: spec[0] if isinstance(spec, list) else spec["low"] for key, spec in space.items()}
+        try:
+            self.build(problem, seed=0, hyper=first)
+        except TypeError as error:
+            raise QuestError(f"params.yaml: tune.spaces.{self.name}: {error}") from None
+
+    def fit_predict(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        fits: Sequence[Fit],
+        problem: Problem,
+        *,
+        label: str = "",
+        on_failure: OnFailure | None = None,
+    ) -> list[list[Output] | None]:
+        """Each fit's outputs on its `predict` inputs, in order. A fit the model refuses (ValueError) raises,
+        or, given `on_failure`, is reported to it and gives None. `label` names the work in progress lines."""
+        outputs: list[list[Output] | None] = []
+        for fit in fits:
+            model = self.build(problem, seed=fit.seed, hyper=fit.hyper)
+            try:
+                model.fit(x[fit.rows], y[fit.rows])
+                outputs.append([model.output(inputs) for inputs in fit.predict])
+            except ValueError as error:
+                if on_failure is None:
+                    raise
+                on_failure(fit, error)
+                outputs.append(None)
+        return outputs

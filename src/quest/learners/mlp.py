@@ -1,0 +1,183 @@
+"""The `mlp` row: quest's Keras MLP as a learner, trained by the engine `train.engine` names.
+
+The network itself is quest.learners.network; `fast` (quest.learners.engine) trains all of a call's networks
+in one compiled program, `fit` (quest.learners.fit) is Keras' own model.fit, one network after another.
+Nothing here imports Keras at import time: the backend is configured first (quest.learners.backend).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from quest.errors import QuestError
+from quest.learners.base import Fit, Learner, OnFailure, Output, Problem
+from quest.learners.callbacks import EpochHook, Progress
+from quest.params import TrainParams
+
+if TYPE_CHECKING:
+    from quest.learners.backend import DeviceInfo
+    from quest.learners.network import FitResult, Job
+
+NAME = "mlp"
+SEED_STRIDE = 10007  # between a split's extra seeds: far from the next split's seed + split + 1
+# The train keys a search space may vary.
+TUNABLE = ("hidden_layers", "activation", "dropout_rate", "l2", "learning_rate", "batch_size", "optimizer")
+
+
+def fit_mlps(
+    x: np.ndarray,
+    y: np.ndarray,
+    jobs: Sequence[Job],
+    *,
+    task: str,
+    n_classes: int,
+    spec: TrainParams,
+    hooks: Sequence[Sequence[EpochHook]] = (),
+    label: str = "",
+) -> list[FitResult]:
+    """One fresh MLP per job, trained by the engine `spec.engine` names; results in job order.
+
+    `fast` trains every job together in compiled JAX programs; `fit` is Keras' own `model.fit`, one job after
+    another, kept as the reference. `hooks[j]` see job j's epochs.
+    """
+    if spec.engine == "fast" and jobs:
+        from quest.learners import engine
+
+        return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
+    from quest.learners.fit import fit_one
+
+    return [
+        fit_one(x, y, job, task=task, n_classes=n_classes, spec=spec, hooks=hooks[index] if index < len(hooks) else ())
+        for index, job in enumerate(jobs)
+    ]
+
+
+def fit_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    n_classes: int,
+    spec: TrainParams,
+    seed: int,
+    hooks: Sequence[EpochHook] = (),
+) -> FitResult:
+    """Build and fit a fresh MLP on all of (x, y); early stopping on a validation slice of it restores the best
+    epoch's weights."""
+    from quest.learners.network import plan_job
+
+    job = plan_job(
+        np.arange(len(y)), y, task=task, validation_fraction=spec.early_stopping.validation_fraction, seed=seed
+    )
+    return fit_mlps(x, y, [job], task=task, n_classes=n_classes, spec=spec, hooks=[hooks])[0]
+
+
+class MLP(Learner):
+    """The Keras MLP of `train` params; a fit's `hyper` replaces train keys (a tuning trial's values)."""
+
+    name = NAME
+    kind = "neural"
+    trains_together = True
+
+    def __init__(self, train: TrainParams, *, seed: int) -> None:
+        self.train, self.seed = train, seed
+        self._device: DeviceInfo | None = None
+
+    def configure(self) -> DeviceInfo:
+        """Pick the Keras backend and device (once), before anything imports Keras."""
+        if self._device is None:
+            from quest.learners import backend
+
+            spec = self.train
+            self._device = backend.configure(spec.backend, spec.device, self.seed, spec.data_parallel)
+        return self._device
+
+    def device_tags(self) -> dict[str, str]:
+        device = self.configure()
+        return {"quest.device": device.describe(), "quest.backend": device.backend}
+
+    def settings(self, problem: Problem) -> dict[str, Any]:
+        return dataclasses.asdict(self.train)
+
+    def describe(self, problem: Problem) -> str:
+        return "Keras MLP"
+
+    def seeds(self, seed: int, index: int) -> tuple[int, ...]:
+        # Each split (and copy) its own, still seeded, initialisation; copy 0 keeps seed + split + 1.
+        return tuple(seed + index + 1 + SEED_STRIDE * copy for copy in range(self.train.seeds))
+
+    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
+        for name in space:
+            if name not in TUNABLE:
+                raise QuestError(
+                    f"params.yaml: tune.spaces.mlp.{name} must be one of the train keys {', '.join(TUNABLE)} "
+                    f"(got {name!r})"
+                )
+        layers = space.get("hidden_layers")
+        if layers is not None and not (
+            isinstance(layers, list)
+            and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
+        ):
+            raise QuestError(
+                f"params.yaml: tune.spaces.mlp.hidden_layers must be a list of layer-size lists such as "
+                f"[[32], [64, 32]] (got {layers!r})"
+            )
+
+    def fit_predict(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        fits: Sequence[Fit],
+        problem: Problem,
+        *,
+        label: str = "",
+        on_failure: OnFailure | None = None,
+    ) -> list[list[Output] | None]:
+        """Fits with the same hyperparameters train together, in one call of the engine."""
+        if not fits:
+            return []
+        self.configure()
+        from quest.learners.network import plan_job, predict
+
+        outputs: list[list[Output] | None] = [None] * len(fits)
+        groups: dict[tuple, list[int]] = {}
+        for index, fit in enumerate(fits):
+            groups.setdefault(tuple(sorted(fit.hyper.items())), []).append(index)
+        for hyper, members in groups.items():
+            spec = dataclasses.replace(self.train, **dict(hyper))
+            jobs = [
+                plan_job(
+                    fits[i].rows,
+                    y,
+                    task=problem.task,
+                    validation_fraction=spec.early_stopping.validation_fraction,
+                    seed=fits[i].seed,
+                )
+                for i in members
+            ]
+            # The fast engine reports all its networks at once; the fit engine, each network as it goes.
+            hooks = [[Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] for n in range(len(jobs))]
+            try:
+                results = fit_mlps(
+                    x,
+                    y,
+                    jobs,
+                    task=problem.task,
+                    n_classes=problem.n_classes,
+                    spec=spec,
+                    hooks=hooks if label and spec.engine == "fit" else (),
+                    label=label,
+                )
+            except ValueError as error:
+                if on_failure is None:
+                    raise
+                for i in members:
+                    on_failure(fits[i], error)
+                continue
+            for i, result in zip(members, results, strict=True):
+                outputs[i] = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
+        return outputs

@@ -1,0 +1,95 @@
+"""Every learner quest knows, by the name params.yaml uses for it. Adding a model is one module with its
+Learner and one line here; no stage changes.
+
+The MLP (`mlp`) is the subject of the comparison: the train stage trains it, and `compare.baselines` lists the
+others it is compared with. Learner modules are imported when a learner is made, never at import.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from quest.errors import QuestError
+from quest.learners.base import Learner
+from quest.params import Params
+
+Factory = Callable[[Params], Learner]
+
+
+def _mlp(params: Params) -> Learner:
+    from quest.learners.mlp import MLP
+
+    return MLP(params.train, seed=params.seed)
+
+
+def _baseline(name: str) -> Factory:
+    def make(params: Params) -> Learner:
+        from quest.learners.baselines import Baseline
+
+        return Baseline(name)
+
+    return make
+
+
+SUBJECT = "mlp"
+BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf", "hgb", "xgboost")
+FACTORIES: dict[str, Factory] = {SUBJECT: _mlp, **{name: _baseline(name) for name in BASELINES}}
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make `factory(params)` the learner named `name` (a plugin's, or a test's)."""
+    FACTORIES[name] = factory
+
+
+def others() -> list[str]:
+    """What compare.baselines may name: every learner but the subject."""
+    return [name for name in FACTORIES if name != SUBJECT]
+
+
+def learner(name: str, params: Params) -> Learner:
+    return FACTORIES[name](params)
+
+
+def subject(params: Params) -> Learner:
+    """The learner the train stage trains and every other one is compared with."""
+    return learner(SUBJECT, params)
+
+
+def entrants(params: Params, *, who: str) -> list[Learner]:
+    """The learners of compare.baselines, in order, less any whose library is missing (with a notice each)."""
+    allowed = others()
+    for name in params.compare.baselines:
+        if name not in allowed:
+            raise QuestError(
+                f"params.yaml: compare.baselines must be a list drawn from {', '.join(allowed)} (got {name!r})"
+            )
+    found = []
+    for name in params.compare.baselines:
+        made = learner(name, params)
+        if made.available():
+            found.append(made)
+        else:
+            print(f"{who}: notice: skipping {name}: its library ({made.requires}) is not installed", file=sys.stderr)
+    return found
+
+
+def check_spaces(params: Params) -> None:
+    """tune.spaces may hold a space for any learner, and only for those."""
+    for name in params.tune.spaces:
+        if name not in FACTORIES:
+            raise QuestError(
+                f"params.yaml: tune.spaces must be models drawn from {', '.join(FACTORIES)} (got {name!r})"
+            )
+
+
+def stand_in_notice(who: str, learners: Sequence[Learner], *, n_train: int, threshold: int, verb: str = "run") -> None:
+    """Past compare.scale_threshold, say which rows are their scalable stand-ins."""
+    scaled = [learner.name for learner in learners if learner.has_stand_in()]
+    if scaled:
+        names = " and ".join([", ".join(scaled[:-1]), scaled[-1]] if len(scaled) > 1 else scaled)
+        print(
+            f"{who}: notice: {n_train} training rows > compare.scale_threshold ({threshold}): {names} {verb} as "
+            "their scalable stand-ins",
+            file=sys.stderr,
+        )

@@ -1,0 +1,27 @@
+"""Which process this is, and whether another one still runs: how runs and trials a dead process left behind
+are found (MLflow runs, Optuna trials, staging directories all record host:pid)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def this_process() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
