@@ -126,6 +126,10 @@ def end_orphans(experiment: str) -> list[str]:
     for run in running:
         where, _, pid = run.data.tags.get(TAG_PROCESS, "").rpartition(":")
         if where == host and pid.isdigit() and not alive(int(pid)):
+            # The search may predate the process's own end_run: a process ends its runs before it exits, so
+            # once it is gone, the run's status as stored now is the last word.
+            if client.get_run(run.info.run_id).info.status != "RUNNING":
+                continue
             client.set_terminated(run.info.run_id, status="KILLED")
             ended.append(run.info.run_id)
             print(
