@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test verify lint audit ui server sweep bench-cpu bench-gpu lock clean
+.PHONY: help setup repro check test verify lint audit ui server sweep bench-cpu bench-gpu lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,14 +26,18 @@ setup: $(STAMP) ## create .venv from the lock file
 repro: $(STAMP) ## run the whole pipeline (dvc repro) on the dataset named in params.yaml
 	$(BIN)/dvc repro
 
-test: $(STAMP) ## run the whole test suite
+check: lint ## quick tier for development: ruff, then the tests not marked e2e (under 3 minutes)
+	$(BIN)/python -m pytest -m "not e2e" -q
+
+test: $(STAMP) ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 verify: $(STAMP) ## recompute HEAD from a clean clone and compare with its committed metrics
 	$(BIN)/python -m quest.verify
 
-lint: $(STAMP) ## ruff: style and import order
+lint: $(STAMP) ## ruff: style, import order and formatting
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 audit: $(STAMP) ## pip-audit of requirements.lock (needs the internet; --strict: unaudited counts as failed)
 	$(BIN)/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off

@@ -373,9 +373,9 @@ def mlflow_main() -> None:
     import mlflow
     import numpy as np
 
-    from quest.tracking.epochs import MlflowEpochLogger
     from quest.learners.engine import fit_many
     from quest.params import load_params
+    from quest.tracking.epochs import MlflowEpochLogger
 
     params = load_params(REPO / "params.yaml")
     x, y, jobs, _, _, _ = _workload("default", rows=0)

@@ -1,19 +1,24 @@
-"""Every bad input a user can hand `quest prepare`, through the real command: one line naming the problem,
-exit code 2, no traceback, and the earlier result in the output directory untouched.
+"""Every bad input a user can hand `quest prepare`: one line naming the problem, exit code 2, no traceback,
+and the earlier result in the output directory untouched.
 
 Each case is (id, CSV text or bytes or None, params overrides, the message's telling part). The unit tests of
-quest.params and quest.data check the messages in full; this table checks the promise at the door.
+quest.params and quest.data.sources check the messages in full; this table checks the promise at the door.
+Most cases run the stage in-process, through the same wrapper the `quest` command uses (`run_cli`); the
+cases in THROUGH_THE_COMMAND run the real `quest prepare` in a subprocess, so the door itself is tested too.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from quest.errors import run_cli
 from quest.files import dvc_md5
+from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
 from tests.test_cli import assert_user_error, quest
 
@@ -64,18 +69,42 @@ CSV_CASES = [
 ]
 
 
+THROUGH_THE_COMMAND = {"params invalid YAML", "not UTF-8", "target absent"}
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a run of prepare left: its exit code and what it printed on stderr."""
+
+    returncode: int
+    stderr: str
+
+
 @pytest.fixture(scope="module")
 def earlier(tmp_path_factory) -> Path:
     """A good earlier result, prepared once: every failing case starts from a copy of it."""
     root = tmp_path_factory.mktemp("earlier")
     (root / "data.csv").write_text(GOOD)
     (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**csv_params())))
-    done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=root)
-    assert done.returncode == 0, done.stderr
+    prepare_main(["--params", str(root / "params.yaml"), "--out", str(root / "processed")])
     return root
 
 
-def run_case(earlier: Path, tmp_path: Path, params_text: str | None, csv: str | bytes | None):
+def prepare(root: Path, capsys: pytest.CaptureFixture, *, command: bool) -> Done:
+    """`quest prepare` in `root`: the real command in a subprocess, or the stage in-process behind run_cli."""
+    if command:
+        done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=root)
+        return Done(done.returncode, done.stderr)
+    capsys.readouterr()
+    argv = ["--params", str(root / "params.yaml"), "--out", str(root / "processed")]
+    try:
+        run_cli("quest prepare", prepare_main, argv)
+    except SystemExit as exit_:
+        return Done(int(exit_.code), capsys.readouterr().err)
+    return Done(0, capsys.readouterr().err)
+
+
+def run_case(earlier: Path, tmp_path: Path, capsys, case: str, params_text: str | None, csv: str | bytes | None):
     shutil.copytree(earlier / "processed", tmp_path / "processed")
     if params_text is not None:
         (tmp_path / "params.yaml").write_text(params_text)
@@ -84,27 +113,26 @@ def run_case(earlier: Path, tmp_path: Path, params_text: str | None, csv: str | 
     elif csv is not None:
         (tmp_path / "data.csv").write_text(csv)
     before = dvc_md5(tmp_path / "processed")
-    done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=tmp_path)
-    return done, before
+    return prepare(tmp_path, capsys, command=case in THROUGH_THE_COMMAND), before
 
 
 @pytest.mark.parametrize(("case", "params", "message"), PARAMS_CASES, ids=[c[0] for c in PARAMS_CASES])
-def test_bad_params(earlier, tmp_path, case, params, message):
+def test_bad_params(earlier, tmp_path, capsys, case, params, message):
     text = params if isinstance(params, str) or params is None else yaml.safe_dump(repo_params(**params))
-    done, before = run_case(earlier, tmp_path, text, GOOD)
+    done, before = run_case(earlier, tmp_path, capsys, case, text, GOOD)
     assert_user_error(done, "quest prepare: error: ", message)
     assert dvc_md5(tmp_path / "processed") == before
 
 
 @pytest.mark.parametrize(("case", "csv", "data", "message"), CSV_CASES, ids=[c[0] for c in CSV_CASES])
-def test_bad_csv(earlier, tmp_path, case, csv, data, message):
-    done, before = run_case(earlier, tmp_path, yaml.safe_dump(repo_params(**csv_params(**data))), csv)
+def test_bad_csv(earlier, tmp_path, capsys, case, csv, data, message):
+    done, before = run_case(earlier, tmp_path, capsys, case, yaml.safe_dump(repo_params(**csv_params(**data))), csv)
     assert_user_error(done, "quest prepare: error: ", message)
     assert dvc_md5(tmp_path / "processed") == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no half-written leftovers
 
 
-def test_what_is_handled_rather_than_refused(tmp_path):
+def test_what_is_handled_rather_than_refused(tmp_path, capsys):
     """An entirely empty column is dropped with a notice; a path outside the repo is used and said so."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -114,7 +142,7 @@ def test_what_is_handled_rather_than_refused(tmp_path):
     root.mkdir()
     params = repo_params(**csv_params(path="../elsewhere/table.csv"))
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    done = quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=root)
+    done = prepare(root, capsys, command=False)
     assert done.returncode == 0, done.stderr
     assert "column 'cabin' is entirely missing" in done.stderr
     assert f"data.path {outside / 'table.csv'} is outside the repository" in done.stderr

@@ -34,7 +34,7 @@ def blobs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @ENGINES
 def test_all_on_one_device_is_the_same_run_as_off(engine):
-    from quest.learners.network import fit_mlp
+    from quest.learners.mlp import fit_mlp
 
     x, y = blobs(60)
     runs = [
@@ -49,7 +49,7 @@ def test_all_on_one_device_is_the_same_run_as_off(engine):
 
 @ENGINES
 def test_more_devices_than_the_backend_sees_is_one_line_naming_the_key(engine):
-    from quest.learners.network import fit_mlp
+    from quest.learners.mlp import fit_mlp
 
     x, y = blobs(20)
     with pytest.raises(QuestError) as caught:
@@ -90,6 +90,7 @@ def run_child(mode: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.e2e
 def test_two_jax_devices_split_every_batch_and_learn_what_one_learns():
     found = run_child("jax")
     fast, fit = found["fast"], found["fit"]
@@ -109,6 +110,7 @@ def test_two_jax_devices_split_every_batch_and_learn_what_one_learns():
     assert fit["uneven"]["batch_rows"] == [2, 4, 8] and fit["uneven"]["accuracy"] > 0.9
 
 
+@pytest.mark.e2e
 def test_two_tensorflow_devices_mirror_the_model():
     found = run_child("tensorflow")
     assert found["1"]["mirrored"] is False and found["2"]["mirrored"] is True
@@ -125,7 +127,8 @@ def _jax_child() -> dict:
     from keras.src.backend.jax import distribution_lib
 
     from quest.learners.engine import fit_many
-    from quest.learners.network import fit_mlp, plan_job, predict
+    from quest.learners.mlp import fit_mlp
+    from quest.learners.network import plan_job, predict
 
     programs: list[str] = []
     compile_program = jax.stages.Lowered.compile
@@ -192,7 +195,7 @@ def _tensorflow_child() -> dict:
     found = {}
     for devices in (1, 2):
         device = backend.configure("tensorflow", "cpu", 0, data_parallel=devices)
-        from quest.learners.network import fit_mlp
+        from quest.learners.mlp import fit_mlp
 
         x, y = blobs(64)
         settings = spec(backend="tensorflow", engine="fit", hidden_layers=[4], epochs=3, batch_size=16,

@@ -17,6 +17,8 @@ import yaml
 
 from tests.conftest import repo_params
 
+pytestmark = pytest.mark.e2e
+
 NEVER_ENDING = {
     "prepare": {"folds": 2, "repeats": 1},
     "train": {
