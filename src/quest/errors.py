@@ -79,7 +79,7 @@ def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str]
         reason = store_failure(error)
         if reason is None:
             raise
-        # Every stage that logs publishes its outputs only after MLflow has everything (quest.io.staged_into).
+        # Every stage that logs publishes its outputs only after MLflow has everything (quest.files.staged_into).
         print(f"{prog}: error: the MLflow store or the disk failed: {reason}; the outputs are as they were",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(EXIT_STORE_FAILURE) from None

@@ -18,7 +18,6 @@ import yaml
 
 from quest.errors import QuestError
 
-EMBEDDED_SOURCES = ("breast_cancer", "wine", "diabetes")
 Source = Literal["breast_cancer", "wine", "diabetes", "csv", "synthetic"]
 Task = Literal["classification", "regression", "auto"]
 SyntheticKind = Literal["moons", "spirals", "xor", "classification"]

@@ -6,14 +6,12 @@ import argparse
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
-RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
 MODELS_DIR = Path("models")
 MODEL = MODELS_DIR / "mlp.keras"
 MODEL_CONFIG = MODELS_DIR / "config.json"
 HISTORY = MODELS_DIR / "history.csv"
 ENVIRONMENT = MODELS_DIR / "environment.json"
-MODEL_SIDECARS = (MODEL_CONFIG, HISTORY, ENVIRONMENT)  # written beside the model by the train stage
 REPORTS_DIR = Path("reports")
 MLP_CV = REPORTS_DIR / "cv_mlp.json"
 METRICS = REPORTS_DIR / "metrics.json"

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from quest.learners.mlp import MLP, fit_mlp
 from quest.params import Params, load_params
 from quest.processes import alive
 from quest.tracking import provenance, runs, store
+from quest.tracking.epochs import MlflowEpochLogger
 from quest.tracking.tags import TAG_KIND, TAG_MODEL, TAG_MODEL_MD5
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         timing.phase("mlflow"),
         training_run(params, prepared, learner, device, origin, data_dir=args.data) as run_id,
     ):
-        epochs = _epoch_logger(run_id)
+        epochs = MlflowEpochLogger(run_id)
         with timing.phase("compute"):
             trained = train(params, prepared, learner, device=device, hooks=[epochs])
         fingerprint = origin.fingerprint(seed=params.seed, backend=device.backend, device=device.describe())
@@ -146,12 +147,6 @@ def main(argv: list[str] | None = None) -> None:
         f"-> {args.model}",
         file=sys.stderr,
     )
-
-
-def _epoch_logger(run_id: str) -> Any:
-    from quest.tracking.epochs import MlflowEpochLogger
-
-    return MlflowEpochLogger(run_id)
 
 
 @contextmanager

@@ -119,7 +119,7 @@ def search(
 ) -> list[TrialResult]:
     """Random search of `space` for `trials` trials; `score(values, slot)` gives (validation, test).
 
-    The study is shared (quest.studies): trials that other workers, or an earlier interrupted run, finished
+    The study is shared (quest.tuning.studies): trials that other workers, or an earlier interrupted run, finished
     are kept, and this process runs the rest, then waits for any another worker holds. A trial whose fit
     raises ValueError (a combination the estimator rejects) fails with NaN scores.
     """
@@ -149,7 +149,7 @@ def work_on(
     wait: bool,
     who: str = "tune",
 ) -> int:
-    """Run `handle`'s waiting trials (quest.studies.work), printing progress as `who`; how many it ran."""
+    """Run `handle`'s waiting trials (quest.tuning.studies.work), printing progress as `who`; how many it ran."""
     from optuna.trial import TrialState
 
     def finished() -> list[optuna.trial.FrozenTrial]:  # every worker's, not only this one's

@@ -2,7 +2,7 @@
 
 Each model's study holds the whole budget (tune.trials) from the moment it is created. Every worker takes
 waiting trials of every study until none is left; the storage's row lock hands each trial to exactly one
-worker, and a worker's heartbeat lets the others rerun the trial of a worker that died (quest.studies).
+worker, and a worker's heartbeat lets the others rerun the trial of a worker that died (quest.tuning.studies).
 Workers on other machines join with the same command against the same storage: more workers only finish
 sooner. The results do not depend on who ran what. `dvc repro` then runs the tune stage, which finds every
 trial done and logs each once to MLflow; `make sweep` does all three steps.
