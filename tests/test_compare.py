@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quest.evaluation.comparison import COLUMNS, ModelResult, comparison_table, report_markdown, verdict
+from quest.evaluation.comparison import COLUMNS, comparison_table, report_markdown, verdict
+from quest.evaluation.scoring import ModelResult
 from quest.evaluation.stats import corrected_ttest, mean_interval
 
 

@@ -103,3 +103,17 @@ def test_every_package_is_in_the_picture():
     packages = {path.parent.name for path in sources() if path.name == "__init__.py" and path.parent.name != "quest"}
     assert packages == set(RANK) - {"ground", "top"}
     assert all((Path(REPO / "src" / "quest") / f"{name.split('.')[1]}.py").is_file() for name in TOP)
+
+
+def test_stages_import_their_heavy_libraries_only_when_they_need_them():
+    # Each stage is its own process: whatever its module imports at the top, every run pays for at start-up.
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "scipy", "sklearn", "matplotlib", "keras", "mlflow", "optuna", "tensorflow")
+    code = (
+        "import sys, quest.stages.train, quest.stages.learning, quest.stages.tune; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -4,12 +4,12 @@ test score, and the MLP-vs-model test), the verdict, and the report that says it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from quest.evaluation.metrics import LOWER_IS_BETTER
+from quest.evaluation.scoring import ModelResult
 from quest.evaluation.stats import corrected_ttest, mean_interval, win_tie_loss
 from quest.learners.registry import SUBJECT  # the model the question is about: every other row is compared with it
 
@@ -28,14 +28,6 @@ COLUMNS = [
     "ties",
     "losses",
 ]
-
-
-@dataclass(frozen=True)
-class ModelResult:
-    name: str
-    folds: dict[str, list[float]]  # metric -> one score per shared fold
-    test: dict[str, float]  # metric -> held-out test score
-    seconds: float = 0.0  # wall time of CV + final fit (logged, never written to DVC-tracked files)
 
 
 def comparison_table(results: list[ModelResult], metric: str, *, n_train: int, n_test: int) -> pd.DataFrame:

@@ -17,9 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from quest.data.artifacts import Prepared
-from quest.evaluation.comparison import ModelResult
 from quest.evaluation.metrics import scores
 from quest.learners.base import Fit, Learner, OnFailure, Problem
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """A model's scores on the shared splits and on the test split."""
+
+    name: str
+    folds: dict[str, list[float]]  # metric -> one score per shared fold
+    test: dict[str, float]  # metric -> held-out test score
+    seconds: float = 0.0  # wall time of CV + final fit (logged, never written to DVC-tracked files)
 
 
 @dataclass(frozen=True)

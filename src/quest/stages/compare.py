@@ -15,9 +15,9 @@ from quest import paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import run_cli
 from quest.evaluation import plots
-from quest.evaluation.comparison import SHARED_KEYS, ModelResult, comparison_table, report_markdown, verdict
+from quest.evaluation.comparison import SHARED_KEYS, comparison_table, report_markdown, verdict
 from quest.evaluation.metrics import primary_metric
-from quest.evaluation.scoring import evaluate_all
+from quest.evaluation.scoring import ModelResult, evaluate_all
 from quest.files import file_md5, read_json, require, staged_into, write_json, write_text
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
