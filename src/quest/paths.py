@@ -24,6 +24,7 @@ EVAL_DIR = REPORTS_DIR / "eval"  # the MLP's test-set plots and their data
 LEARNING_DIR = REPORTS_DIR / "learning"  # learning curves
 TUNING_DIR = REPORTS_DIR / "tuning"  # the equal-budget search: trials, budget curves, best params
 SUMMARY = "summary.json"  # in LEARNING_DIR and TUNING_DIR: what the optional stage found, or {"enabled": false}
+LOGGED = "logged-{stage}.json"  # in REPORTS_DIR: a stage's record of what it logged (DVC-cached, not in git)
 REPORT_MD = REPORTS_DIR / "report.md"
 REPORT_HTML = REPORTS_DIR / "report.html"
 
@@ -31,7 +32,8 @@ REPORT_HTML = REPORTS_DIR / "report.html"
 X_TRAIN, Y_TRAIN = "X_train.npy", "y_train.npy"
 X_TEST, Y_TEST = "X_test.npy", "y_test.npy"
 FOLDS = "folds.npy"
-PREPROCESSOR = "preprocessor.joblib"
+TEST_ROWS = "test_rows.npy"  # which rows of the loaded table the test split holds
+PREPROCESSING = "preprocessing.json"  # the fitted preprocessing, as numbers
 SCHEMA = "schema.json"
 
 

@@ -1,18 +1,26 @@
-"""What prepare hands to the later stages: the schema it decided on and the processed arrays, read back."""
+"""What prepare hands to the later stages and to the served model: the schema it decided on, the fitted
+preprocessing (plain numbers in JSON: nothing to unpickle), and the processed arrays, read back."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from quest import paths
+from quest.errors import QuestError
 from quest.files import read_json, require
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ColumnKind = Literal["numeric", "boolean", "categorical"]
+MISSING_CATEGORY = "__missing__"  # missing categorical values become a category of their own: often informative
+LABEL, PREDICTION, PROBABILITY = "label", "prediction", "probability_"  # the model's answers for a raw row
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,11 @@ class Column:
     name: str
     kind: ColumnKind
     categories: tuple[str, ...] = ()  # categorical columns: the values seen in the training split
+    whole: bool = False  # numeric columns: whole numbers without a gap in training (an integer dtype)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Column:
+        return cls(raw["name"], raw["kind"], tuple(raw["categories"]), raw.get("whole", False))
 
 
 @dataclass(frozen=True)
@@ -41,13 +54,118 @@ class Schema:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def outputs(self) -> list[str]:
+        """What the model answers for a raw row: its label and one probability per class, or its value."""
+        if self.task == "regression":
+            return [PREDICTION]
+        return [LABEL, *(f"{PROBABILITY}{label}" for label in self.class_labels)]
+
     @classmethod
     def from_dict(cls, raw: dict) -> Schema:
-        columns = tuple(Column(c["name"], c["kind"], tuple(c["categories"])) for c in raw["columns"])
+        columns = tuple(Column.from_dict(c) for c in raw["columns"])
         fields = {**raw, "columns": columns}
         for key in ("class_labels", "features"):
             fields[key] = tuple(raw[key])
         return cls(**fields)
+
+
+def to_model_frame(features: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
+    """Each column cast as its kind is preprocessed: floats with NaN for missing (numeric and boolean, True
+    as 1.0), strings for categoricals with missing values as MISSING_CATEGORY."""
+    import pandas as pd
+
+    out = {}
+    for column in columns:
+        values = features[column.name]
+        if column.kind == "categorical":
+            out[column.name] = values.astype(object).where(values.notna(), MISSING_CATEGORY).astype(str)
+        else:  # numeric and boolean: floats with NaN for missing, imputed by the preprocessing
+            mapped = values.map({True: 1.0, False: 0.0}) if column.kind == "boolean" else values
+            out[column.name] = pd.to_numeric(mapped, errors="coerce").astype(float)
+    return pd.DataFrame(out, index=features.index)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input and how it is made from its raw column: a numeric column imputed with its training
+    median then standardised, a boolean imputed with its most frequent value, or one category one-hot."""
+
+    name: str  # as in the schema's features
+    column: str
+    kind: ColumnKind
+    median: float = math.nan  # numeric
+    mean: float = 0.0
+    scale: float = 1.0
+    fill: float = math.nan  # boolean
+    category: str = ""  # categorical
+
+    def to_dict(self) -> dict:
+        """The fields its kind uses: no NaN placeholders in the JSON."""
+        own = {"numeric": ("median", "mean", "scale"), "boolean": ("fill",), "categorical": ("category",)}[self.kind]
+        return {"name": self.name, "column": self.column, "kind": self.kind, **{k: getattr(self, k) for k in own}}
+
+    def values(self, column: np.ndarray) -> np.ndarray:
+        """This input from its column as to_model_frame casts it, in float64 as scikit-learn computes it."""
+        if self.kind == "categorical":
+            return (column == self.category).astype(np.float64)
+        imputed = np.where(np.isnan(column), self.median if self.kind == "numeric" else self.fill, column)
+        return (imputed - self.mean) / self.scale if self.kind == "numeric" else imputed
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The preprocessing prepare fitted on the training split, as the numbers it learned. Stored as JSON
+    (numbers and strings only, so loading it runs no code) and applied by this one function wherever the
+    model runs: prepare, `quest predict` and the served model give the network the same inputs."""
+
+    columns: tuple[Column, ...]  # the raw columns a row must have
+    features: tuple[Feature, ...]  # the model's inputs, in order
+
+    def check(self, raw: pd.DataFrame, *, label: str, first_row: int = 1) -> None:
+        """Refuse, in one line naming the column and row, raw rows the model cannot take: a missing column,
+        text in a numeric column, an infinite value. `first_row` numbers raw's first row (1 = the first data
+        row of a file). Extra columns are ignored."""
+        missing = [column.name for column in self.columns if column.name not in raw.columns]
+        if missing:
+            needed = ", ".join(column.name for column in self.columns)
+            raise QuestError(f"{label}: missing column(s) {', '.join(missing)}; the model needs {needed}")
+        frame = to_model_frame(raw, self.columns)
+        for column in self.columns:
+            if column.kind == "categorical":
+                continue
+            values, parsed = raw[column.name], frame[column.name].to_numpy()
+            junk = np.flatnonzero(np.isnan(parsed) & values.notna().to_numpy())
+            if len(junk):
+                kind = "true or false" if column.kind == "boolean" else "numbers"
+                raise QuestError(
+                    f"{label}: column {column.name!r} takes {kind} but row {first_row + junk[0]} holds "
+                    f"{values.iloc[junk[0]]!r}"
+                )
+            infinite = np.flatnonzero(np.isinf(parsed))
+            if len(infinite):
+                raise QuestError(
+                    f"{label}: column {column.name!r} holds an infinite value at row {first_row + infinite[0]}"
+                )
+
+    def apply(self, raw: pd.DataFrame) -> np.ndarray:
+        """Model inputs (float32) for raw rows: missing values imputed, categories unseen in training all zeros."""
+        frame = to_model_frame(raw, self.columns)
+        columns = {column.name: frame[column.name].to_numpy() for column in self.columns}
+        inputs = [feature.values(columns[feature.column]) for feature in self.features]
+        stacked = np.column_stack(inputs) if inputs else np.zeros((len(frame), 0))
+        return np.asarray(stacked, dtype=np.float32)
+
+    def to_dict(self) -> dict:
+        return {"columns": [asdict(c) for c in self.columns], "features": [f.to_dict() for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Preprocessing:
+        columns = tuple(Column.from_dict(c) for c in raw["columns"])
+        return cls(columns=columns, features=tuple(Feature(**f) for f in raw["features"]))
+
+
+def read_preprocessing(directory: Path) -> Preprocessing:
+    return Preprocessing.from_dict(read_json(require(directory / paths.PREPROCESSING, "prepare")))
 
 
 @dataclass(frozen=True)

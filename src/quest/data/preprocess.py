@@ -1,6 +1,10 @@
-"""Column kinds and the preprocessing pipeline, fitted on the training split only."""
+"""Column kinds and the preprocessing, fitted on the training split only: scikit-learn's imputers, scaler and
+one-hot encoder learn it, and what they learned is kept as numbers (quest.data.artifacts.Preprocessing)."""
 
 from __future__ import annotations
+
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -9,9 +13,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from quest.data.artifacts import Column, ColumnKind
-
-MISSING_CATEGORY = "__missing__"  # missing categorical values become a category of their own: often informative
+from quest.data.artifacts import Column, ColumnKind, Feature, Preprocessing, to_model_frame
 
 
 def column_kind(values: pd.Series) -> ColumnKind:
@@ -33,21 +35,9 @@ def infer_columns(features: pd.DataFrame) -> tuple[Column, ...]:
         categories: tuple[str, ...] = ()
         if kind == "categorical":
             categories = tuple(sorted(to_model_frame(features[[name]], (Column(name, kind),))[name].unique()))
-        columns.append(Column(str(name), kind, categories))
+        whole = kind == "numeric" and pd.api.types.is_integer_dtype(features[name])
+        columns.append(Column(str(name), kind, categories, whole))
     return tuple(columns)
-
-
-def to_model_frame(features: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
-    """Cast each column to the dtype its branch of the preprocessor expects."""
-    out = {}
-    for column in columns:
-        values = features[column.name]
-        if column.kind == "categorical":
-            out[column.name] = values.astype(object).where(values.notna(), MISSING_CATEGORY).astype(str)
-        else:  # numeric and boolean: floats with NaN for missing, imputed by the preprocessor
-            mapped = values.map({True: 1.0, False: 0.0}) if column.kind == "boolean" else values
-            out[column.name] = pd.to_numeric(mapped, errors="coerce").astype(float)
-    return pd.DataFrame(out, index=features.index)
 
 
 def build_preprocessor(columns: tuple[Column, ...]) -> ColumnTransformer:
@@ -69,11 +59,33 @@ def build_preprocessor(columns: tuple[Column, ...]) -> ColumnTransformer:
     )
 
 
-def fit_transform(
-    train: pd.DataFrame, test: pd.DataFrame, columns: tuple[Column, ...]
-) -> tuple[ColumnTransformer, np.ndarray, np.ndarray]:
-    """Fit on `train` only, then transform both splits to float32 model inputs."""
-    preprocessor = build_preprocessor(columns)
-    x_train = preprocessor.fit_transform(to_model_frame(train, columns))
-    x_test = preprocessor.transform(to_model_frame(test, columns))
-    return preprocessor, np.asarray(x_train, dtype=np.float32), np.asarray(x_test, dtype=np.float32)
+def fit_preprocessing(train: pd.DataFrame, columns: tuple[Column, ...]) -> Preprocessing:
+    """Fit scikit-learn's preprocessor on the training split only, and keep what it learned as numbers."""
+    with warnings.catch_warnings():  # said once below, in quest's words
+        warnings.filterwarnings("ignore", message="Skipping features without any observed values")
+        transformer = build_preprocessor(columns).fit(to_model_frame(train, columns))
+    names = iter(str(name) for name in transformer.get_feature_names_out())
+    features: list[Feature] = []
+    for kind, step, names_in in transformer.transformers_:
+        if kind == "numeric":
+            imputer, scaler = step[0], step[1]
+            kept = [c for c, median in zip(names_in, imputer.statistics_, strict=True) if not np.isnan(median)]
+            medians = [median for median in imputer.statistics_ if not np.isnan(median)]
+            for column, median, mean, scale in zip(kept, medians, scaler.mean_, scaler.scale_, strict=True):
+                features.append(Feature(next(names), column, "numeric", float(median), float(mean), float(scale)))
+        elif kind == "boolean":
+            for column, fill in zip(names_in, step.statistics_, strict=True):
+                if not np.isnan(fill):  # a column with no value in training is dropped, as scikit-learn does
+                    features.append(Feature(next(names), column, "boolean", fill=float(fill)))
+        elif kind == "categorical":
+            for column, categories in zip(names_in, step.categories_, strict=True):
+                features.extend(Feature(next(names), column, "categorical", category=str(c)) for c in categories)
+    if next(names, None) is not None:
+        raise RuntimeError("the preprocessor made features fit_preprocessing did not account for")  # a bug here
+    for column in columns:
+        if column.kind != "categorical" and column.name not in {feature.column for feature in features}:
+            print(
+                f"quest: notice: column {column.name!r} has no value in the training split and is ignored",
+                file=sys.stderr,
+            )
+    return Preprocessing(columns=columns, features=tuple(features))

@@ -6,13 +6,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from quest import paths, timing
 from quest.data.artifacts import Column, Schema
-from quest.data.preprocess import fit_transform, infer_columns
+from quest.data.preprocess import fit_preprocessing, infer_columns
 from quest.data.sources import Dataset, load_dataset
 from quest.data.splits import assign_folds, split_indices
 from quest.errors import QuestError, run_cli
@@ -30,7 +29,7 @@ def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, 
 
 
 def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeats: int = 1) -> dict:
-    """Everything prepare writes, computed in memory: arrays, the fitted preprocessor and the schema."""
+    """Everything prepare writes, computed in memory: arrays, the fitted preprocessing and the schema."""
     y, class_labels = encode_target(dataset.target, dataset.task)
     try:
         train_rows, test_rows = split_indices(y, task=dataset.task, test_size=test_size, seed=seed, labels=class_labels)
@@ -41,7 +40,7 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
         raise QuestError(f"{dataset.source}: {error}") from None
     train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
     columns: tuple[Column, ...] = infer_columns(train)
-    preprocessor, x_train, x_test = fit_transform(train, test, columns)
+    preprocessing = fit_preprocessing(train, columns)
     schema = Schema(
         dataset=dataset.name,
         source=dataset.source,
@@ -49,19 +48,20 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
         target=str(dataset.target.name),
         class_labels=class_labels,
         columns=columns,
-        features=tuple(str(name) for name in preprocessor.get_feature_names_out()),
+        features=tuple(feature.name for feature in preprocessing.features),
         n_train=len(train_rows),
         n_test=len(test_rows),
         folds=folds,
         repeats=repeats,
     )
     return {
-        paths.X_TRAIN: x_train,
+        paths.X_TRAIN: preprocessing.apply(train),  # the one function the served model applies too
         paths.Y_TRAIN: y[train_rows],
-        paths.X_TEST: x_test,
+        paths.X_TEST: preprocessing.apply(test),
         paths.Y_TEST: y[test_rows],
         paths.FOLDS: fold_of,
-        "preprocessor": preprocessor,
+        paths.TEST_ROWS: test_rows,  # positions in the loaded table: the raw rows of the test split
+        "preprocessing": preprocessing,
         "schema": schema,
     }
 
@@ -71,7 +71,7 @@ def write_prepared(result: dict, out: Path) -> None:
         for name, value in result.items():
             if name.endswith(".npy"):
                 np.save(staging / name, value, allow_pickle=False)
-        joblib.dump(result["preprocessor"], staging / paths.PREPROCESSOR)
+        write_json(staging / paths.PREPROCESSING, result["preprocessing"].to_dict())
         write_json(staging / paths.SCHEMA, result["schema"].to_dict())
 
 
