@@ -49,10 +49,14 @@ def environment(cwd: Path) -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, check: bool = True, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command in the copy; a hang is a failure with whatever it printed, never a stuck CI job."""
     try:
-        done = subprocess.run(args, cwd=cwd, env=environment(cwd), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            args, cwd=cwd, env=environment(cwd) | (env or {}), capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as error:
         printed = f"{error.stdout}\n{error.stderr}"
         raise AssertionError(f"{' '.join(args)} still running after {timeout:.0f} s\n{printed}") from None
@@ -206,8 +210,6 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
 def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
     import mlflow
 
-    from quest.data.artifacts import read_prepared
-
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     verdict = read_json(project / "reports" / "verdict.json")
@@ -219,30 +221,47 @@ def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
     assert version.description == (project / "reports" / "comparison.md").read_text()  # the table, attached
     other = {"champion": "challenger", "challenger": "champion"}[alias]
     assert other not in client.get_registered_model("quest-mlp").aliases
-    prepared = read_prepared(project / "data" / "processed")
-    champion = mlflow.pyfunc.load_model(f"models:/quest-mlp@{alias}")  # as the README shows
-    output = np.asarray(champion.predict(prepared.x_test[:5]))
-    assert output.shape[0] == 5 and np.all((output >= 0) & (output <= 1))
+    champion = mlflow.pyfunc.load_model(f"models:/quest-mlp@{alias}")  # as docs/serving.md shows
+    answers = champion.predict(raw_test_rows(project))  # raw rows: the registered model preprocesses them
+    assert same_answers(answers, evaluated(project))
+
+
+def raw_test_rows(project: Path) -> pd.DataFrame:
+    """The test split's rows as the table has them, before any preprocessing."""
+    from quest.data.sources import load_dataset
+    from quest.params import load_params
+
+    params = load_params(project / "params.yaml")
+    table = load_dataset(params.data, seed=params.seed, root=project).features
+    return table.iloc[np.load(project / "data" / "processed" / "test_rows.npy")].reset_index(drop=True)
+
+
+def evaluated(project: Path) -> pd.DataFrame:
+    """What evaluate answered for each test row (labels as strings, as the model gives them)."""
+    return pd.read_csv(project / "reports" / "eval" / "predictions.csv", dtype={"actual": str, "label": str})
+
+
+def same_answers(answers: pd.DataFrame, expected: pd.DataFrame) -> bool:
+    """The same labels and, to the last bit, the same probabilities (or values)."""
+    numbers = [column for column in answers.columns if column != "label"]
+    labels = "label" not in answers or list(map(str, answers["label"])) == list(map(str, expected["label"]))
+    return labels and np.array_equal(answers[numbers].to_numpy(float), expected[numbers].to_numpy(float))
 
 
 FRESH_PROCESS_PREDICTIONS = """
 import json, sys
 from pathlib import Path
-import numpy as np
-from quest.learners import backend
-backend.configure("jax", "cpu", 0)
-import mlflow
-from quest.learners.network import load_mlp as load_model
-from quest.evaluation.metrics import scores
-from quest.learners.network import predict
+import mlflow, numpy as np
 from quest.data.artifacts import read_prepared
-prepared = read_prepared(Path("data/processed"))
-output = predict(load_model(Path("models/mlp.keras")), prepared.x_test, task=prepared.schema.task)
+from quest.evaluation.metrics import scores
+from tests.test_pipeline import evaluated, raw_test_rows, same_answers
 mlflow.set_tracking_uri("sqlite:///mlflow.db")
-logged = mlflow.keras.load_model(f"models:/{sys.argv[1]}", load_model_kwargs={"safe_mode": True})
-from_mlflow = predict(logged, prepared.x_test, task=prepared.schema.task)
-print(json.dumps({"scores": scores(prepared.schema.task, prepared.y_test, output),
-                  "mlflow_identical": bool(np.array_equal(output, from_mlflow))}))
+logged = mlflow.pyfunc.load_model(f"models:/{sys.argv[1]}")
+answers = logged.predict(raw_test_rows(Path(".")))
+prepared = read_prepared(Path("data/processed"))
+probabilities = answers.drop(columns="label").to_numpy()
+print(json.dumps({"scores": scores(prepared.schema.task, prepared.y_test, probabilities),
+                  "identical": bool(same_answers(answers, evaluated(Path("."))))}))
 """
 
 
@@ -256,10 +275,27 @@ def test_models_load_in_a_fresh_process_and_predict_bit_for_bit(project: Path):
     )
     logged = mlflow.search_logged_models(experiment_ids=[mlp.info.experiment_id], output_format="list")
     model_id = next(m.model_id for m in logged if m.source_run_id == mlp.info.run_id)
-    done = run(["python", "-c", FRESH_PROCESS_PREDICTIONS, model_id], project)
+    env = {"PYTHONPATH": f"{project / 'src'}{os.pathsep}{REPO}"}  # tests.test_pipeline's helpers too
+    done = run(["python", "-c", FRESH_PROCESS_PREDICTIONS, model_id], project, env=env)
     fresh = json.loads(done.stdout.strip().splitlines()[-1])
     assert fresh["scores"] == read_json(project / "reports" / "metrics.json")["mlp"]["test"]  # exact, every bit
-    assert fresh["mlflow_identical"]
+    assert fresh["identical"]
+
+
+def test_a_fresh_clone_without_the_remote_recomputes_and_logs_the_whole_comparison(project: Path, tmp_path: Path):
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results", "--allow-empty")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "mlflow.db").exists() and not (clone / "reports" / "logged-compare.json").exists()
+    (clone / ".venv").symlink_to(REPO / ".venv")  # this checkout's environment: STAMP= skips installing it
+    run(["make", "repro", "STAMP="], clone)
+    runs = mlflow_runs(clone)
+    assert sorted(r.info.run_name for r in runs) == sorted([*MODELS, "comparison · breast_cancer"])
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.info.run_name for r in runs if "cv_mean" in r.data.metrics) == sorted(MODELS)
+    for name in ("comparison.csv", "cv_folds.json", "verdict.json", "metrics.json"):  # recomputed, the same bytes
+        assert file_md5(clone / "reports" / name) == file_md5(project / "reports" / name)
 
 
 def test_second_repro_is_a_no_op(project: Path):
@@ -274,7 +310,7 @@ def test_second_repro_is_a_no_op(project: Path):
 
 def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
     git(project, "add", "-A")
-    git(project, "commit", "-qm", "first results")
+    git(project, "commit", "-qm", "first results", "--allow-empty")
     before = len(mlflow_runs(project))
     run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2"], project)
     runs = mlflow_runs(project)

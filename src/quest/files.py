@@ -196,6 +196,15 @@ def require(path: Path, stage: str) -> Path:
     return path
 
 
+def write_logged(path: Path, *, experiment: str, outputs: list[Path]) -> None:
+    """A stage's record that MLflow has its outputs: the experiment, and each output's DVC hash.
+
+    dvc.yaml declares it a DVC-cached output, so it is not in git: a clone without the DVC remote lacks it
+    and reruns the stage, whose runs then land in the clone's store too; with the remote, `dvc pull` brings
+    it, and the runs are on the team server already. Its bytes depend only on the outputs."""
+    write_json(path, {"experiment": experiment, "logged": {p.name: dvc_md5(p) for p in sorted(outputs)}})
+
+
 def write_stage_off(directory: Path, summary_name: str) -> None:
     """An optional stage that is off still replaces its output directory, with a summary saying it was off."""
     with atomic_dir(directory) as staging:

@@ -18,13 +18,17 @@ from quest.evaluation import plots
 from quest.evaluation.comparison import SHARED_KEYS, comparison_table, report_markdown, verdict
 from quest.evaluation.metrics import primary_metric
 from quest.evaluation.scoring import ModelResult, evaluate_all
-from quest.files import file_md5, read_json, require, staged_into, write_json, write_text
+from quest.files import file_md5, read_json, require, staged_into, write_json, write_logged, write_text
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.params import Params, load_params
 from quest.tracking import provenance, runs, store
 from quest.tracking.registry import register_mlp
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_GROUP, TAG_KIND, TAG_MODEL, TAG_PARENT
+
+OUTPUTS = tuple(
+    p.name for p in (paths.COMPARISON, paths.COMPARISON_REPORT, paths.COMPARISON_CHART, paths.CV_FOLDS, paths.VERDICT)
+)
 
 
 def read_subject(reports: Path) -> ModelResult:
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         log_to_mlflow(
             params, prepared, comparison, origin=origin, model_path=args.model, data_dir=args.data, reports=out
         )
+        logged = [out / name for name in OUTPUTS]
+        write_logged(out / paths.LOGGED.format(stage="compare"), experiment=params.mlflow.experiment, outputs=logged)
     outcome = comparison.outcome
     print(
         f"compare: winner {outcome['winner']}; the MLP is {outcome['mlp_is']} the best baseline "

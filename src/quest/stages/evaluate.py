@@ -10,15 +10,17 @@ import numpy as np
 from sklearn import metrics as skm
 
 from quest import paths, timing
-from quest.data.artifacts import Prepared, read_prepared
+from quest.data.artifacts import Prepared, Schema, read_prepared
 from quest.errors import run_cli
 from quest.evaluation import plots
 from quest.evaluation.diagnostics import csv_table, roc_pr_lines
 from quest.evaluation.metrics import scores
-from quest.files import read_history, staged_into, write_json, write_text
+from quest.files import read_history, staged_into, write_json, write_logged, write_text
 from quest.learners import backend
 from quest.params import load_params
 from quest.tracking import provenance, runs, store
+
+PREDICTIONS = "predictions.csv"  # in reports/eval: the MLP's answer for every test row
 
 
 def write_evaluation(prepared: Prepared, output: np.ndarray, *, reports: Path) -> tuple[dict[str, float], list[Path]]:
@@ -52,8 +54,18 @@ def write_evaluation(prepared: Prepared, output: np.ndarray, *, reports: Path) -
     else:
         images.append(eval_dir / "residuals.png")
         plots.residuals(y_test, output, images[-1], title=f"MLP on {schema.dataset}")
-        write_text(eval_dir / "predictions.csv", csv_table(["actual", "predicted"], [y_test, output]))
+    write_text(eval_dir / PREDICTIONS, predictions_csv(schema, y_test, output))
     return test_metrics, images
+
+
+def predictions_csv(schema: Schema, y_test: np.ndarray, output: np.ndarray) -> str:
+    """Every test row's answer as the served model and `quest predict` give it: the label and each class's
+    probability, or the value; with the actual value first."""
+    if schema.task == "regression":
+        return csv_table(["actual", *schema.outputs()], [y_test, output])
+    labels = np.asarray(schema.class_labels)
+    columns = [labels[y_test], labels[output.argmax(axis=1)], *output.T]
+    return csv_table(["actual", *schema.outputs()], columns)
 
 
 @timing.timed("compute")
@@ -77,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
             best_epoch = int(np.argmin(history["val_loss"])) + 1
             plots.training_curves(history, best_epoch, images[-1])
         log_to_mlflow(params.mlflow.experiment, origin, args.model, test_metrics, images)
+        logged = [out / paths.METRICS.name, out / paths.EVAL_DIR.name]
+        write_logged(out / paths.LOGGED.format(stage="evaluate"), experiment=params.mlflow.experiment, outputs=logged)
     shown = ", ".join(f"{name}={value:.4f}" for name, value in test_metrics.items())
     print(f"evaluate: MLP on the test split: {shown}", file=sys.stderr)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.files import atomic_dir, read_json, require, write_json, write_stage_off, write_text
+from quest.files import atomic_dir, read_json, require, write_json, write_logged, write_stage_off, write_text
 from quest.params import Params, load_params
 
 if TYPE_CHECKING:
@@ -31,11 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("stages.learning", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    if not params.learning.fractions:
+    if params.learning.fractions:
+        learn(args, params)
+        logged = [args.reports / paths.LEARNING_DIR.name]
+    else:
         write_stage_off(args.reports / paths.LEARNING_DIR.name, paths.SUMMARY)
         print("learning: off (learning.fractions is empty)", file=sys.stderr)
-        return
-    learn(args, params)
+        logged = []  # off, the stage logs nothing; its record says so, and DVC caches it either way
+    marker = args.reports / paths.LOGGED.format(stage="learning")
+    write_logged(marker, experiment=params.mlflow.experiment, outputs=logged)
 
 
 def learn(args: argparse.Namespace, params: Params) -> None:

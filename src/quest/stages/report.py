@@ -11,7 +11,7 @@ from quest import paths, timing
 from quest.data.artifacts import Schema
 from quest.errors import run_cli
 from quest.evaluation.report import build_html, build_markdown
-from quest.files import file_md5, read_json, require, staged_into, write_text
+from quest.files import file_md5, read_json, require, staged_into, write_logged, write_text
 from quest.params import load_params
 from quest.tracking import provenance, runs, store
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         write_text(html_path, build_html(markdown, args.reports, title))
         size = html_path.stat().st_size // 1024
         log_to_mlflow(params.mlflow.experiment, args.reports, [md_path, html_path], origin)
+        logged = [md_path, html_path]
+        write_logged(out / paths.LOGGED.format(stage="report"), experiment=params.mlflow.experiment, outputs=logged)
     shown = [args.reports / paths.REPORT_MD.name, args.reports / paths.REPORT_HTML.name]
     print(f"report: {shown[0]} and {shown[1]} (self-contained, {size} KiB)", file=sys.stderr)
 

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         fingerprint = origin.fingerprint(seed=params.seed, backend=device.backend, device=device.describe())
         write_outputs(staged, trained, fingerprint)
         epochs.flush(strict=True)  # any epochs a busy store held back
-        log_results(params, prepared, trained, fingerprint, device=device, model_file=staged.model)
+        log_results(params, prepared, trained, fingerprint, device=device, staged=staged, data_dir=args.data)
     best = {name: f"{np.mean(values):.4f}±{np.std(values):.4f}" for name, values in trained.cv.items()}
     print(
         f"train: CV {best}; final model best epoch {trained.final.best_epoch}/{trained.final.epochs_run} "
@@ -182,32 +182,34 @@ def training_run(
 
 
 def log_results(
-    params: Params, prepared: Prepared, trained: Trained, fingerprint: dict, *, device: DeviceInfo, model_file: Path
+    params: Params,
+    prepared: Prepared,
+    trained: Trained,
+    fingerprint: dict,
+    *,
+    device: DeviceInfo,
+    staged: Outputs,
+    data_dir: Path,
 ) -> None:
-    """Into the active run: provenance, the CV summary, the config, the model (Keras flavour) and its hash."""
-    import keras
+    """Into the active run: provenance, the CV summary, the config, the model that takes raw rows (the
+    network with the fitted preprocessing, quest.serve) and the network's hash."""
     import mlflow
 
-    from quest.compat import keras_without_tensorflow
-    from quest.learners.network import predict
+    from quest.tracking import models
 
     runs.log_provenance(fingerprint, params)
     final = trained.final
     summary = {f"cv_{name}_mean": float(np.mean(values)) for name, values in trained.cv.items()}
     mlflow.log_metrics({"best_epoch": final.best_epoch, "epochs_run": final.epochs_run, **summary})
     mlflow.log_dict(trained.config, "config.json")
-    example = prepared.x_train[:5]
-    # No input_example= here: mlflow 3.17's keras flavour writes it before creating the model directory
-    # and fails, so the example travels as a run artifact beside the model instead.
-    with keras_without_tensorflow():
-        mlflow.keras.log_model(
-            final.model,
-            name="model",
-            signature=mlflow.models.infer_signature(example, predict(final.model, example, task=prepared.schema.task)),
-            pip_requirements=[f"keras=={keras.__version__}", _backend_requirement(device.backend)],
-        )
-    mlflow.log_dict({"columns": list(prepared.schema.features), "data": example.tolist()}, "model_input_example.json")
-    mlflow.set_tag(TAG_MODEL_MD5, file_md5(model_file))
+    artifacts = {
+        models.NETWORK: staged.model,
+        models.PREPROCESSING: data_dir / paths.PREPROCESSING,
+        models.SCHEMA: data_dir / paths.SCHEMA,
+        models.CONFIG: staged.config,
+    }
+    models.log_raw_rows_model(artifacts, prepared.schema, requirements=_requirements(device.backend))
+    mlflow.set_tag(TAG_MODEL_MD5, file_md5(staged.model))
 
 
 @contextmanager
@@ -255,10 +257,11 @@ def _keep(staging: Path, root: Path) -> Path:
     return kept.relative_to(root) if kept.is_relative_to(root) else kept
 
 
-def _backend_requirement(name: str) -> str:
+def _requirements(backend: str) -> list[str]:
+    """What the served model imports, pinned as installed: Keras and its backend, and quest's own imports."""
     from importlib.metadata import version
 
-    return f"{name}=={version(name)}"
+    return [f"{name}=={version(name)}" for name in ("keras", backend, "numpy", "pandas", "pyyaml")]
 
 
 if __name__ == "__main__":

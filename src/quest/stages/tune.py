@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from quest import paths, timing
 from quest.errors import run_cli
-from quest.files import atomic_dir, write_json, write_stage_off, write_text
+from quest.files import atomic_dir, write_json, write_logged, write_stage_off, write_text
 from quest.params import Params, load_params
 
 if TYPE_CHECKING:
@@ -35,11 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("stages.tune", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    if params.tune.trials == 0:
+    if params.tune.trials:
+        tune(args, params)
+        logged = [args.reports / paths.TUNING_DIR.name]
+    else:
         write_stage_off(args.reports / paths.TUNING_DIR.name, paths.SUMMARY)
         print("tune: off (tune.trials is 0); set tune.trials to run an equal-budget search", file=sys.stderr)
-        return
-    tune(args, params)
+        logged = []  # off, the stage logs nothing; its record says so, and DVC caches it either way
+    marker = args.reports / paths.LOGGED.format(stage="tune")
+    write_logged(marker, experiment=params.mlflow.experiment, outputs=logged)
 
 
 def tune(args: argparse.Namespace, params: Params) -> None:
