@@ -11,7 +11,7 @@ from quest.errors import run_cli
 # Where each command's main() lives: the pipeline's stages, then the two commands beside it.
 PIPELINE = ("prepare", "train", "evaluate", "compare", "learning", "tune", "report")
 MODULES = {name: f"quest.stages.{name}" for name in PIPELINE}
-MODULES |= {"sweep": "quest.tuning.sweep", "verify": "quest.verify"}
+MODULES |= {"sweep": "quest.tuning.sweep", "predict": "quest.predict", "verify": "quest.verify"}
 
 STAGES = {
     "prepare": "load, validate and split the data; fit preprocessing on the training split",
@@ -22,6 +22,7 @@ STAGES = {
     "tune": "equal-budget random search for the MLP and every baseline (off while tune.trials is 0)",
     "sweep": "workers share the tune stage's studies through tune.storage (make sweep WORKERS=N)",
     "report": "assemble reports/report.md and the self-contained reports/report.html",
+    "predict": "the trained MLP's answers for the raw rows of a CSV file (quest predict --input a.csv --output b.csv)",
     "verify": "recompute a commit from scratch and check its committed metrics (make verify)",
 }
 
