@@ -3,7 +3,7 @@ import math
 import pytest
 
 from quest.params import VerifyParams
-from quest.verify import Row, compare_metrics, flatten, format_table, metric_name, recorded_device
+from quest.verify import Row, compare_metrics, flatten, format_table, from_clean_tree, metric_name, recorded_device
 
 COMPARISON = "model,metric,cv_mean,cv_std,test_score\nmlp,accuracy,0.9,0.05,0.85\nlogreg,accuracy,0.7,0.0,0.75\n"
 
@@ -76,3 +76,14 @@ def test_missing_keys_and_nans():
     )
     assert {row.key: row.ok for row in rows} == {"f:a.nan": True, "f:a.x": False, "f:a.y": False}
     assert not Row("f:a.z", 1.0, math.nan, 10.0).ok
+
+
+def test_results_from_a_dirty_tree_are_refused_and_the_committed_ones_are_clean():
+    assert from_clean_tree('{"git": {"commit": "abc", "dirty": false}}')
+    assert not from_clean_tree('{"git": {"commit": "abc", "dirty": true}}')
+    assert not from_clean_tree("not json") and from_clean_tree(None) is True  # nothing recorded: nothing to refuse
+    from tests.conftest import REPO
+
+    assert from_clean_tree((REPO / "models" / "environment.json").read_text()), (
+        "models/environment.json records a dirty tree: run `make repro` on a clean checkout and commit the results"
+    )

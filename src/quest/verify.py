@@ -98,6 +98,14 @@ def recorded_device(text: str | None) -> str:
         return ""
 
 
+def from_clean_tree(text: str | None) -> bool:
+    """Whether an environment fingerprint (models/environment.json) says its run came from committed code."""
+    try:
+        return not json.loads(text or "{}").get("git", {}).get("dirty", False)
+    except json.JSONDecodeError:
+        return False
+
+
 def format_table(rows: list[Row]) -> str:
     header = ("metric", "committed", "fresh", "difference", "tolerance")
     cells = [header] + [
@@ -160,6 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     if git_show(root, args.rev, "dvc.yaml") is None:
         raise QuestError(f"{root}: no dvc.yaml at git revision {args.rev}; is this a quest repository with commits?")
     committed = committed_metrics(root, args.rev)
+    if not from_clean_tree(git_show(root, args.rev, paths.ENVIRONMENT.as_posix())):
+        print(
+            f"verify: FAILED: {paths.ENVIRONMENT} at {args.rev} says its results came from uncommitted code "
+            "(git.dirty: true), so no commit holds the code that made them; run `make repro` on a clean tree "
+            "and commit the results"
+        )
+        raise SystemExit(EXIT_MISMATCH)
     with tempfile.TemporaryDirectory(prefix="quest-verify-") as workdir:
         clone = recompute(root, args.rev, Path(workdir))
         tolerance = load_params(clone / paths.PARAMS).verify
