@@ -25,6 +25,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from quest.files import read_json
 from quest.tracking.tags import TAG_GROUP, TAG_MODEL
 from tests.conftest import REPO, repo_params
 from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
@@ -196,3 +197,24 @@ def test_the_compare_view_lines_up_the_mlp_and_every_baseline_on_cv_mean(
 
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shutil.copyfile(screenshot, os.environ.get("QUEST_UI_SCREENSHOT") or REPO / "reports" / "ui_compare.png")
+
+
+def test_the_report_renders_with_its_verdict_and_every_picture(project: Path, browser, tmp_path: Path):
+    """reports/report.html opened as a person opens it (a file, in a browser, offline): the verdict is on the
+    page and every picture decodes; its screenshot lands in the checkout's reports/report_page.png (ignored)."""
+    report = project / "reports" / "report.html"
+    verdict = read_json(project / "reports" / "verdict.json")
+    browser.set_window_size(1200, 3000)
+    browser.get(report.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert f"The MLP is {abs(verdict['mlp_minus_best_baseline']):.4f}" in body
+    assert f"is {verdict['mlp_is']} {verdict['best_baseline']}" in body.replace("**", "")
+    images = browser.find_elements(By.TAG_NAME, "img")
+    expected = (project / "reports" / "report.md").read_text().count("![")
+    assert len(images) == expected >= 5
+    widths = [browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images]
+    assert all(width and width > 100 for width in widths), widths  # every picture decoded, none broken
+    shot = tmp_path / "report_page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shutil.copyfile(shot, REPO / "reports" / "report_page.png")
