@@ -85,6 +85,9 @@ def to_model_frame(features: pd.DataFrame, columns: tuple[Column, ...]) -> pd.Da
     return pd.DataFrame(out, index=features.index)
 
 
+MAX_INPUT = 1e6  # standard deviations: the most a standardised input can be (float32 holds up to 3.4e38)
+
+
 @dataclass(frozen=True)
 class Feature:
     """One model input and how it is made from its raw column: a numeric column imputed with its training
@@ -109,7 +112,11 @@ class Feature:
         if self.kind == "categorical":
             return (column == self.category).astype(np.float64)
         imputed = np.where(np.isnan(column), self.median if self.kind == "numeric" else self.fill, column)
-        return (imputed - self.mean) / self.scale if self.kind == "numeric" else imputed
+        if self.kind != "numeric":
+            return imputed
+        # A value far outside the training split's spread (a column all but constant there) is held at
+        # MAX_INPUT standard deviations, so that no input overflows float32 on its way to the network.
+        return np.clip((imputed - self.mean) / self.scale, -MAX_INPUT, MAX_INPUT)
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,13 @@ def build_preprocessor(columns: tuple[Column, ...]) -> ColumnTransformer:
 
 def fit_preprocessing(train: pd.DataFrame, columns: tuple[Column, ...]) -> Preprocessing:
     """Fit scikit-learn's preprocessor on the training split only, and keep what it learned as numbers."""
+    # A column without a value in the training split teaches nothing: it is left out (and said so below).
+    fitted = tuple(c for c in columns if train[c.name].notna().any())
+    if not fitted:
+        return Preprocessing(columns=columns, features=())
     with warnings.catch_warnings():  # said once below, in quest's words
         warnings.filterwarnings("ignore", message="Skipping features without any observed values")
-        transformer = build_preprocessor(columns).fit(to_model_frame(train, columns))
+        transformer = build_preprocessor(fitted).fit(to_model_frame(train, fitted))
     names = iter(str(name) for name in transformer.get_feature_names_out())
     features: list[Feature] = []
     for kind, step, names_in in transformer.transformers_:
@@ -83,7 +87,7 @@ def fit_preprocessing(train: pd.DataFrame, columns: tuple[Column, ...]) -> Prepr
     if next(names, None) is not None:
         raise RuntimeError("the preprocessor made features fit_preprocessing did not account for")  # a bug here
     for column in columns:
-        if column.kind != "categorical" and column.name not in {feature.column for feature in features}:
+        if column.name not in {feature.column for feature in features}:
             print(
                 f"quest: notice: column {column.name!r} has no value in the training split and is ignored",
                 file=sys.stderr,

@@ -19,6 +19,10 @@ from quest.params import DataParams, SyntheticParams
 MAX_CLASSES_FOR_AUTO = 20
 # An object column is "numeric with junk" when at least this share of its values parse as numbers.
 NUMERIC_JUNK_SHARE = 0.9
+# Features beyond this magnitude are refused: the scaler sums their squares, which overflow float64 near 1e154.
+MAX_FEATURE_MAGNITUDE = 1e100
+# A regression target beyond this one is refused: the network computes in float32, whose limit is 3.4e38.
+MAX_TARGET_MAGNITUDE = 1e30
 
 
 @dataclass(frozen=True)
@@ -206,11 +210,26 @@ def clean_features(frame: pd.DataFrame, *, label: str) -> pd.DataFrame:
                 row = int(numbers.index[numbers.isna()][0])
                 raise QuestError(f"{label}: column {column!r} is numeric but row {row + 1} holds {present[row]!r}")
         elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+            numbers = values.to_numpy(dtype=float, na_value=np.nan)
+            infinite = np.isinf(numbers)
             if infinite.any():
                 row = int(np.flatnonzero(infinite)[0])
                 raise QuestError(f"{label}: column {column!r} holds an infinite value at row {row + 1}")
+            check_magnitude(numbers, MAX_FEATURE_MAGNITUDE, what=f"column {column!r}", label=label,
+                            why="beyond it the scaler's statistics overflow")  # fmt: skip
     return frame
+
+
+def check_magnitude(numbers: np.ndarray, limit: float, *, what: str, label: str, why: str) -> None:
+    """Refuse the first number beyond ±`limit`, naming its row (1-based, as a spreadsheet counts data rows)."""
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(numbers) > limit
+    if beyond.any():
+        row = int(np.flatnonzero(beyond)[0])
+        raise QuestError(
+            f"{label}: {what} holds {numbers[row]:g} at row {row + 1}; quest takes numbers up to {limit:g} in "
+            f"magnitude ({why}): rescale the column (for example, take its log) or leave it out with data.drop"
+        )
 
 
 def resolve_task(target: pd.Series, task: str, *, label: str) -> Literal["classification", "regression"]:
@@ -241,5 +260,14 @@ def check_target(target: pd.Series, *, task: str, label: str) -> None:
             raise QuestError(
                 f"{label}: target column {target.name!r} has a single class ({only!r}); a classifier needs at least two"
             )
-    elif not np.isfinite(target.to_numpy(dtype=float)).all():
-        raise QuestError(f"{label}: target column {target.name!r} holds an infinite value")
+    else:
+        numbers = target.to_numpy(dtype=float)
+        if not np.isfinite(numbers).all():
+            raise QuestError(f"{label}: target column {target.name!r} holds an infinite value")
+        check_magnitude(numbers, MAX_TARGET_MAGNITUDE, what=f"target column {target.name!r}", label=label,
+                        why="the network computes in float32")  # fmt: skip
+        if np.unique(numbers).size < 2:
+            raise QuestError(
+                f"{label}: target column {target.name!r} holds a single value ({numbers[0]:g}) in every row; "
+                "a regression needs a target that varies (is data.target the right column?)"
+            )

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from quest import paths, timing
-from quest.data.artifacts import Column, Schema
+from quest.data.artifacts import Column, Preprocessing, Schema
 from quest.data.preprocess import fit_preprocessing, infer_columns
 from quest.data.sources import Dataset, load_dataset
 from quest.data.splits import assign_folds, split_indices
@@ -41,6 +41,13 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
     train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
     columns: tuple[Column, ...] = infer_columns(train)
     preprocessing = fit_preprocessing(train, columns)
+    if not preprocessing.features:
+        raise QuestError(
+            f"{dataset.source}: no feature column holds a value in the training split; nothing to learn from"
+        )
+    x_train, x_test = preprocessing.apply(train), preprocessing.apply(test)  # the one function serving applies too
+    for x, split in ((x_train, "training"), (x_test, "test")):
+        check_finite_inputs(x, preprocessing, split=split, source=dataset.source)
     schema = Schema(
         dataset=dataset.name,
         source=dataset.source,
@@ -55,15 +62,29 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
         repeats=repeats,
     )
     return {
-        paths.X_TRAIN: preprocessing.apply(train),  # the one function the served model applies too
+        paths.X_TRAIN: x_train,
         paths.Y_TRAIN: y[train_rows],
-        paths.X_TEST: preprocessing.apply(test),
+        paths.X_TEST: x_test,
         paths.Y_TEST: y[test_rows],
         paths.FOLDS: fold_of,
         paths.TEST_ROWS: test_rows,  # positions in the loaded table: the raw rows of the test split
         "preprocessing": preprocessing,
         "schema": schema,
     }
+
+
+def check_finite_inputs(x: np.ndarray, preprocessing: Preprocessing, *, split: str, source: str) -> None:
+    """Every model input is a finite float32: the validation in quest.data.sources should see to it, and this
+    says which column slipped through if it did not, before any model sees a NaN."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, position = (int(i[0]) for i in np.nonzero(bad))
+        feature = preprocessing.features[position]
+        raise QuestError(
+            f"{source}: column {feature.column!r} gives a non-finite model input ({feature.name}) in row {row + 1} "
+            f"of the {split} split after scaling: rescale the column (for example, take its log) or leave it out "
+            "with data.drop"
+        )
 
 
 def write_prepared(result: dict, out: Path) -> None:
