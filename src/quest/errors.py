@@ -13,6 +13,10 @@ class QuestError(Exception):
     """A problem with the user's input (params, data, environment): reported in one line, no traceback."""
 
 
+class TrainingDiverged(QuestError):
+    """A network's loss became non-finite while it trained: which network, at which epoch, and what to try."""
+
+
 class StoreFailure(Exception):
     """The tracking store or the disk failed mid-stage (locked, full, gone): one line, exit 75, and what was
     kept of the stage's work."""

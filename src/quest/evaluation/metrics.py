@@ -57,6 +57,8 @@ def classification_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, fl
 def regression_scores(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     from sklearn import metrics as skm
 
+    # float64: the squared errors of float32 targets overflow near 1e19
+    y_true, predicted = np.asarray(y_true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     return {
         "r2": float(skm.r2_score(y_true, predicted)),
         "rmse": float(np.sqrt(skm.mean_squared_error(y_true, predicted))),

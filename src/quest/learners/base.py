@@ -33,10 +33,14 @@ class Problem:
     n_classes: int  # 0 for regression
     n_features: int
     large: bool = False  # the training split is past compare.scale_threshold: scalable stand-ins, where any
+    feature_names: tuple[str, ...] = ()  # the model inputs' names, for messages (schema.features)
 
     @classmethod
     def of(cls, prepared: Prepared, *, large: bool = False) -> Problem:
-        return cls(prepared.schema.task, prepared.n_classes, prepared.x_train.shape[1], large=large)
+        schema = prepared.schema
+        return cls(
+            schema.task, prepared.n_classes, prepared.x_train.shape[1], large=large, feature_names=schema.features
+        )
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,28 @@ callbacks. MLflow's per-epoch logger (quest.tracking.epochs) is one; `Progress` 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Protocol
+
+
+class NonFiniteLoss(Exception):  # noqa: N818 (a finding the caller words as TrainingDiverged)
+    """An engine's finding: job `job`'s `curve` (loss or val_loss) was `value` at epoch `epoch` (from 1)."""
+
+    def __init__(self, *, job: int, epoch: int, curve: str, value: float) -> None:
+        super().__init__(f"job {job}: {curve} {value} at epoch {epoch}")
+        self.job, self.epoch, self.curve, self.value = job, epoch, curve, value
+
+
+def first_non_finite(logs: dict | None) -> tuple[str, float] | None:
+    """The first of an epoch's loss and val_loss that is NaN or infinite, as (name, value); None when both are
+    finite (or absent)."""
+    for curve in ("loss", "val_loss"):
+        value = (logs or {}).get(curve)
+        if value is not None and not math.isfinite(value):
+            return curve, float(value)
+    return None
 
 
 class EpochHook(Protocol):

@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from quest.learners.backend import data_parallel_devices
-from quest.learners.callbacks import EpochHook
+from quest.learners.callbacks import EpochHook, NonFiniteLoss
 from quest.learners.network import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
 from quest.params import TrainParams
 
@@ -165,6 +165,7 @@ def _train(
         history = np.asarray(state["history"])  # waits for the block: the dispatch above returns at once
         per_epoch = (time.perf_counter() - block_started) / (until - done)
         every = max(1, min(fifth, int(BLOCK_SECONDS / max(per_epoch, 1e-9))))
+        _check_finite(history, np.asarray(state["epoch"]), names, start=done, until=until)
         _report_epochs(history, np.asarray(state["epoch"]), names, hooks, start=done, until=until)
         done = until
         active = int(np.sum(~np.asarray(state["stopped"])))
@@ -172,6 +173,21 @@ def _train(
         if active == 0:
             break
     return state
+
+
+def _check_finite(history: np.ndarray, epochs_run: np.ndarray, names: Sequence[str], *, start: int, until: int) -> None:
+    """Raise NonFiniteLoss for the earliest epoch (then the lowest job) of start..until whose loss or val_loss
+    is NaN or infinite, among the epochs each job ran."""
+    window = history[:, start:until]
+    ran = np.arange(start, until)[None, :] < epochs_run[:, None]
+    bad = ~np.isfinite(window[..., [0, 2]]).all(axis=-1) & ran
+    if not bad.any():
+        return
+    jobs, epochs = np.nonzero(bad)
+    first = np.lexsort((jobs, epochs))[0]
+    job, epoch = int(jobs[first]), int(epochs[first]) + start
+    curve = 0 if not np.isfinite(history[job, epoch, 0]) else 2
+    raise NonFiniteLoss(job=job, epoch=epoch + 1, curve=names[curve], value=float(history[job, epoch, curve]))
 
 
 def _report_epochs(

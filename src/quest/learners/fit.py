@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from quest.learners.backend import data_parallel_devices, tensorflow_devices
-from quest.learners.callbacks import EpochHook
+from quest.learners.callbacks import EpochHook, NonFiniteLoss, first_non_finite
 from quest.learners.network import FitResult, Job, fresh_mlp, standardiser, to_target_units
 from quest.params import TrainParams
 
@@ -55,13 +55,23 @@ def fit_one(
             epochs=spec.epochs,
             shuffle=True,
             verbose=0,
-            callbacks=[stopper, *(as_keras_callback(hook) for hook in hooks)],
+            callbacks=[StopOnNonFinite(), stopper, *(as_keras_callback(hook) for hook in hooks)],
         )
     if task == "regression":
         to_target_units(model, mean=mean, scale=scale)
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     best = int(np.argmin(curves["val_loss"])) + 1
     return FitResult(model=model, history=curves, best_epoch=best, epochs_run=len(curves["val_loss"]))
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Ends model.fit at the first epoch whose loss or val_loss is NaN or infinite (Keras' TerminateOnNaN
+    only stops quietly, on the training loss, and leaves the caller a broken model)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        found = first_non_finite(logs)
+        if found is not None:
+            raise NonFiniteLoss(job=0, epoch=epoch + 1, curve=found[0], value=found[1])
 
 
 def as_keras_callback(hook: EpochHook) -> keras.callbacks.Callback:

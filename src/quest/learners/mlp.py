@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.errors import QuestError
+from quest.errors import QuestError, TrainingDiverged
 from quest.learners.base import Fit, Learner, OnFailure, Output, Problem
-from quest.learners.callbacks import EpochHook, Progress
+from quest.learners.callbacks import EpochHook, NonFiniteLoss, Progress
 from quest.params import TrainParams
 
 if TYPE_CHECKING:
@@ -38,22 +38,57 @@ def fit_mlps(
     spec: TrainParams,
     hooks: Sequence[Sequence[EpochHook]] = (),
     label: str = "",
+    feature_names: Sequence[str] = (),
 ) -> list[FitResult]:
     """One fresh MLP per job, trained by the engine `spec.engine` names; results in job order.
 
     `fast` trains every job together in compiled JAX programs; `fit` is Keras' own `model.fit`, one job after
-    another, kept as the reference. `hooks[j]` see job j's epochs.
+    another, kept as the reference. `hooks[j]` see job j's epochs. Both engines stop at the first epoch whose
+    loss or val_loss is not finite: TrainingDiverged names the network, the epoch and what to try.
     """
-    if spec.engine == "fast" and jobs:
-        from quest.learners import engine
+    try:
+        if spec.engine == "fast" and jobs:
+            from quest.learners import engine
 
-        return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
-    from quest.learners.fit import fit_one
+            return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
+        from quest.learners.fit import fit_one
 
-    return [
-        fit_one(x, y, job, task=task, n_classes=n_classes, spec=spec, hooks=hooks[index] if index < len(hooks) else ())
-        for index, job in enumerate(jobs)
-    ]
+        results = []
+        for index, job in enumerate(jobs):
+            try:
+                job_hooks = hooks[index] if index < len(hooks) else ()
+                results.append(fit_one(x, y, job, task=task, n_classes=n_classes, spec=spec, hooks=job_hooks))
+            except NonFiniteLoss as found:
+                raise NonFiniteLoss(job=index, epoch=found.epoch, curve=found.curve, value=found.value) from None
+        return results
+    except NonFiniteLoss as found:
+        raise TrainingDiverged(diverged(found, x, jobs, label=label, spec=spec, feature_names=feature_names)) from None
+
+
+def diverged(
+    found: NonFiniteLoss,
+    x: np.ndarray,
+    jobs: Sequence[Job],
+    *,
+    label: str,
+    spec: TrainParams,
+    feature_names: Sequence[str],
+) -> str:
+    """What went wrong, where, and what to try: a lower learning rate, or rescaling the most extreme input."""
+    network = (
+        f"{label} network {found.job + 1}/{len(jobs)}" if label and len(jobs) > 1 else (label or "the") + " network"
+    )
+    rows = x[jobs[found.job].fit_rows]
+    extremes = np.abs(rows).max(axis=0) if rows.size else np.zeros(x.shape[1])
+    widest = int(np.argmax(extremes)) if extremes.size else -1
+    column = ""
+    if widest >= 0:
+        name = feature_names[widest] if widest < len(feature_names) else f"input {widest + 1}"
+        column = f", or rescale {name!r}, its most extreme input (up to {extremes[widest]:.3g} after scaling)"
+    return (
+        f"the MLP diverged: the {network}'s {found.curve} is {found.value} at epoch {found.epoch}; try a lower "
+        f"train.learning_rate (this network's is {spec.learning_rate:g}){column}"
+    )
 
 
 def fit_mlp(
@@ -65,6 +100,7 @@ def fit_mlp(
     spec: TrainParams,
     seed: int,
     hooks: Sequence[EpochHook] = (),
+    feature_names: Sequence[str] = (),
 ) -> FitResult:
     """Build and fit a fresh MLP on all of (x, y); early stopping on a validation slice of it restores the best
     epoch's weights."""
@@ -73,7 +109,17 @@ def fit_mlp(
     job = plan_job(
         np.arange(len(y)), y, task=task, validation_fraction=spec.early_stopping.validation_fraction, seed=seed
     )
-    return fit_mlps(x, y, [job], task=task, n_classes=n_classes, spec=spec, hooks=[hooks])[0]
+    return fit_mlps(
+        x,
+        y,
+        [job],
+        task=task,
+        n_classes=n_classes,
+        spec=spec,
+        hooks=[hooks],
+        label="final",
+        feature_names=feature_names,
+    )[0]
 
 
 class MLP(Learner):
@@ -171,6 +217,7 @@ class MLP(Learner):
                     spec=spec,
                     hooks=hooks if label and spec.engine == "fit" else (),
                     label=label,
+                    feature_names=problem.feature_names,
                 )
             except ValueError as error:
                 if on_failure is None:

@@ -126,6 +126,7 @@ def fresh_mlp(n_features: int, *, task: str, n_classes: int, spec: TrainParams, 
 
 def standardiser(values: np.ndarray) -> tuple[float, float]:
     """(mean, scale) of a regression target's fit rows; the network learns (y - mean) / scale."""
+    values = np.asarray(values, dtype=np.float64)  # float32 squares overflow near 1e19
     return float(values.mean()), float(values.std()) or 1.0
 
 

@@ -61,6 +61,7 @@ def train(
         spec=spec,
         seed=params.seed,
         hooks=[Progress("final", spec.epochs), *hooks],
+        feature_names=schema.features,
     )
     config = {
         "train": asdict(spec),
@@ -171,7 +172,7 @@ def training_run(
         "quest.device_kind": device.kind,
         "quest.keras_version": keras.__version__,
     }
-    with mlflow.start_run(run_name="mlp", tags=tags) as run, runs.killed_on_interrupt():
+    with mlflow.start_run(run_name="mlp", tags=tags) as run, runs.killed_on_interrupt(), runs.failed_with_reason():
         estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
         model = runs.model_params(
             "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from quest.errors import Terminated
+from quest.errors import QuestError, Terminated, first_line
 from quest.files import file_md5
 from quest.tracking.provenance import Provenance
-from quest.tracking.tags import TAG_MODEL, TAG_MODEL_MD5
+from quest.tracking.tags import TAG_FAILURE, TAG_MODEL, TAG_MODEL_MD5
 
 
 @contextmanager
@@ -27,6 +27,19 @@ def killed_on_interrupt() -> Iterator[None]:
         import mlflow
 
         mlflow.end_run(status="KILLED")
+        raise
+
+
+@contextmanager
+def failed_with_reason() -> Iterator[None]:
+    """Inside an active run: a user error (a network that diverged) tags the run with its one line before the
+    run ends FAILED, so the UI says why."""
+    try:
+        yield
+    except QuestError as error:
+        import mlflow
+
+        mlflow.set_tag(TAG_FAILURE, first_line(error))
         raise
 
 

@@ -10,3 +10,4 @@ TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_PROCESS = "quest.process"  # host:pid of the process a run was logged from, to find runs it left behind
 TAG_STAGE = "quest.stage"
+TAG_FAILURE = "quest.failure"  # why a run ended FAILED, in the words the stage printed

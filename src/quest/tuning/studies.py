@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quest.compat import study_storage, trial_id
-from quest.errors import QuestError, first_line, shown_uri
+from quest.errors import QuestError, TrainingDiverged, first_line, shown_uri
 from quest.processes import this_process
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ def work(
         with heartbeat(study, trial):
             try:
                 validation, test = run_trial(trial, slot)
-            except ValueError as error:
+            except (ValueError, TrainingDiverged) as error:  # a sampled learning rate may diverge: that trial fails
                 reason = first_line(error)
                 print(f"tune: notice: {study.study_name} slot {slot} failed: {reason}", file=sys.stderr)
                 trial.set_user_attr(ERROR, reason)
