@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from quest.errors import QuestError
+from quest.errors import QuestError, first_line
 
 
 @contextmanager
@@ -143,7 +143,11 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON file the pipeline wrote; one that is damaged (cut short, edited by hand) is a QuestError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise QuestError(f"{path}: not valid JSON ({first_line(error)}); rebuild it with `dvc repro`") from None
 
 
 def file_md5(path: Path) -> str:

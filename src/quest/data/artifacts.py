@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from quest import paths
-from quest.errors import QuestError
+from quest.errors import QuestError, first_line
 from quest.files import read_json, require
 
 if TYPE_CHECKING:
@@ -204,12 +204,46 @@ class Prepared:
 
 
 def read_prepared(directory: Path) -> Prepared:
-    require(directory / paths.SCHEMA, "prepare")
-    return Prepared(
-        x_train=np.load(directory / paths.X_TRAIN, allow_pickle=False),
-        y_train=np.load(directory / paths.Y_TRAIN, allow_pickle=False),
-        x_test=np.load(directory / paths.X_TEST, allow_pickle=False),
-        y_test=np.load(directory / paths.Y_TEST, allow_pickle=False),
-        folds=np.load(directory / paths.FOLDS, allow_pickle=False),
-        schema=Schema.from_dict(read_json(directory / paths.SCHEMA)),
+    """prepare's outputs, checked against each other: a damaged or mixed-up directory is one clear line."""
+    raw = read_json(require(directory / paths.SCHEMA, "prepare"))
+    try:
+        schema = Schema.from_dict(raw)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise QuestError(
+            f"{directory / paths.SCHEMA}: not a schema prepare wrote ({error!r}); run `dvc repro prepare`"
+        ) from None
+    arrays = {
+        name: _load_array(directory / name)
+        for name in (paths.X_TRAIN, paths.Y_TRAIN, paths.X_TEST, paths.Y_TEST, paths.FOLDS)
+    }
+    prepared = Prepared(
+        x_train=arrays[paths.X_TRAIN],
+        y_train=arrays[paths.Y_TRAIN],
+        x_test=arrays[paths.X_TEST],
+        y_test=arrays[paths.Y_TEST],
+        folds=arrays[paths.FOLDS],
+        schema=schema,
     )
+    expected = {
+        paths.X_TRAIN: (schema.n_train, len(schema.features)),
+        paths.Y_TRAIN: (schema.n_train,),
+        paths.X_TEST: (schema.n_test, len(schema.features)),
+        paths.Y_TEST: (schema.n_test,),
+        paths.FOLDS: (schema.repeats, schema.n_train),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise QuestError(
+                f"{directory / name}: holds an array of shape {arrays[name].shape} where its schema.json says "
+                f"{shape}: the directory mixes two runs of prepare; run `dvc repro prepare`"
+            )
+    return prepared
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(require(path, "prepare"), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise QuestError(
+            f"{path}: cannot be read as a NumPy array ({first_line(error)}); run `dvc repro prepare`"
+        ) from None

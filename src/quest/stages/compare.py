@@ -3,6 +3,7 @@ split, and write the comparison table, a bar chart with error bars and a short r
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -13,10 +14,10 @@ import pandas as pd
 
 from quest import paths, timing
 from quest.data.artifacts import Prepared, read_prepared
-from quest.errors import run_cli
+from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
 from quest.evaluation.comparison import SHARED_KEYS, comparison_table, report_markdown, verdict
-from quest.evaluation.metrics import primary_metric
+from quest.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
 from quest.evaluation.scoring import ModelResult, evaluate_all
 from quest.files import file_md5, read_json, require, staged_into, write_json, write_logged, write_text
 from quest.learners import registry
@@ -31,11 +32,36 @@ OUTPUTS = tuple(
 )
 
 
-def read_subject(reports: Path) -> ModelResult:
-    """The MLP's fold scores (train) and test scores (evaluate), as the stages before wrote them."""
-    folds = read_json(require(reports / paths.MLP_CV.name, "train"))["folds"]
-    test = read_json(require(reports / paths.METRICS.name, "evaluate"))["mlp"]["test"]
+def read_subject(reports: Path, prepared: Prepared) -> ModelResult:
+    """The MLP's fold scores (train) and test scores (evaluate), as the stages before wrote them, checked against
+    the prepared data: one finite score per shared split and per metric of the task."""
+    names = CLASSIFICATION_METRICS if prepared.schema.task == "classification" else REGRESSION_METRICS
+    splits = prepared.schema.folds * prepared.schema.repeats
+    cv_path, metrics_path = reports / paths.MLP_CV.name, reports / paths.METRICS.name
+    folds = _scores(read_json(require(cv_path, "train")), ("folds",), cv_path, names, stage="train")
+    test = _scores(read_json(require(metrics_path, "evaluate")), ("mlp", "test"), metrics_path, names, stage="evaluate")
+    for name, values in folds.items():
+        if not isinstance(values, list) or len(values) != splits:
+            count = len(values) if isinstance(values, list) else "no list of"
+            raise QuestError(
+                f"{cv_path}: holds {count} {name} scores but the prepared data has {splits} splits "
+                f"({splits_text(prepared)}): it comes from another prepare; run `dvc repro train`"
+            )
     return ModelResult(name=registry.SUBJECT, folds=folds, test=test)
+
+
+def _scores(found: object, keys: tuple[str, ...], path: Path, names: tuple[str, ...], *, stage: str) -> dict:
+    """found[keys[0]][keys[1]]..., a mapping with every metric in `names`, each a finite number or a list of them."""
+    for key in keys:
+        found = found.get(key) if isinstance(found, dict) else None
+    missing = [name for name in names if not isinstance(found, dict) or name not in found]
+    if missing:
+        raise QuestError(f"{path}: has no {'.'.join(keys)}.{missing[0]} score; run `dvc repro {stage}`")
+    for name in names:
+        values = found[name] if isinstance(found[name], list) else [found[name]]
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise QuestError(f"{path}: {'.'.join(keys)}.{name} is not all finite numbers; run `dvc repro {stage}`")
+    return {name: found[name] for name in names}
 
 
 def splits_text(prepared: Prepared) -> str:
@@ -119,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     prepared = read_prepared(args.data)
-    comparison = compare(params, prepared, read_subject(args.reports))
+    comparison = compare(params, prepared, read_subject(args.reports, prepared))
     origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
     with staged_into(args.reports) as out:  # published only once MLflow has them
         write_outputs(out, comparison)

@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 
 from quest import paths, timing
 from quest.data.artifacts import Prepared, Schema, read_prepared
-from quest.errors import run_cli
+from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
 from quest.evaluation.diagnostics import csv_table, roc_pr_lines
 from quest.evaluation.metrics import scores
@@ -78,7 +78,16 @@ def main(argv: list[str] | None = None) -> None:
     backend.configure(params.train.backend, params.train.device, params.seed)
     from quest.learners.network import load_mlp, predict
 
-    output = predict(load_mlp(args.model), prepared.x_test, task=prepared.schema.task)
+    model = load_mlp(args.model)
+    inputs = model.input_shape[-1]
+    if inputs != prepared.x_test.shape[1]:
+        raise QuestError(
+            f"{args.model}: the model takes {inputs} inputs but {args.data} holds {prepared.x_test.shape[1]} "
+            "features: it was trained on another prepare; run `dvc repro train`"
+        )
+    output = predict(model, prepared.x_test, task=prepared.schema.task)
+    if not np.isfinite(output).all():
+        raise QuestError(f"{args.model}: the model gives non-finite outputs on the test split; run `dvc repro train`")
     origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
     with staged_into(args.reports) as out:  # published only once MLflow has them
         test_metrics, images = write_evaluation(prepared, output, reports=out)

@@ -8,25 +8,49 @@ in `learning.fractions`; the fraction 1.0 point is the comparison's own fold sco
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quest import paths, timing
-from quest.errors import run_cli
+from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, read_json, require, write_json, write_logged, write_stage_off, write_text
 from quest.params import Params, load_params
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from quest.data.artifacts import Prepared
     from quest.tracking.provenance import Provenance
 
 CURVE_FILE, WIDE_FILE, CHART_FILE = "curve.csv", "by_size.csv", "learning_curve.png"
 
 
 @timing.timed("compute")
+def read_compared(path: Path, prepared: Prepared, metric: str) -> dict:
+    """compare's per-fold scores, which give the curves their full-size point: the MLP's and each baseline's
+    `metric`, one finite score per shared split."""
+    compared = read_json(require(path, "compare"))
+    splits = prepared.schema.folds * prepared.schema.repeats
+    for scores in compared.values() if isinstance(compared, dict) else []:
+        values = scores.get(metric) if isinstance(scores, dict) else None
+        if not (isinstance(values, list) and len(values) == splits and all(map(_finite, values))):
+            break
+    else:
+        if isinstance(compared, dict) and "mlp" in compared:
+            return compared
+    raise QuestError(
+        f"{path}: does not hold {splits} finite {metric} scores per model, the MLP's among them: it comes from "
+        "another compare or prepare; run `dvc repro compare`"
+    )
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = paths.stage_parser("stages.learning", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
@@ -53,7 +77,7 @@ def learn(args: argparse.Namespace, params: Params) -> None:
 
     prepared = read_prepared(args.data)
     metric = primary_metric(params.compare.metric, prepared.schema.task)
-    compared = read_json(require(args.reports / paths.CV_FOLDS.name, "compare"))
+    compared = read_compared(args.reports / paths.CV_FOLDS.name, prepared, metric)
     learners = [registry.subject(params), *(m for m in registry.entrants(params, who="learning") if m.name in compared)]
     problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))  # the comparison's models
     started = time.perf_counter()
