@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quest.data.artifacts import Prepared
+from quest.errors import QuestError, first_line
 from quest.evaluation.metrics import scores
 from quest.learners.base import Fit, Learner, OnFailure, Problem
 
@@ -66,10 +67,22 @@ def scores_of(
     for number, output in zip(owner, outputs, strict=True):
         if output is not None:
             cell = cells[number]
+            for out in output:
+                _check_finite(learner.name, out)
             per_cell[number].append(
                 [scores(problem.task, truth, out) for truth, out in zip(cell.targets, output, strict=True)]
             )
     return [_mean_over_copies(copies) if copies else None for copies in per_cell]
+
+
+def _check_finite(name: str, output: np.ndarray) -> None:
+    """No NaN reaches a metric: a model whose outputs are not all finite ends the stage, naming it."""
+    bad = int(np.count_nonzero(~np.isfinite(output)))
+    if bad:
+        raise QuestError(
+            f"{name} gave {bad} non-finite output(s) of {output.size}; no metric is computed from them "
+            "(look for extreme values in the table, or leave the model out of compare.baselines)"
+        )
 
 
 def _mean_over_copies(copies: list[list[dict[str, float]]]) -> list[dict[str, float]]:
@@ -114,8 +127,13 @@ def final_scores(learner: Learner, prepared: Prepared, problem: Problem, *, seed
 def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> ModelResult:
     """CV on the shared folds, then a fit on the whole training split scored on the test split."""
     started = time.perf_counter()
-    folds = cross_validate(learner, prepared, problem, seed=seed)
-    test = final_scores(learner, prepared, problem, seed=seed)
+    try:
+        folds = cross_validate(learner, prepared, problem, seed=seed)
+        test = final_scores(learner, prepared, problem, seed=seed)
+    except ValueError as error:  # the estimator refused the table: name it, in one line
+        raise QuestError(
+            f"{learner.name} cannot be fitted on this table ({first_line(error)}); leave it out of compare.baselines"
+        ) from None
     return ModelResult(name=learner.name, folds=folds, test=test, seconds=time.perf_counter() - started)
 
 

@@ -4,6 +4,7 @@ XGBoost), for classification and (with the same row names) regression: one learn
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -228,8 +229,58 @@ class BaselineModel:
         self.estimator, self.task, self.n_classes = estimator, task, n_classes
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> BaselineModel:
+        _cap_neighbours(self.estimator, len(x))
+        if isinstance(self.estimator, CalibratedClassifierCV):
+            self.estimator = _calibration_for(self.estimator, y)
         self.estimator.fit(x, y)
         return self
 
     def output(self, x: np.ndarray) -> Output:
         return model_output(self.estimator, x, task=self.task, n_classes=self.n_classes)
+
+
+_CAPPED: set[tuple[int, int]] = set()  # (k, rows) said already, so a notice comes once per process
+
+
+def _cap_neighbours(estimator: BaseEstimator, rows: int) -> None:
+    """k-nearest neighbours with fewer training rows than k use every row (k = rows), with a notice."""
+    key = "regressor__n_neighbors" if isinstance(estimator, TransformedTargetRegressor) else "n_neighbors"
+    k = estimator.get_params().get(key)
+    if k is None or rows >= k or rows < 1:
+        return
+    estimator.set_params(**{key: rows})
+    if (k, rows) not in _CAPPED:
+        _CAPPED.add((k, rows))
+        print(f"quest: notice: k-nearest neighbours with k={k} fits {rows} rows, so k is {rows} there", file=sys.stderr)
+
+
+def _calibration_for(calibrated: CalibratedClassifierCV, y: np.ndarray) -> BaseEstimator:
+    """Platt scaling's cross-validation, fitted to the rows: 5 stratified folds (scikit-learn's default) when
+    every class has 5 rows, as many folds as the rarest class has rows when it has 2 to 4, and, for a class of
+    a single row, in-sample: a logistic regression on the decision values of the SVM fitted on every row."""
+    rarest = int(np.unique(y, return_counts=True)[1].min())
+    if rarest >= 2:
+        return calibrated.set_params(cv=min(5, rarest))
+    return _InSamplePlatt(calibrated.estimator)
+
+
+class _InSamplePlatt:
+    """Platt scaling without held-out rows: what is left when a class has one row to learn from."""
+
+    def __init__(self, estimator: BaseEstimator) -> None:
+        from sklearn.base import clone
+
+        self.svm, self.platt = clone(estimator), LogisticRegression()
+
+    def _decisions(self, x: np.ndarray) -> np.ndarray:
+        values = self.svm.decision_function(x)
+        return values.reshape(len(x), -1)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _InSamplePlatt:
+        self.svm.fit(x, y)
+        self.platt.fit(self._decisions(x), y)
+        self.classes_ = self.platt.classes_
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.platt.predict_proba(self._decisions(x))
