@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro check test verify lint audit ui server sweep bench-cpu bench-gpu lock clean
+.PHONY: help setup repro check test fuzz verify lint audit ui server sweep bench-cpu bench-gpu lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ check: lint ## quick tier for development: ruff, then the tests not marked e2e (
 
 test: $(STAMP) ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(STAMP) ## generated hostile tables, FUZZ_EXAMPLES through prepare, a tenth through the pipeline (CI: 300)
+	QUEST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -q --hypothesis-show-statistics
 
 verify: $(STAMP) ## recompute HEAD from a clean clone and compare with its committed metrics
 	$(BIN)/python -m quest.verify
