@@ -183,3 +183,21 @@ def test_training_that_diverges_stops_in_one_line(tmp_path, capsys, monkeypatch,
             "select r.status, t.value from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'quest.failure'"
         ).fetchall()
     assert found == [("FAILED", line.removeprefix("quest train: error: "))]
+
+
+def test_divergence_names_the_final_network_and_the_widest_input():
+    from dataclasses import replace
+
+    from quest.learners.callbacks import NonFiniteLoss
+    from quest.learners.mlp import diverged
+    from quest.learners.network import Job
+    from quest.params import load_params
+    from tests.conftest import REPO
+
+    spec = replace(load_params(REPO / "params.yaml").train, learning_rate=0.5)
+    x = np.array([[0.1, -40.0], [0.2, 3.0]], dtype=np.float32)
+    job = Job(fit_rows=np.array([0, 1]), validation_rows=np.array([], dtype=int), seed=1)
+    found = NonFiniteLoss(job=0, epoch=4, curve="val_loss", value=float("nan"))
+    message = diverged(found, x, [job], label="final", spec=spec, feature_names=("p", "q"))
+    assert message.startswith("the MLP diverged: the final network's val_loss is nan at epoch 4;")
+    assert "(this network's is 0.5), or rescale 'q', its most extreme input (up to 40 after scaling)" in message

@@ -75,9 +75,7 @@ def diverged(
     feature_names: Sequence[str],
 ) -> str:
     """What went wrong, where, and what to try: a lower learning rate, or rescaling the most extreme input."""
-    network = (
-        f"{label} network {found.job + 1}/{len(jobs)}" if label and len(jobs) > 1 else (label or "the") + " network"
-    )
+    network = f"{label} network {found.job + 1}/{len(jobs)}" if label and len(jobs) > 1 else f"{label} network".strip()
     rows = x[jobs[found.job].fit_rows]
     extremes = np.abs(rows).max(axis=0) if rows.size else np.zeros(x.shape[1])
     widest = int(np.argmax(extremes)) if extremes.size else -1
