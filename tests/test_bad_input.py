@@ -64,7 +64,7 @@ CSV_CASES = [
     ("infinity", "a,b,survived\n1,inf,0\n3,4,1\n", {}, "column 'b' holds an infinite value at row 1"),
     ("drop names no column", GOOD, {"drop": ["cabin"]}, "data.drop names 'cabin', which is not a column"),
     ("a class of one row", GOOD + "30,9.5,S,2\n", {}, "class '2' has a single row"),
-    ("fewer rows of a class than folds", GOOD + "30,9.5,S,2\n31,9.5,S,2\n31,9.5,Q,2\n", {}, "prepare.folds=5 but"),
+    ("fewer rows of a class than folds", GOOD + "".join(f"3{i},9,S,2\n" for i in range(4)), {}, "prepare.folds=5 but"),
     ("fewer rows than folds", CSV, {}, "prepare.folds=5 but"),
 ]
 

@@ -201,3 +201,15 @@ def test_divergence_names_the_final_network_and_the_widest_input():
     message = diverged(found, x, [job], label="final", spec=spec, feature_names=("p", "q"))
     assert message.startswith("the MLP diverged: the final network's val_loss is nan at epoch 4;")
     assert "(this network's is 0.5), or rescale 'q', its most extreme input (up to 40 after scaling)" in message
+
+
+def test_found_a_class_that_misses_the_test_split(tmp_path, capsys):
+    """Generated table 6: 6 rows of class 0 and 2 of class 1 with prepare.test_size 0.25: stratification rounds
+    the 2 test rows to class 0 alone, and evaluate's ROC curve then had no line to draw (StopIteration). The
+    split is now refused in one line."""
+    frame = pd.DataFrame({"c0": [0.0] * 8, "y": [0, 0, 0, 0, 0, 0, 1, 1]})
+    params = table(tmp_path, frame, prepare={"test_size": 0.25})
+    code, stderr = prepare_in(tmp_path, capsys, params)
+    assert code == 2
+    line = one_error(stderr, "quest prepare")
+    assert "the stratified test split of 2 rows holds no row of class '1' (2 of 8 rows)" in line

@@ -36,6 +36,15 @@ def split_indices(
                 "each split needs one row per class"
             )
     train, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=stratify)
+    # Stratification rounds: a rare class can still miss a split, which then cannot learn or score it.
+    for part, name in ((test, "test"), (train, "training")) if stratify is not None else ():
+        for code in np.setdiff1d(np.unique(y), y[part]):
+            label = labels[code] if code < len(labels) else str(code)
+            raise QuestError(
+                f"prepare.test_size={test_size}: the stratified {name} split of {len(part)} rows holds no row of "
+                f"class {label!r} ({int(np.sum(y == code))} of {len(y)} rows); change prepare.test_size or "
+                "gather more rows of that class"
+            )
     return np.sort(train), np.sort(test)
 
 
