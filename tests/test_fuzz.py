@@ -274,7 +274,7 @@ def test_pipeline_on_generated_tables(table, workdir, earlier, capsys, monkeypat
     steps = [
         ("quest train", train.main, ["--model", str(model), "--cv-out", str(reports / "cv_mlp.json")]),
         ("quest evaluate", evaluate.main, ["--model", str(model), "--reports", str(reports)]),
-        ("quest compare", compare.main, ["--reports", str(reports)]),
+        ("quest compare", compare.main, ["--model", str(model), "--reports", str(reports)]),
     ]
     for prog, main, extra in steps:
         before = dvc_md5(reports) if reports.exists() else None
