@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
 
 from quest.data.artifacts import read_prepared
-from quest.errors import run_cli
 from quest.files import dvc_md5
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
+from tests.test_numbers import run
 
 EXAMPLES = int(os.environ.get("QUEST_FUZZ_EXAMPLES", "300"))
 PIPELINE_EXAMPLES = max(12, EXAMPLES // 10)
@@ -184,12 +184,7 @@ class Done:
 
 def run_stage(prog: str, main, argv: list[str], capsys: pytest.CaptureFixture) -> Done:
     """A stage in-process, behind the wrapper the `quest` command uses; anything but SystemExit goes on up."""
-    capsys.readouterr()
-    try:
-        run_cli(prog, main, argv)
-    except SystemExit as exit_:
-        return Done(int(exit_.code or 0), capsys.readouterr().err)
-    return Done(0, capsys.readouterr().err)
+    return Done(*run(prog, main, argv, capsys))
 
 
 def assert_one_line_or_success(done: Done, prog: str) -> None:
