@@ -118,7 +118,7 @@ def test_a_registered_toy_learner_takes_part_in_compare_learning_and_tune(tmp_pa
     prepared = read_prepared(tmp_path / "data")
     cv_fits = [int((~held_out).sum()) for _, held_out in prepared.splits()]
     assert toy.sizes() == [*cv_fits, len(prepared.y_train)]  # one fit per shared split, then one on the whole split
-    assert "| prior | class shares of the training rows |" in (reports / "comparison.md").read_text()
+    assert "| prior | classic | class shares of the training rows |" in (reports / "comparison.md").read_text()
 
     from mlflow.tracking import MlflowClient
 
@@ -194,9 +194,12 @@ def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkey
 def test_each_learner_says_what_it_is():
     params = params_from_dict(repo_params())
     learners = [registry.learner(name, params) for name in registry.FACTORIES]
-    assert [learner.name for learner in learners] == ["mlp", *registry.BASELINES]
-    assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * len(registry.BASELINES)
+    others = [*registry.BASELINES, "lightgbm", "catboost"]
+    assert [learner.name for learner in learners] == ["mlp", *others]
+    assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * len(others)
     assert [learner.name for learner in learners if learner.trains_together] == ["mlp"]
+    assert [learner.name for learner in learners if learner.fills_cores] == ["catboost"]
     assert [learner.name for learner in learners if learner.has_stand_in()] == ["boosting", "svm_rbf"]
-    assert isinstance(registry.subject(params), Learner) and registry.others() == list(registry.BASELINES)
+    assert isinstance(registry.subject(params), Learner) and registry.others() == others
+    assert list(params.compare.baselines) == others  # every classic row is on by default
     assert Baseline("tree").describe(Problem("regression", 0, 3)) == "decision tree"

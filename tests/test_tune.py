@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from quest.errors import QuestError
+from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.baselines import Baseline
 from quest.learners.mlp import MLP
@@ -245,11 +246,12 @@ def test_a_combination_the_estimator_rejects_fails_that_trial_not_the_search():
 @pytest.mark.parametrize("task", ["classification", "regression"])
 @pytest.mark.parametrize("large", [False, True])
 def test_every_space_in_params_yaml_names_hyperparameters_its_estimator_has(task: str, large: bool):
-    spaces = repo_params()["tune"]["spaces"]
+    params = params_from_dict(repo_params())
     problem = Problem(task, n_classes=2 if task == "classification" else 0, n_features=3, large=large)
-    for name, space in spaces.items():
+    assert set(params.tune.spaces) == set(registry.FACTORIES)  # a space for every model
+    for name, space in params.tune.spaces.items():
         if name != "mlp":
-            Baseline(name).check_space(space, problem)
+            registry.learner(name, params).check_space(space, problem)
 
 
 def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():

@@ -25,3 +25,18 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_threads: int | None = None  # set in a worker process that shares the cores with others (compare's pool)
+
+
+def threads() -> int:
+    """Threads a model library may start here: this process's share of the cores when it is one of several
+    workers, else every core it may run on."""
+    return _threads or len(os.sched_getaffinity(0))
+
+
+def share_cores(count: int) -> None:
+    """Say that this process may use `count` threads (a worker of a pool that splits the cores)."""
+    global _threads
+    _threads = max(1, count)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quest import processes
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError, first_line
 from quest.evaluation.metrics import scores
@@ -144,13 +145,13 @@ def evaluate_all(
 
     Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
     result is the same as in one process (its model, data and seed do not depend on where it runs). Learners
-    that train together run here, after the others: they fill the cores themselves.
+    that train together, or that fill the cores with one fit, run here, after the others, on every core.
     """
     workers = min(len(learners), workers or len(os.sched_getaffinity(0)))
     # Forking a process that runs JAX's or TensorFlow's threads can deadlock the child (a test process may
     # have them; the compare stage never imports them): run in this process then.
     forkable = workers > 1 and not any(runtime in sys.modules for runtime in ("jax", "tensorflow", "torch"))
-    spread = [learner for learner in learners if forkable and not learner.trains_together]
+    spread = [learner for learner in learners if forkable and not (learner.trains_together or learner.fills_cores)]
     if len(spread) < 2:
         yield from (evaluate(learner, prepared, problem, seed=seed) for learner in learners)
         return
@@ -169,7 +170,7 @@ class _Work:
     prepared: Prepared
     problem: Problem
     seed: int
-    threads: int  # BLAS/OpenMP threads per worker
+    threads: int  # BLAS/OpenMP threads per worker, and the threads CatBoost and LightGBM start
 
 
 _work: _Work | None = None  # set only inside a forked worker, by _start, from the pool's initargs
@@ -178,6 +179,7 @@ _work: _Work | None = None  # set only inside a forked worker, by _start, from t
 def _start(work: _Work) -> None:
     global _work
     _work = work
+    processes.share_cores(work.threads)  # libraries with their own thread pools (CatBoost, LightGBM) read it
 
 
 def _evaluate(index: int) -> ModelResult:

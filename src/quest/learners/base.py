@@ -72,6 +72,7 @@ class Learner(ABC):
     kind: Kind
     requires: str | None = None  # the optional library it needs; skipped with a notice when it is missing
     trains_together: bool = False  # fit_predict trains every fit in one program: hand it all of them at once
+    fills_cores: bool = False  # one fit keeps every core busy (its own thread pool): never run it beside others
 
     def available(self) -> bool:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None

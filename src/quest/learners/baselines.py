@@ -175,7 +175,11 @@ def make_baseline(
     """A fresh, seeded estimator with the row's defaults, or with `hyper` (a tuning trial's values) over them;
     regression targets are standardised inside (SVR and kNN need it). `large`: the training set is past
     `compare.scale_threshold`, so rows with a scalable stand-in use it."""
-    estimator = _registry(task, large)[name][1](n_features, seed, dict(hyper or {}))
+    return for_task(_registry(task, large)[name][1](n_features, seed, dict(hyper or {})), task)
+
+
+def for_task(estimator: BaseEstimator, task: str) -> BaseEstimator:
+    """A regressor learns the standardised target (and answers in the target's units); a classifier is as given."""
     if task == "regression":
         return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler())
     return estimator

@@ -32,10 +32,27 @@ def _baseline(name: str) -> Factory:
     return make
 
 
+def _catboost(params: Params) -> Learner:
+    from quest.learners.catboost_gbdt import CatBoost
+
+    return CatBoost()
+
+
+def _lightgbm(params: Params) -> Learner:
+    from quest.learners.lightgbm_gbdt import LightGBM
+
+    return LightGBM()
+
+
 SUBJECT = "mlp"
 BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf", "hgb", "xgboost")
 # name -> factory(params) -> Learner. A new model's line goes here; a test may add a toy one for its duration.
-FACTORIES: dict[str, Factory] = {SUBJECT: _mlp, **{name: _baseline(name) for name in BASELINES}}
+FACTORIES: dict[str, Factory] = {
+    SUBJECT: _mlp,
+    **{name: _baseline(name) for name in BASELINES},
+    "lightgbm": _lightgbm,
+    "catboost": _catboost,
+}
 
 
 def others() -> list[str]:
