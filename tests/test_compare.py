@@ -1,10 +1,15 @@
+import math
+
 import numpy as np
-import pandas as pd
 import pytest
 
-from quest.evaluation.comparison import COLUMNS, comparison_table, report_markdown, verdict
+from quest.evaluation.comparison import COLUMNS, comparison_table, report_markdown, rope_in_units, verdict
 from quest.evaluation.scoring import ModelResult
-from quest.evaluation.stats import corrected_ttest, mean_interval
+from quest.evaluation.stats import corrected_ttest, correlated_bayes, mean_interval
+
+KINDS = {"mlp": "neural", "logreg": "classic", "forest": "classic", "tree": "classic", "wide": "neural"}
+SIZES = {"kinds": KINDS, "n_train": 30, "n_test": 10, "rope": 0.01}
+DECIDE = {"probability": 0.95, "alpha": 0.05}
 
 
 def results():
@@ -15,38 +20,103 @@ def results():
     ]
 
 
-def test_table_has_mean_std_interval_test_and_the_mlp_vs_baseline_test():
-    table = comparison_table(results(), "accuracy", n_train=30, n_test=10)
+def test_table_has_mean_std_interval_test_and_the_neural_vs_classic_tests():
+    table = comparison_table(results(), "accuracy", **SIZES)
     assert list(table.columns) == COLUMNS
     assert table["model"].tolist() == ["mlp", "logreg", "forest"]
+    assert table["family"].tolist() == ["neural", "classic", "classic"]
     rows = table.set_index("model")
     assert rows.loc["mlp", "cv_mean"] == pytest.approx(0.85)
     assert rows.loc["mlp", "cv_std"] == pytest.approx(0.05)
     assert (rows.loc["mlp", "ci_low"], rows.loc["mlp", "ci_high"]) == pytest.approx(
         mean_interval(np.array([0.9, 0.8, 0.9, 0.8]), n_train=30, n_test=10)
     )
-    assert rows.loc["logreg", "p_value"] == pytest.approx(
-        corrected_ttest(np.array([0.2, 0.1, 0.1, 0.2]), n_train=30, n_test=10)[1]
+    gains = np.array([0.2, 0.1, 0.1, 0.2])  # the MLP minus logreg, split by split
+    assert rows.loc["logreg", "p_value"] == pytest.approx(corrected_ttest(gains, n_train=30, n_test=10)[1])
+    posterior = correlated_bayes(gains, n_train=30, n_test=10, rope=0.01)
+    assert tuple(rows.loc["logreg", ["p_better", "p_equivalent", "p_worse"]]) == pytest.approx(
+        (posterior.p_better, posterior.p_equivalent, posterior.p_worse)
     )
-    assert np.isnan(rows.loc["mlp", "p_value"]) and pd.isna(rows.loc["mlp", "wins"])
+    assert rows.loc["logreg", "versus"] == "mlp" and rows.loc["mlp", "versus"] == "forest"  # the best classic
+    # The MLP's own row carries its test against the best classic model: forest's row, from the MLP's side.
+    tests = ["p_value", "p_better", "p_equivalent", "p_worse", "wins", "ties", "losses"]
+    assert list(rows.loc["mlp", tests]) == list(rows.loc["forest", tests])
     assert (rows.loc["logreg", "wins"], rows.loc["logreg", "ties"], rows.loc["logreg", "losses"]) == (4, 0, 0)
     assert (rows.loc["forest", "wins"], rows.loc["forest", "ties"], rows.loc["forest", "losses"]) == (2, 2, 0)
-    assert table.to_csv(index=False, na_rep="").splitlines()[1].endswith("0.85,,,,")  # the MLP's own row: empty
+    assert (rows[["p_better", "p_equivalent", "p_worse"]].sum(axis=1)).to_numpy() == pytest.approx(1.0)
 
 
-def test_verdict_and_report_say_whether_the_gap_is_significant():
-    table = comparison_table(results(), "accuracy", n_train=30, n_test=10)
-    outcome = verdict(table, "accuracy", alpha=0.05)
+def test_the_verdict_says_what_the_posterior_says_with_the_p_value_beside_it():
+    table = comparison_table(results(), "accuracy", **SIZES)
+    outcome = verdict(results(), "accuracy", **SIZES, **DECIDE)
     assert outcome["winner"] == "mlp"
-    assert outcome["best_baseline"] == "forest"  # 0.775 beats logreg's 0.70
-    assert outcome["mlp_minus_best_baseline"] == pytest.approx(0.075)
-    assert outcome["p_value_vs_best_baseline"] > 0.05
-    assert outcome["mlp_is"] == "indistinguishable from"
+    assert (outcome["best_neural"], outcome["best_classic"]) == ("mlp", "forest")  # 0.775 beats logreg's 0.70
+    assert outcome["difference"] == pytest.approx(0.075)
+    assert outcome["p_value"] > 0.05
+    assert outcome["outcome"] == "unclear"  # four splits cannot settle a 0.075 gap with this spread
+    assert outcome["words"] == (
+        f"no clear answer between mlp and forest: P(better) = {outcome['p_better']:.2f}, "
+        f"P(equivalent) = {outcome['p_equivalent']:.2f}, P(worse) = {outcome['p_worse']:.2f}; "
+        f"corrected t-test p = {outcome['p_value']:.3g}"
+    )
+    assert list(outcome["neural"]) == ["mlp"] and outcome["neural"]["mlp"]["words"] == outcome["words"]
     descriptions = {"mlp": "Keras MLP", "logreg": "logistic regression", "forest": "random forest"}
-    report = report_markdown(table, "accuracy", "toy", "classification", outcome, "4 folds", descriptions=descriptions)
-    assert "At α = 0.05 the MLP is **indistinguishable from** forest" in report
-    assert "| **mlp** | Keras MLP | 0.8500 ± 0.0500 |" in report
-    assert verdict(table, "accuracy", alpha=0.9)["mlp_is"] == "better than"
+    report = report_markdown(table, "toy", "classification", outcome, "4 folds", descriptions=descriptions)
+    assert f"**The answer: no clear answer between mlp and forest: P(better) = {outcome['p_better']:.2f}" in report
+    assert "| **mlp** | neural | Keras MLP | 0.8500 ± 0.0500 |" in report
+    assert "![posterior](posterior.png)" in report
+
+
+@pytest.mark.parametrize(
+    ("gains", "outcome", "words"),
+    [
+        ([0.06, 0.05, 0.06, 0.05, 0.06, 0.05], "better", "mlp is better than tree with P > 0.99"),
+        ([-0.06, -0.05, -0.06, -0.05, -0.06, -0.05], "worse", "mlp is worse than tree with P > 0.99"),
+        (
+            [0.001, -0.001, 0.002, 0.0, -0.002, 0.001],
+            "equivalent",
+            "mlp and tree are practically equivalent (P > 0.99 that the difference is within ±0.01)",
+        ),
+    ],
+)
+def test_better_worse_and_equivalent_need_the_posterior_probability(gains, outcome, words):
+    base = np.array([0.8, 0.7, 0.8, 0.7, 0.8, 0.7])
+    found = [
+        ModelResult("mlp", {"accuracy": list(base + np.array(gains))}, {"accuracy": 0.8}),
+        ModelResult("tree", {"accuracy": list(base)}, {"accuracy": 0.8}),
+    ]
+    said = verdict(found, "accuracy", **SIZES, **DECIDE)
+    assert said["outcome"] == outcome and said["words"].startswith(words + "; corrected t-test p = ")
+    # Asking for more certainty than the posterior has turns the same evidence into no clear answer.
+    strict = verdict(found, "accuracy", **SIZES, probability=0.999999999, alpha=0.05)
+    assert strict["outcome"] == "unclear" and strict["words"].startswith("no clear answer between mlp and tree")
+
+
+def test_the_headline_is_the_best_neural_entrant_against_the_best_classic_and_each_neural_one_follows():
+    found = [
+        *results(),
+        ModelResult("wide", {"accuracy": [0.95, 0.9, 0.95, 0.9]}, {"accuracy": 0.9}),
+        ModelResult("tree", {"accuracy": [0.7, 0.8, 0.75, 0.8]}, {"accuracy": 0.7}),
+    ]
+    outcome = verdict(found, "accuracy", **SIZES, **DECIDE)
+    assert (outcome["best_neural"], outcome["best_classic"]) == ("wide", "forest")
+    assert outcome["difference"] == pytest.approx(0.925 - 0.775)
+    assert list(outcome["neural"]) == ["wide", "mlp"]  # ranked by CV mean, each against the best classic model
+    assert {entry["classic"] for entry in outcome["neural"].values()} == {"forest"}
+    rows = comparison_table(found, "accuracy", **SIZES).set_index("model")
+    assert rows.loc["mlp", "versus"] == rows.loc["wide", "versus"] == "forest"
+    assert rows.loc["tree", "versus"] == rows.loc["logreg", "versus"] == "wide"  # the best neural entrant
+    assert rows.loc["mlp", "p_better"] == pytest.approx(outcome["neural"]["mlp"]["p_better"])
+    table = comparison_table(found, "accuracy", **SIZES)
+    descriptions = dict.fromkeys(KINDS, "a model")
+    report = report_markdown(table, "toy", "classification", outcome, "4 folds", descriptions=descriptions)
+    assert "Each neural entrant against the best classic model:" in report
+    assert "- no clear answer between mlp and forest" in report
+
+
+def test_without_a_classic_entrant_there_is_no_verdict():
+    with pytest.raises(ValueError, match="no classic one"):
+        verdict(results()[:1], "accuracy", **SIZES, **DECIDE)
 
 
 def test_lower_is_better_metrics_rank_and_count_the_other_way():
@@ -54,12 +124,20 @@ def test_lower_is_better_metrics_rank_and_count_the_other_way():
         ModelResult("mlp", {"rmse": [2.0, 2.1, 2.0]}, {"rmse": 2.0}),
         ModelResult("tree", {"rmse": [1.0, 1.1, 1.05]}, {"rmse": 1.0}),
     ]
-    table = comparison_table(rows, "rmse", n_train=20, n_test=10)
-    outcome = verdict(table, "rmse", alpha=0.05)
+    sizes = {**SIZES, "n_train": 20}
+    table = comparison_table(rows, "rmse", **sizes)
+    outcome = verdict(rows, "rmse", **sizes, **DECIDE)
     assert outcome["winner"] == "tree"
-    assert outcome["mlp_minus_best_baseline"] == pytest.approx(-(6.1 / 3 - 3.15 / 3), rel=1e-9)
-    assert outcome["mlp_is"] == "worse than"
+    assert outcome["difference"] == pytest.approx(-(6.1 / 3 - 3.15 / 3), rel=1e-9)
+    assert outcome["outcome"] == "worse" and outcome["p_worse"] > 0.95
     assert tuple(table.set_index("model").loc["tree", ["wins", "ties", "losses"]]) == (0, 0, 3)
+
+
+def test_the_rope_of_rmse_and_mae_is_a_share_of_the_targets_spread():
+    target = np.array([10.0, 20.0, 30.0, 40.0])  # standard deviation sqrt(125)
+    assert rope_in_units(0.01, "rmse", target) == pytest.approx(0.01 * math.sqrt(125))
+    assert rope_in_units(0.01, "mae", target) == pytest.approx(0.01 * math.sqrt(125))
+    assert rope_in_units(0.01, "r2", target) == rope_in_units(0.01, "accuracy", target) == 0.01
 
 
 PARALLEL_EQUALS_SERIAL = """

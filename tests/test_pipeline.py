@@ -27,7 +27,10 @@ from tests.conftest import REPO, SHARED_DATASETS, repo_params
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ["mlp", "logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf", "hgb", "xgboost"]
+MODELS = [
+    *["mlp", "logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"],
+    *["hgb", "xgboost", "lightgbm", "catboost"],
+]
 TINY = {
     "prepare": {"folds": 2, "repeats": 2},
     "train": {
@@ -109,9 +112,15 @@ def mlflow_runs(root: Path) -> list:
 def test_comparison_has_a_row_per_model_consistent_with_the_fold_scores(project: Path):
     table = pd.read_csv(project / "reports" / "comparison.csv")
     assert table["model"].tolist() == MODELS
-    assert list(table.columns)[:5] == ["model", "metric", "cv_mean", "cv_std", "ci_low"]
-    assert {"ci_high", "test_score", "p_value"} <= set(table.columns)
-    assert table["p_value"].isna().tolist() == [True] + [False] * (len(MODELS) - 1)  # empty on the MLP's row
+    assert list(table.columns)[:6] == ["model", "family", "metric", "cv_mean", "cv_std", "ci_low"]
+    assert {"ci_high", "test_score", "p_value", "p_better", "p_equivalent", "p_worse"} <= set(table.columns)
+    assert table["family"].tolist() == ["neural"] + ["classic"] * (len(MODELS) - 1)
+    assert table[["p_value", "p_better", "p_equivalent", "p_worse"]].notna().all().all()
+    bayes = table[["p_better", "p_equivalent", "p_worse"]]
+    assert np.allclose(bayes.sum(axis=1), 1.0) and ((bayes >= 0) & (bayes <= 1)).all().all()
+    verdict = read_json(project / "reports" / "verdict.json")
+    assert set(table.loc[table["model"] != "mlp", "versus"]) == {"mlp"}
+    assert table.set_index("model").loc["mlp", "versus"] == verdict["best_classic"]
     assert set(table["metric"]) == {"accuracy"}
     folds = read_json(project / "reports" / "cv_folds.json")
     for row in table.itertuples():
@@ -125,8 +134,10 @@ def test_comparison_has_a_row_per_model_consistent_with_the_fold_scores(project:
     assert table.set_index("model").loc["mlp", "test_score"] == pytest.approx(mlp_test, abs=1e-6)
     report = (project / "reports" / "comparison.md").read_text()
     assert "Winner (CV mean):" in report
+    assert f"**The answer: {verdict['words']}.**" in report
     for image in (
         "comparison.png",
+        "posterior.png",
         "eval/confusion_matrix.png",
         "eval/roc.png",
         "eval/pr.png",
@@ -178,7 +189,7 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
             "2",
         )
         digests.add(found.inputs.dataset_inputs[0].dataset.digest)
-        for key in ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score") + (("p_value",) if name != "mlp" else ()):
+        for key in ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value", "p_better", "p_worse"):
             assert found.data.metrics[key] == pytest.approx(table.loc[name, key], abs=1e-6)
     assert len(digests) == 1  # every model saw the same training data
     import mlflow
@@ -191,7 +202,11 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
         assert environment["packages"]["keras"] == environment["keras"]["version"]
     verdict = read_json(project / "reports" / "verdict.json")
     assert parent.data.tags["quest.winner"] == verdict["winner"]
-    assert parent.data.metrics["mlp_minus_best_baseline"] == pytest.approx(verdict["mlp_minus_best_baseline"])
+    assert parent.data.metrics["neural_vs_classic_difference"] == pytest.approx(verdict["difference"])
+    assert parent.data.metrics["neural_vs_classic_p_equivalent"] == pytest.approx(verdict["p_equivalent"])
+    assert parent.data.tags["quest.answer"] == verdict["words"]
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"posterior.png", "comparison.png", "comparison.md", "comparison.csv"} <= logged
     mlp = by_name["mlp"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
     assert mlp.data.tags["mlflow.source.git.commit"] == head
@@ -213,11 +228,12 @@ def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     verdict = read_json(project / "reports" / "verdict.json")
-    alias = "champion" if verdict["mlp_is"] == "better than" else "challenger"
+    mine = verdict["neural"]["mlp"]
+    alias = "champion" if mine["outcome"] == "better" else "challenger"
     version = client.get_model_version_by_alias("quest-mlp", alias)
     mlp = next(r for r in mlflow_runs(project) if r.data.tags.get("quest.model_md5"))
     assert version.run_id == mlp.info.run_id
-    assert version.tags["quest.verdict"] == f"{verdict['mlp_is']} {verdict['best_baseline']}"
+    assert version.tags["quest.verdict"] == mine["words"]
     assert version.description == (project / "reports" / "comparison.md").read_text()  # the table, attached
     other = {"champion": "challenger", "challenger": "champion"}[alias]
     assert other not in client.get_registered_model("quest-mlp").aliases

@@ -7,7 +7,8 @@ import pandas as pd
 import yaml
 
 from quest.evaluation import plots
-from quest.evaluation.comparison import report_markdown
+from quest.evaluation.comparison import comparison_table, report_markdown, verdict
+from quest.evaluation.scoring import ModelResult
 from quest.stages.report import main as report_main
 from tests.conftest import repo_params
 
@@ -19,32 +20,16 @@ def fake_outputs(root):
     (reports / "learning").mkdir()
     (reports / "tuning").mkdir()
     data.mkdir()
-    table = pd.DataFrame(
-        {
-            "model": ["mlp", "logreg"],
-            "metric": "accuracy",
-            "cv_mean": [0.9, 0.8],
-            "cv_std": [0.01, 0.02],
-            "ci_low": [0.88, 0.77],
-            "ci_high": [0.92, 0.83],
-            "test_score": [0.91, 0.79],
-            "p_value": [np.nan, 0.01],
-            "wins": [pd.NA, 5],
-            "ties": [pd.NA, 0],
-            "losses": [pd.NA, 1],
-        }
-    )
+    found = [
+        ModelResult("mlp", {"accuracy": [0.9, 0.91, 0.89, 0.9, 0.92, 0.9]}, {"accuracy": 0.91}),
+        ModelResult("logreg", {"accuracy": [0.8, 0.79, 0.81, 0.8, 0.8, 0.82]}, {"accuracy": 0.79}),
+    ]
+    sizes = {"kinds": {"mlp": "neural", "logreg": "classic"}, "n_train": 27, "n_test": 13, "rope": 0.01}
+    table = comparison_table(found, "accuracy", **sizes)
     table.to_csv(reports / "comparison.csv", index=False)
-    outcome = {
-        "winner": "mlp",
-        "best_baseline": "logreg",
-        "mlp_minus_best_baseline": 0.1,
-        "p_value_vs_best_baseline": 0.01,
-        "alpha": 0.05,
-        "mlp_is": "better than",
-    }
+    outcome = verdict(found, "accuracy", **sizes, probability=0.95, alpha=0.05)
     descriptions = {"mlp": "Keras MLP", "logreg": "logistic regression"}
-    report = report_markdown(table, "accuracy", "toy", "classification", outcome, "6", descriptions=descriptions)
+    report = report_markdown(table, "toy", "classification", outcome, "6", descriptions=descriptions)
     (reports / "comparison.md").write_text(report)
     plots.comparison_bars(
         table["model"],
@@ -52,8 +37,20 @@ def fake_outputs(root):
         table["ci_low"],
         table["ci_high"],
         table["test_score"],
+        families=table["family"],
         metric="accuracy",
         path=reports / "comparison.png",
+    )
+    posterior = outcome["posterior"]
+    plots.posterior(
+        mean=posterior["mean"],
+        scale=posterior["scale"],
+        df=posterior["df"],
+        rope=0.01,
+        probabilities=(outcome["p_better"], outcome["p_equivalent"], outcome["p_worse"]),
+        names=("mlp", "logreg"),
+        metric="accuracy",
+        path=reports / "posterior.png",
     )
     plots.training_curves({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, 2, reports / "eval" / "training_curves.png")
     plots.confusion_matrix(np.array([[5, 1], [0, 4]]), ["a", "b"], reports / "eval" / "confusion_matrix.png", "t")
@@ -94,7 +91,7 @@ def test_report_has_every_section_and_the_html_carries_its_pictures(tmp_path, mo
     report_main(argv)
 
     markdown = (reports / "report.md").read_text()
-    assert markdown.startswith("# quest report: does an MLP beat the classic models on `toy`?")
+    assert markdown.startswith("# quest report: does a neural network beat the classic models on `toy`?")
     for heading in (
         "## The MLP's training",
         "## The MLP on the test split",
@@ -103,15 +100,15 @@ def test_report_has_every_section_and_the_html_carries_its_pictures(tmp_path, mo
         "## Data",
     ):
         assert heading in markdown
-    assert "the MLP is **better than** logreg" in markdown
+    assert "**The answer: mlp is better than logreg with P > 0.99; corrected t-test p = " in markdown
     assert markdown.count("Not run.") == 2  # learning curves and tuning are off
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert images == ["comparison.png", "eval/training_curves.png", "eval/confusion_matrix.png"]
+    assert images == ["posterior.png", "comparison.png", "eval/training_curves.png", "eval/confusion_matrix.png"]
 
     page = (reports / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(images)
     assert not re.search(r'src="(?!data:)', page)  # nothing to fetch: the file stands alone
-    assert "<table>" in page and "<td>0.9000 ± 0.0100</td>" in page
+    assert "<table>" in page and "<td>0.9033 ± 0.0094</td>" in page
 
     runs = mlflow.search_runs(experiment_names=["quest"], output_format="list")
     assert [r.info.run_name for r in runs] == ["report"]  # no comparison run in this store: a run of its own

@@ -46,7 +46,7 @@ def served(tmp_path_factory) -> SimpleNamespace:
         shutil.copy(TITANIC, project / "data" / "raw" / "titanic.csv")
     run(["dvc", "repro"], project)
     verdict = read_json(project / "reports" / "verdict.json")
-    alias = "champion" if verdict["mlp_is"] == "better than" else "challenger"
+    alias = "champion" if verdict["neural"]["mlp"]["outcome"] == "better" else "challenger"
     port = free_port()
     env = environment(project) | {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     log = (root / "serve.log").open("w")

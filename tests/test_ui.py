@@ -207,8 +207,8 @@ def test_the_report_renders_with_its_verdict_and_every_picture(project: Path, br
     browser.set_window_size(1200, 3000)
     browser.get(report.as_uri())
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert f"The MLP is {abs(verdict['mlp_minus_best_baseline']):.4f}" in body
-    assert f"is {verdict['mlp_is']} {verdict['best_baseline']}" in body.replace("**", "")
+    assert f"The answer: {verdict['words']}." in body
+    assert f"a difference of {verdict['difference']:+.4f}" in body
     images = browser.find_elements(By.TAG_NAME, "img")
     expected = (project / "reports" / "report.md").read_text().count("![")
     assert len(images) == expected >= 5

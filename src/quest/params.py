@@ -8,6 +8,7 @@ is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
@@ -150,11 +151,15 @@ class TrainParams:
 class CompareParams:
     metric: Metric
     alpha: float
+    rope: float
+    probability: float
     baselines: tuple[str, ...]
     scale_threshold: int
 
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)
+        _require(self.rope >= 0 and math.isfinite(self.rope), "compare.rope", "a finite number >= 0", self.rope)
+        _require(0.5 < self.probability < 1, "compare.probability", "between 0.5 and 1 (exclusive)", self.probability)
         _require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
         repeated = sorted({name for name in self.baselines if self.baselines.count(name) > 1})
         _require(not repeated, "compare.baselines", "a list naming each model once", list(self.baselines))

@@ -18,6 +18,7 @@ METRICS = REPORTS_DIR / "metrics.json"
 COMPARISON = REPORTS_DIR / "comparison.csv"
 COMPARISON_REPORT = REPORTS_DIR / "comparison.md"
 COMPARISON_CHART = REPORTS_DIR / "comparison.png"
+POSTERIOR_CHART = REPORTS_DIR / "posterior.png"  # the best neural minus the best classic model, with the ROPE
 CV_FOLDS = REPORTS_DIR / "cv_folds.json"
 VERDICT = REPORTS_DIR / "verdict.json"
 EVAL_DIR = REPORTS_DIR / "eval"  # the MLP's test-set plots and their data

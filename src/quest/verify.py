@@ -27,6 +27,7 @@ from quest.params import VerifyParams, load_params
 
 # The committed files whose numbers verify compares, relative to the repo root.
 METRIC_FILES = tuple(path.as_posix() for path in (paths.METRICS, paths.COMPARISON, paths.CV_FOLDS, paths.VERDICT))
+TEXT_COLUMNS = ("model", "family", "metric", "versus")  # comparison.csv's columns that are not numbers
 EXIT_MISMATCH = 1
 # Outputs that record when and from which commit they were made; they cannot match a later commit's rerun.
 RECORDS_COMMIT = (paths.ENVIRONMENT.as_posix(),)
@@ -56,7 +57,7 @@ def flatten(name: str, text: str) -> dict[str, float]:
         out = {}
         for row in csv.DictReader(io.StringIO(text)):
             for column, value in row.items():
-                if column not in ("model", "metric") and value != "":  # empty: not applicable (the MLP's p_value)
+                if column not in TEXT_COLUMNS and value != "":  # empty: not applicable (no classic model to test)
                     out[f"{name}:{row['model']}.{column}"] = float(value)
         return out
     return dict(_walk(name + ":", json.loads(text)))

@@ -1,129 +1,307 @@
 """The comparison, computed: one table row per model over the shared splits (mean, spread, corrected interval,
-test score, and the MLP-vs-model test), the verdict, and the report that says it in words."""
+test score, and the neural-against-classic tests), the verdict in words, and the report that says it.
+
+The question is asked of families. Every learner is neural or classic; the headline is the best neural entrant
+(by CV mean) against the best classic one, then each neural entrant against the best classic. A classic row
+carries the best neural entrant's tests against it, a neural row its own against the best classic model, so
+every p_better is the neural side's probability of being better."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from quest.evaluation.metrics import LOWER_IS_BETTER
 from quest.evaluation.scoring import ModelResult
-from quest.evaluation.stats import corrected_ttest, mean_interval, win_tie_loss
-from quest.learners.registry import SUBJECT  # the model the question is about: every other row is compared with it
+from quest.evaluation.stats import Posterior, corrected_ttest, correlated_bayes, mean_interval, win_tie_loss
 
 # The comparison's numbers every model run carries, so MLflow's compare view lines them up.
-SHARED_KEYS = ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value")
+SHARED_KEYS = ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value", "p_better", "p_equivalent", "p_worse")
 COLUMNS = [
     "model",
+    "family",
     "metric",
     "cv_mean",
     "cv_std",
     "ci_low",
     "ci_high",
     "test_score",
+    "versus",
     "p_value",
+    "p_better",
+    "p_equivalent",
+    "p_worse",
     "wins",
     "ties",
     "losses",
 ]
+TEXT_COLUMNS = ("model", "family", "metric", "versus")
+# Metrics in the target's units: compare.rope is a fraction of the training target's standard deviation there.
+RELATIVE_ROPE = ("rmse", "mae")
+FAMILIES = ("neural", "classic")
 
 
-def comparison_table(results: list[ModelResult], metric: str, *, n_train: int, n_test: int) -> pd.DataFrame:
-    """One row per model over the shared splits: mean, (population) std and corrected 95% interval of the
-    primary metric, the test score, and for each baseline the MLP-vs-baseline corrected t-test p-value and the
-    MLP's wins/ties/losses against it, split by split."""
+def rope_in_units(rope: float, metric: str, y_train: np.ndarray) -> float:
+    """compare.rope in the metric's units: as given, or for RMSE and MAE times the target's standard deviation."""
+    return rope * float(np.std(y_train)) if metric in RELATIVE_ROPE else rope
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A neural entrant against a classic model on the shared splits, from the neural side (> 0: it is better)."""
+
+    neural: str
+    classic: str
+    difference: float  # CV means, neural minus classic, signed so that > 0 is better
+    posterior: Posterior
+    p_value: float  # the corrected resampled t-test, two-sided
+    record: tuple[int, int, int]  # the neural entrant's wins, ties and losses, split by split
+
+
+def pair(
+    scores: Mapping[str, np.ndarray], neural: str, classic: str, *, lower: bool, n_train: int, n_test: int, rope: float
+) -> Pair:
+    gains = (scores[neural] - scores[classic]) * (-1.0 if lower else 1.0)
+    return Pair(
+        neural,
+        classic,
+        float(gains.mean()),
+        correlated_bayes(gains, n_train=n_train, n_test=n_test, rope=rope),
+        corrected_ttest(gains, n_train=n_train, n_test=n_test)[1],
+        win_tie_loss(scores[neural], scores[classic], lower_is_better=lower),
+    )
+
+
+def best_of(results: Sequence[ModelResult], kinds: Mapping[str, str], metric: str) -> dict[str, str | None]:
+    """Per family, the entrant with the best CV mean (the first listed on a tie); None for an empty family."""
     lower = metric in LOWER_IS_BETTER
-    mlp = np.asarray(next(r for r in results if r.name == SUBJECT).folds[metric])
+    best: dict[str, str | None] = dict.fromkeys(FAMILIES)
+    means: dict[str, float] = {}
+    for result in results:
+        family, mean = kinds[result.name], float(np.mean(result.folds[metric]))
+        current = best[family]
+        if current is None or (mean < means[current] if lower else mean > means[current]):
+            best[family] = result.name
+        means[result.name] = mean
+    return best
+
+
+def comparison_table(
+    results: Sequence[ModelResult],
+    metric: str,
+    *,
+    kinds: Mapping[str, str],
+    n_train: int,
+    n_test: int,
+    rope: float,
+) -> pd.DataFrame:
+    """One row per model over the shared splits: mean, (population) std and corrected 95% interval of the primary
+    metric, the test score, and the neural-against-classic tests of its pair (`versus` names the other side):
+    the corrected t-test's p-value, the Bayesian correlated t-test's P(better), P(equivalent within ±rope),
+    P(worse), and the neural side's wins, ties and losses split by split."""
+    lower = metric in LOWER_IS_BETTER
+    scores = {result.name: np.asarray(result.folds[metric], dtype=float) for result in results}
+    best = best_of(results, kinds, metric)
     rows = []
     for result in results:
-        scores = np.asarray(result.folds[metric])
-        low, high = mean_interval(scores, n_train=n_train, n_test=n_test)
+        family = kinds[result.name]
+        low, high = mean_interval(scores[result.name], n_train=n_train, n_test=n_test)
         row = {
             "model": result.name,
+            "family": family,
             "metric": metric,
-            "cv_mean": float(scores.mean()),
-            "cv_std": float(scores.std()),
+            "cv_mean": float(scores[result.name].mean()),
+            "cv_std": float(scores[result.name].std()),
             "ci_low": low,
             "ci_high": high,
             "test_score": float(result.test[metric]),
-            "p_value": float("nan"),
-            "wins": pd.NA,
-            "ties": pd.NA,
-            "losses": pd.NA,
+            "versus": "",
+            **dict.fromkeys(("p_value", "p_better", "p_equivalent", "p_worse"), float("nan")),
+            **dict.fromkeys(("wins", "ties", "losses"), pd.NA),
         }
-        if result.name != SUBJECT:
-            row["p_value"] = corrected_ttest(mlp - scores, n_train=n_train, n_test=n_test)[1]
-            row["wins"], row["ties"], row["losses"] = win_tie_loss(mlp, scores, lower_is_better=lower)
+        other = best["classic" if family == "neural" else "neural"]
+        if other is not None:
+            neural, classic = (result.name, other) if family == "neural" else (other, result.name)
+            found = pair(scores, neural, classic, lower=lower, n_train=n_train, n_test=n_test, rope=rope)
+            posterior = found.posterior
+            row.update(versus=other, p_value=found.p_value, p_better=posterior.p_better)
+            row.update(p_equivalent=posterior.p_equivalent, p_worse=posterior.p_worse)
+            row["wins"], row["ties"], row["losses"] = found.record
         rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.astype({"wins": "Int64", "ties": "Int64", "losses": "Int64"})
 
 
-def verdict(table: pd.DataFrame, metric: str, alpha: float) -> dict[str, object]:
-    """Winner by CV mean; whether the MLP is better, worse or indistinguishable from the best baseline at `alpha`."""
-    lower = metric in LOWER_IS_BETTER
-    ranked = table.sort_values("cv_mean", ascending=lower, kind="stable")
-    best = ranked[ranked["model"] != SUBJECT].iloc[0]
-    mlp = table.set_index("model").loc[SUBJECT]
-    margin = float(mlp["cv_mean"] - best["cv_mean"]) * (-1 if lower else 1)  # > 0: the MLP is better
-    p_value = float(best["p_value"])
-    mlp_is = "indistinguishable from" if not p_value < alpha else ("better than" if margin > 0 else "worse than")
+def probability_text(value: float) -> str:
+    """A probability in two decimals that never rounds to a certainty it is not."""
+    if 0.995 <= value < 1.0:
+        return "> 0.99"
+    if 0.0 < value < 0.005:
+        return "< 0.01"
+    return f"{value:.2f}"
+
+
+def _is(value: float) -> str:
+    """ "= 0.97", or "> 0.99" and "< 0.01" where two decimals would round to a certainty."""
+    text = probability_text(value)
+    return text if text[0] in "<>" else f"= {text}"
+
+
+def judge(found: Pair, *, probability: float) -> tuple[str, str]:
+    """(outcome, words): better, worse or equivalent when the posterior gives it `probability`, else unclear;
+    the corrected t-test's p-value beside it."""
+    posterior, neural, classic = found.posterior, found.neural, found.classic
+    if posterior.p_better >= probability:
+        outcome, words = "better", f"{neural} is better than {classic} with P {_is(posterior.p_better)}"
+    elif posterior.p_worse >= probability:
+        outcome, words = "worse", f"{neural} is worse than {classic} with P {_is(posterior.p_worse)}"
+    elif posterior.p_equivalent >= probability:
+        outcome = "equivalent"
+        words = (
+            f"{neural} and {classic} are practically equivalent (P {_is(posterior.p_equivalent)} that the "
+            f"difference is within ±{posterior.rope:.3g})"
+        )
+    else:
+        outcome = "unclear"
+        words = (
+            f"no clear answer between {neural} and {classic}: P(better) {_is(posterior.p_better)}, "
+            f"P(equivalent) {_is(posterior.p_equivalent)}, P(worse) {_is(posterior.p_worse)}"
+        )
+    return outcome, f"{words}; corrected t-test p = {found.p_value:.3g}"
+
+
+def _entry(found: Pair, *, probability: float) -> dict[str, object]:
+    outcome, words = judge(found, probability=probability)
+    posterior = found.posterior
     return {
-        "winner": str(ranked.iloc[0]["model"]),
-        "best_baseline": str(best["model"]),
-        "mlp_minus_best_baseline": margin,
-        "p_value_vs_best_baseline": p_value,
+        "neural": found.neural,
+        "classic": found.classic,
+        "difference": found.difference,
+        "p_better": posterior.p_better,
+        "p_equivalent": posterior.p_equivalent,
+        "p_worse": posterior.p_worse,
+        "p_value": found.p_value,
+        "outcome": outcome,
+        "words": words,
+    }
+
+
+def verdict(
+    results: Sequence[ModelResult],
+    metric: str,
+    *,
+    kinds: Mapping[str, str],
+    n_train: int,
+    n_test: int,
+    rope: float,
+    probability: float,
+    alpha: float,
+) -> dict[str, object]:
+    """The answer at the level of families: the best neural entrant against the best classic one (its posterior
+    kept for the picture), then each neural entrant against the best classic one; and the winner by CV mean."""
+    lower = metric in LOWER_IS_BETTER
+    scores = {result.name: np.asarray(result.folds[metric], dtype=float) for result in results}
+    best = best_of(results, kinds, metric)
+    means = {name: float(values.mean()) for name, values in scores.items()}
+    winner = min(means, key=means.get) if lower else max(means, key=means.get)
+    neural, classic = best["neural"], best["classic"]
+    if neural is None or classic is None:
+        missing = "neural" if neural is None else "classic"
+        raise ValueError(f"the comparison needs a neural and a classic entrant; it has no {missing} one")
+    options = {"lower": lower, "n_train": n_train, "n_test": n_test, "rope": rope}
+    headline = pair(scores, neural, classic, **options)
+    posterior = headline.posterior
+    ranked = sorted(results, key=lambda result: means[result.name], reverse=not lower)  # stable: ties keep order
+    each = [result.name for result in ranked if kinds[result.name] == "neural"]
+    return {
+        "metric": metric,
+        "winner": winner,
+        "best_neural": neural,
+        "best_classic": classic,
+        **{
+            key: value for key, value in _entry(headline, probability=probability).items() if key not in FAMILIES
+        },  # named above
+        "posterior": {"mean": posterior.mean, "scale": posterior.scale, "df": posterior.df},
+        "rope": rope,
+        "probability": probability,
         "alpha": alpha,
-        "mlp_is": mlp_is,
+        "neural": {name: _entry(pair(scores, name, classic, **options), probability=probability) for name in each},
     }
 
 
 def report_markdown(
     table: pd.DataFrame,
-    metric: str,
     dataset: str,
     task: str,
-    outcome: dict,
+    outcome: Mapping,
     splits: str,
     *,
     descriptions: Mapping[str, str],
+    rope_note: str = "",
     large: bool = False,
 ) -> str:
-    """The short report: the table ranked by CV mean, the winner, the margin and whether the gap is significant.
-    `descriptions` says what each row's model is."""
+    """The short report: the answer in words and as a picture, then the table ranked by CV mean. `descriptions`
+    says what each row's model is; `rope_note` what ±rope means in the metric's units, when that needs saying."""
+    metric = outcome["metric"]
     lower = metric in LOWER_IS_BETTER
     shown = table.sort_values("cv_mean", ascending=lower, kind="stable")
+    means = table.set_index("model")["cv_mean"]
+    neural, classic = outcome["best_neural"], outcome["best_classic"]
     lines = [
-        f"# quest: does an MLP beat the classic models on `{dataset}`?",
+        f"# quest: does a neural network beat the classic models on `{dataset}`?",
         "",
         f"Task: {task}. Metric: **{metric}** ({'lower' if lower else 'higher'} is better). Every model saw the "
         f"same {splits} of the training split and the same held-out test split.",
         "",
-        "| model | what | CV mean ± std | 95% interval | test | p (MLP vs) | MLP W/T/L |",
-        "|---|---|---|---|---|---|---|",
+        f"**The answer: {outcome['words']}.**",
+        "",
+        f"The best neural entrant, {neural} (CV mean {means[neural]:.4f}), against the best classic model, "
+        f"{classic} ({means[classic]:.4f}): a difference of {outcome['difference']:+.4f} (> 0: the neural side is "
+        f"better). The posterior of that difference, with the region of practical equivalence ±{outcome['rope']:.3g}"
+        f"{rope_note} shaded:",
+        "",
+        "![posterior](posterior.png)",
+        "",
+    ]
+    others = [entry for name, entry in outcome["neural"].items() if name != neural]
+    if others:
+        lines += ["Each neural entrant against the best classic model:", ""]
+        lines += [f"- {entry['words']}." for entry in outcome["neural"].values()]
+        lines += [""]
+    lines += [
+        "| model | family | what | CV mean ± std | 95% interval | test | vs | P(better) | P(equiv.) | P(worse) "
+        "| p | W/T/L |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in shown.itertuples():
-        what = descriptions[row.model]
         name = f"**{row.model}**" if row.model == outcome["winner"] else row.model
-        p_value = "" if row.model == SUBJECT else f"{row.p_value:.3g}"
-        record = "" if row.model == SUBJECT else f"{row.wins}/{row.ties}/{row.losses}"
-        lines.append(
-            f"| {name} | {what} | {row.cv_mean:.4f} ± {row.cv_std:.4f} | {row.ci_low:.4f} – {row.ci_high:.4f} "
-            f"| {row.test_score:.4f} | {p_value} | {record} |"
+        tested = isinstance(row.versus, str) and row.versus != ""
+        tests = (
+            f"{row.versus} | {probability_text(row.p_better)} | {probability_text(row.p_equivalent)} | "
+            f"{probability_text(row.p_worse)} | {row.p_value:.3g} | {row.wins}/{row.ties}/{row.losses}"
+            if tested
+            else " | | | | | "
         )
-    margin = outcome["mlp_minus_best_baseline"]
-    side = "ahead of" if margin > 0 else ("level with" if margin == 0 else "behind")
+        lines.append(
+            f"| {name} | {row.family} | {descriptions[row.model]} | {row.cv_mean:.4f} ± {row.cv_std:.4f} "
+            f"| {row.ci_low:.4f} – {row.ci_high:.4f} | {row.test_score:.4f} | {tests} |"
+        )
     lines += [
         "",
-        f"**Winner (CV mean): {outcome['winner']}.** The MLP is {abs(margin):.4f} {side} the best baseline, "
-        f"{outcome['best_baseline']}. At α = {outcome['alpha']:g} the MLP is **{outcome['mlp_is']}** "
-        f"{outcome['best_baseline']} (p = {outcome['p_value_vs_best_baseline']:.3g}).",
+        f"**Winner (CV mean): {outcome['winner']}.** Each row's tests are the neural side's: for a classic row, "
+        f"the best neural entrant ({neural}) against it; for a neural row, that entrant against the best classic "
+        f"model ({classic}).",
         "",
-        "p is the Nadeau–Bengio corrected resampled t-test of the MLP against each model over the shared splits; "
-        "the intervals use the same correction, because overlapping training sets make fold scores correlated. "
-        "W/T/L counts the splits on which the MLP won, tied or lost.",
+        "P(better), P(equiv.) and P(worse) come from the Bayesian correlated t-test (Benavoli et al., 2017): the "
+        f"posterior of the mean difference over the shared splits, and its mass beyond, within and below "
+        f"±{outcome['rope']:.3g}. A verdict needs P ≥ {outcome['probability']:g}; otherwise there is no clear answer. "
+        "p is the Nadeau–Bengio corrected resampled t-test; a large p only says no difference was shown, never "
+        "that there is none. Both tests, and the intervals, correct the variance for the overlap of the training "
+        "sets. The best of each family is picked on the same splits it is tested on, which flatters it a little. "
+        "W/T/L counts the splits on which the neural side won, tied or lost.",
         "",
         *(
             [

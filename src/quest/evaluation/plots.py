@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from quest.files import atomic_path  # noqa: E402
 
@@ -92,6 +93,50 @@ def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, pat
     _save(figure, path)
 
 
+FAMILY_COLOURS = {"neural": "tab:orange", "classic": "tab:blue"}
+
+
+def posterior(
+    *,
+    mean: float,
+    scale: float,
+    df: int,
+    rope: float,
+    probabilities: tuple[float, float, float],
+    names: tuple[str, str],
+    metric: str,
+    path: Path,
+) -> None:
+    """The posterior of the mean difference (neural minus classic, > 0: the neural side is better) with the
+    region of practical equivalence shaded, and the mass worse than, within and better than it."""
+    better, equivalent, worse = probabilities
+    neural, classic = names
+    figure, axes = plt.subplots(figsize=(8.0, 4.2))
+    reach = max(4.5 * scale, 1.6 * rope, 1e-6) if np.isfinite(scale) else max(1.6 * rope, 1e-6)
+    low, high = min(mean - reach, -1.3 * rope), max(mean + reach, 1.3 * rope)  # zero and the ROPE always shown
+    x = np.union1d(np.linspace(low, high, 801), [-rope, rope])
+    axes.axvspan(-rope, rope, color="0.85", zorder=0, label=f"ROPE ±{rope:.3g}: equivalent, P = {equivalent:.3f}")
+    if scale > 0:
+        from scipy import stats
+
+        y = stats.t.pdf(x, df, loc=mean, scale=scale)
+        axes.plot(x, y, color="black", linewidth=1.2)
+        axes.fill_between(
+            x, y, where=x >= rope, color="tab:green", alpha=0.5, label=f"{neural} better, P = {better:.3f}"
+        )
+        axes.fill_between(x, y, where=x <= -rope, color="tab:red", alpha=0.5, label=f"{neural} worse, P = {worse:.3f}")
+    else:  # the same difference on every split: all the mass in one place
+        axes.axvline(mean, color="black", linewidth=2, label=f"every split: {mean:+.4g}, P(better) = {better:.3f}")
+    axes.axvline(0.0, color="0.4", linewidth=0.8, linestyle=":")
+    axes.set_xlim(low, high)
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel(f"{metric}: {neural} minus {classic} (> 0: {neural} better)")
+    axes.set_ylabel("posterior density")
+    axes.set_title(f"Best neural ({neural}) vs best classic ({classic}): posterior of the difference", fontsize=11)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    _save(figure, path)
+
+
 def comparison_bars(
     models: Sequence[str],
     cv_mean: Sequence[float],
@@ -99,14 +144,16 @@ def comparison_bars(
     ci_high: Sequence[float],
     test_score: Sequence[float],
     *,
+    families: Sequence[str],
     metric: str,
     path: Path,
 ) -> None:
-    """CV mean with its 95% interval (bars with error bars) and the held-out test score (dots), per model."""
+    """CV mean with its 95% interval (bars with error bars, neural entrants orange, classic ones blue) and the
+    held-out test score (dots), per model."""
     positions = np.arange(len(models))
     mean, low, high = (np.asarray(values, dtype=float) for values in (cv_mean, ci_low, ci_high))
     figure, axes = plt.subplots(figsize=(max(7.0, 0.85 * len(models) + 2), 4.5))
-    colours = ["tab:orange" if name == "mlp" else "tab:blue" for name in models]
+    colours = [FAMILY_COLOURS[family] for family in families]
     errors = np.nan_to_num(np.vstack([mean - low, high - mean]))
     axes.bar(positions, mean, yerr=errors, capsize=4, color=colours, alpha=0.85, label="CV mean, 95% interval")
     axes.scatter(positions, test_score, color="black", zorder=3, marker="D", s=24, label="test")
@@ -116,8 +163,11 @@ def comparison_bars(
     if finite.size and metric in {"accuracy", "balanced_accuracy", "f1", "roc_auc"}:
         axes.set_ylim(max(0.0, float(finite.min()) - 0.05), 1.0)
     axes.set_ylabel(metric)
-    axes.set_title(f"quest: MLP vs baselines ({metric}, same folds)")
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.set_title(f"quest: neural vs classic models ({metric}, same folds)")
+    handles, labels = axes.get_legend_handles_labels()
+    shown = [family for family in FAMILY_COLOURS if family in families]
+    handles += [Patch(color=FAMILY_COLOURS[family], alpha=0.85) for family in shown]
+    axes.legend(handles, labels + shown, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="y", alpha=0.3)
     _save(figure, path)
 

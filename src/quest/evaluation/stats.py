@@ -4,11 +4,16 @@ Fold scores from k-fold CV are not independent: every pair of training sets over
 error of a mean over folds is too small and naive paired t-tests find differences that are not there.
 Nadeau & Bengio (2003) correct the variance by (1/J + n_test/n_train) for J = folds x repeats scores, which
 is what the interval and the paired test below use.
+
+A p-value cannot say that two models are equivalent. The Bayesian correlated t-test (Benavoli, Corani, Demšar
+& Zaffalon, JMLR 2017) puts a Student-t posterior on the mean difference, with the same corrected variance,
+and reads off the probability that it lies below, within or above a region of practical equivalence (ROPE).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -49,3 +54,37 @@ def win_tie_loss(first: np.ndarray, second: np.ndarray, *, lower_is_better: bool
     if lower_is_better:
         gain = -gain
     return int((gain > 0).sum()), int((gain == 0).sum()), int((gain < 0).sum())
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """The Bayesian correlated t-test's posterior of the mean difference (first minus second, oriented so that
+    > 0 means the first is better), and its mass below -rope, within ±rope and above +rope."""
+
+    mean: float
+    scale: float  # of the Student t; 0 when every split gave the same difference
+    df: int
+    rope: float
+    p_better: float
+    p_equivalent: float
+    p_worse: float
+
+
+def correlated_bayes(differences: np.ndarray, *, n_train: int, n_test: int, rope: float) -> Posterior:
+    """Benavoli et al.'s correlated t-test on per-split gains (> 0: the first model better). With the correlation
+    rho = n_test / (n_train + n_test), rho / (1 - rho) = n_test / n_train: Nadeau and Bengio's correction, as in
+    `corrected_ttest`. baycomp's `two_on_single` is the same with rho = 1 / folds."""
+    gains = np.asarray(differences, dtype=float)
+    nan = float("nan")
+    if len(gains) < 2:
+        return Posterior(nan, nan, 0, rope, nan, nan, nan)
+    mean = float(gains.mean())
+    scale = _corrected_standard_error(gains, n_train, n_test)
+    if scale == 0.0:  # the same gain on every split: all the mass at the mean
+        better, worse = float(mean > rope), float(mean < -rope)
+        equivalent = 1.0 - better - worse
+    else:
+        t = scipy_stats.t(len(gains) - 1, loc=mean, scale=scale)
+        better, worse = float(t.sf(rope)), float(t.cdf(-rope))
+        equivalent = float(t.cdf(rope) - t.cdf(-rope))  # exactly 0 without a ROPE
+    return Posterior(mean, scale, len(gains) - 1, rope, better, equivalent, worse)

@@ -16,7 +16,14 @@ from quest import paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
-from quest.evaluation.comparison import SHARED_KEYS, comparison_table, report_markdown, verdict
+from quest.evaluation.comparison import (
+    RELATIVE_ROPE,
+    SHARED_KEYS,
+    comparison_table,
+    report_markdown,
+    rope_in_units,
+    verdict,
+)
 from quest.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
 from quest.evaluation.scoring import ModelResult, evaluate_all
 from quest.files import file_md5, read_json, require, staged_into, write_json, write_logged, write_text
@@ -28,7 +35,15 @@ from quest.tracking.registry import register_mlp
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_GROUP, TAG_KIND, TAG_MODEL, TAG_PARENT
 
 OUTPUTS = tuple(
-    p.name for p in (paths.COMPARISON, paths.COMPARISON_REPORT, paths.COMPARISON_CHART, paths.CV_FOLDS, paths.VERDICT)
+    p.name
+    for p in (
+        paths.COMPARISON,
+        paths.COMPARISON_REPORT,
+        paths.COMPARISON_CHART,
+        paths.POSTERIOR_CHART,
+        paths.CV_FOLDS,
+        paths.VERDICT,
+    )
 )
 
 
@@ -83,7 +98,8 @@ class Comparison:
 
 
 def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Comparison:
-    """Score every entrant on the shared splits and the test split, then rank them all against the MLP."""
+    """Score every entrant on the shared splits and the test split, then set the neural family against the
+    classic one."""
     schema = prepared.schema
     metric = primary_metric(params.compare.metric, schema.task)
     entrants = registry.entrants(params, who="compare")
@@ -102,18 +118,27 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
         )
         results.append(result)
     n_train, n_test = prepared.split_sizes
-    table = comparison_table(results, metric, n_train=n_train, n_test=n_test)
-    outcome = verdict(table, metric, params.compare.alpha)
     learners = {learner.name: learner for learner in [registry.subject(params), *entrants]}
+    kinds = {name: learner.kind for name, learner in learners.items()}
+    if "classic" not in kinds.values():
+        raise QuestError("params.yaml: compare.baselines must name at least one classic model to compare with")
+    rope = rope_in_units(params.compare.rope, metric, prepared.y_train)
+    sizes = {"kinds": kinds, "n_train": n_train, "n_test": n_test, "rope": rope}
+    table = comparison_table(results, metric, **sizes)
+    settings = {"probability": params.compare.probability, "alpha": params.compare.alpha}
+    outcome = {**verdict(results, metric, **sizes, **settings), "rope_setting": params.compare.rope}
     descriptions = {name: learner.describe(problem) for name, learner in learners.items()}
+    rope_note = (
+        f" ({params.compare.rope:g} of the training target's standard deviation)" if metric in RELATIVE_ROPE else ""
+    )
     report = report_markdown(
         table,
-        metric,
         schema.dataset,
         schema.task,
         outcome,
         splits_text(prepared),
         descriptions=descriptions,
+        rope_note=rope_note,
         large=problem.large,
     )
     return Comparison(metric, results, table, outcome, learners, descriptions, report)
@@ -124,16 +149,28 @@ def write_outputs(out: Path, comparison: Comparison) -> None:
     csv_text = table.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\n")
     write_text(out / paths.COMPARISON.name, csv_text)
     write_json(out / paths.CV_FOLDS.name, {r.name: r.folds for r in comparison.results})
-    write_json(out / paths.VERDICT.name, {"metric": metric, **comparison.outcome})
-    chart = out / paths.COMPARISON_CHART.name
+    write_json(out / paths.VERDICT.name, comparison.outcome)
     plots.comparison_bars(
         table["model"],
         table["cv_mean"],
         table["ci_low"],
         table["ci_high"],
         table["test_score"],
+        families=table["family"],
         metric=metric,
-        path=chart,
+        path=out / paths.COMPARISON_CHART.name,
+    )
+    outcome = comparison.outcome
+    found = outcome["posterior"]
+    plots.posterior(
+        mean=found["mean"],
+        scale=found["scale"],
+        df=found["df"],
+        rope=outcome["rope"],
+        probabilities=(outcome["p_better"], outcome["p_equivalent"], outcome["p_worse"]),
+        names=(outcome["best_neural"], outcome["best_classic"]),
+        metric=metric,
+        path=out / paths.POSTERIOR_CHART.name,
     )
     write_text(out / paths.COMPARISON_REPORT.name, comparison.report)
 
@@ -158,8 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         write_logged(out / paths.LOGGED.format(stage="compare"), experiment=params.mlflow.experiment, outputs=logged)
     outcome = comparison.outcome
     print(
-        f"compare: winner {outcome['winner']}; the MLP is {outcome['mlp_is']} the best baseline "
-        f"{outcome['best_baseline']} (p = {outcome['p_value_vs_best_baseline']:.3g}); "
+        f"compare: winner {outcome['winner']}; {outcome['words']}; "
         f"report {args.reports / paths.COMPARISON_REPORT.name}",
         file=sys.stderr,
     )
@@ -230,7 +266,13 @@ def _register(name: str, experiment: str, subject_run: str, outcome: dict, repor
 
     description = (reports / paths.COMPARISON_REPORT.name).read_text()
     registered = register_mlp(
-        name, experiment=experiment, mlp_run=subject_run, outcome=outcome, description=description, root=root
+        name,
+        experiment=experiment,
+        mlp_run=subject_run,
+        entry=outcome["neural"][registry.SUBJECT],
+        winner=outcome["winner"],
+        description=description,
+        root=root,
     )
     if registered:
         version, alias = registered
@@ -244,17 +286,29 @@ def log_comparison(
     """The parent run's params, headline metrics and the comparison's files."""
     import mlflow
 
-    mlflow.log_params({"metric": metric, "dataset": prepared.schema.dataset, "models": models, "seed": params.seed})
-    best = outcome["best_baseline"]
-    mlflow.log_metrics(
+    mlflow.log_params(
         {
-            "mlp_cv_mean": float(rows.loc[registry.SUBJECT, "cv_mean"]),
-            "best_baseline_cv_mean": float(rows.loc[best, "cv_mean"]),
-            "mlp_minus_best_baseline": float(outcome["mlp_minus_best_baseline"]),
-            "p_value_vs_best_baseline": float(outcome["p_value_vs_best_baseline"]),
+            "metric": metric,
+            "dataset": prepared.schema.dataset,
+            "models": models,
+            "seed": params.seed,
+            "rope": outcome["rope"],
+            "probability": outcome["probability"],
+            "best_neural": outcome["best_neural"],
+            "best_classic": outcome["best_classic"],
         }
     )
-    for name in (paths.COMPARISON_CHART.name, paths.COMPARISON_REPORT.name, paths.COMPARISON.name):
+    mlflow.set_tags({"quest.answer": outcome["words"], "quest.outcome": outcome["outcome"]})
+    headline = {key: float(outcome[key]) for key in ("difference", "p_better", "p_equivalent", "p_worse", "p_value")}
+    mlflow.log_metrics(
+        {
+            "best_neural_cv_mean": float(rows.loc[outcome["best_neural"], "cv_mean"]),
+            "best_classic_cv_mean": float(rows.loc[outcome["best_classic"], "cv_mean"]),
+            **{f"neural_vs_classic_{key}": value for key, value in headline.items()},
+        }
+    )
+    charts = (paths.COMPARISON_CHART.name, paths.POSTERIOR_CHART.name)
+    for name in (*charts, paths.COMPARISON_REPORT.name, paths.COMPARISON.name):
         mlflow.log_artifact(str(reports / name))
 
 

@@ -10,11 +10,12 @@ from quest.tracking.store import write_lock
 
 
 def register_mlp(
-    name: str, *, experiment: str, mlp_run: str, outcome: dict, description: str, root: Path
+    name: str, *, experiment: str, mlp_run: str, entry: dict, winner: str, description: str, root: Path
 ) -> tuple[str, str] | None:
-    """Register the model the MLP run logged as a new version of `name`; alias it `champion` when the MLP
-    beats the best baseline significantly, else `challenger`. (version, alias), or None with a notice when
-    the run logged no model (e.g. the model came from `dvc pull`)."""
+    """Register the model the MLP run logged as a new version of `name`. `entry` is the verdict's line for the MLP
+    against the best classic model: the alias is `champion` when it says better (the Bayesian test's
+    P(better) >= compare.probability), else `challenger`. (version, alias), or None with a notice when the run
+    logged no model (e.g. the model came from `dvc pull`)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -28,11 +29,12 @@ def register_mlp(
     if not logged:
         print(f"compare: notice: the MLP run {mlp_run} logged no model; nothing registered", file=sys.stderr)
         return None
-    alias = "champion" if outcome["mlp_is"] == "better than" else "challenger"
+    alias = "champion" if entry["outcome"] == "better" else "challenger"
     tags = {
-        "quest.verdict": f"{outcome['mlp_is']} {outcome['best_baseline']}",
-        "quest.p_value_vs_best_baseline": f"{outcome['p_value_vs_best_baseline']:.4g}",
-        "quest.winner": outcome["winner"],
+        "quest.verdict": entry["words"],
+        "quest.p_better": f"{entry['p_better']:.4g}",
+        "quest.p_value": f"{entry['p_value']:.4g}",
+        "quest.winner": winner,
     }
     with write_lock(root):  # a new version number is a read-then-write: one worker at a time
         version = mlflow.register_model(f"models:/{logged[0].model_id}", name, tags=tags).version
