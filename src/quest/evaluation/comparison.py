@@ -89,6 +89,29 @@ def best_of(results: Sequence[ModelResult], kinds: Mapping[str, str], metric: st
     return best
 
 
+def pairs_of(
+    results: Sequence[ModelResult],
+    metric: str,
+    *,
+    kinds: Mapping[str, str],
+    n_train: int,
+    n_test: int,
+    rope: float,
+) -> tuple[dict[str, str | None], dict[str, Pair]]:
+    """The best of each family, and each model's pair from the neural side: a classic model against the best
+    neural entrant, a neural one against the best classic model (none while the other family is empty)."""
+    lower = metric in LOWER_IS_BETTER
+    scores = {result.name: np.asarray(result.folds[metric], dtype=float) for result in results}
+    best = best_of(results, kinds, metric)
+    pairs = {}
+    for name in scores:
+        other = best["classic" if kinds[name] == "neural" else "neural"]
+        if other is not None:
+            neural, classic = (name, other) if kinds[name] == "neural" else (other, name)
+            pairs[name] = pair(scores, neural, classic, lower=lower, n_train=n_train, n_test=n_test, rope=rope)
+    return best, pairs
+
+
 def comparison_table(
     results: Sequence[ModelResult],
     metric: str,
@@ -102,19 +125,17 @@ def comparison_table(
     metric, the test score, and the neural-against-classic tests of its pair (`versus` names the other side):
     the corrected t-test's p-value, the Bayesian correlated t-test's P(better), P(equivalent within ±rope),
     P(worse), and the neural side's wins, ties and losses split by split."""
-    lower = metric in LOWER_IS_BETTER
-    scores = {result.name: np.asarray(result.folds[metric], dtype=float) for result in results}
-    best = best_of(results, kinds, metric)
+    _, pairs = pairs_of(results, metric, kinds=kinds, n_train=n_train, n_test=n_test, rope=rope)
     rows = []
     for result in results:
-        family = kinds[result.name]
-        low, high = mean_interval(scores[result.name], n_train=n_train, n_test=n_test)
+        scores = np.asarray(result.folds[metric], dtype=float)
+        low, high = mean_interval(scores, n_train=n_train, n_test=n_test)
         row = {
             "model": result.name,
-            "family": family,
+            "family": kinds[result.name],
             "metric": metric,
-            "cv_mean": float(scores[result.name].mean()),
-            "cv_std": float(scores[result.name].std()),
+            "cv_mean": float(scores.mean()),
+            "cv_std": float(scores.std()),
             "ci_low": low,
             "ci_high": high,
             "test_score": float(result.test[metric]),
@@ -122,11 +143,10 @@ def comparison_table(
             **dict.fromkeys(("p_value", "p_better", "p_equivalent", "p_worse"), float("nan")),
             **dict.fromkeys(("wins", "ties", "losses"), pd.NA),
         }
-        other = best["classic" if family == "neural" else "neural"]
-        if other is not None:
-            neural, classic = (result.name, other) if family == "neural" else (other, result.name)
-            found = pair(scores, neural, classic, lower=lower, n_train=n_train, n_test=n_test, rope=rope)
+        found = pairs.get(result.name)
+        if found is not None:
             posterior = found.posterior
+            other = found.classic if found.neural == result.name else found.neural
             row.update(versus=other, p_value=found.p_value, p_better=posterior.p_better)
             row.update(p_equivalent=posterior.p_equivalent, p_worse=posterior.p_worse)
             row["wins"], row["ties"], row["losses"] = found.record
@@ -174,11 +194,10 @@ def judge(found: Pair, *, probability: float) -> tuple[str, str]:
 
 
 def _entry(found: Pair, *, probability: float) -> dict[str, object]:
+    """What verdict.json says of a pair (its names are said beside it)."""
     outcome, words = judge(found, probability=probability)
     posterior = found.posterior
     return {
-        "neural": found.neural,
-        "classic": found.classic,
         "difference": found.difference,
         "p_better": posterior.p_better,
         "p_equivalent": posterior.p_equivalent,
@@ -203,32 +222,30 @@ def verdict(
     """The answer at the level of families: the best neural entrant against the best classic one (its posterior
     kept for the picture), then each neural entrant against the best classic one; and the winner by CV mean."""
     lower = metric in LOWER_IS_BETTER
-    scores = {result.name: np.asarray(result.folds[metric], dtype=float) for result in results}
-    best = best_of(results, kinds, metric)
-    means = {name: float(values.mean()) for name, values in scores.items()}
-    winner = min(means, key=means.get) if lower else max(means, key=means.get)
+    best, pairs = pairs_of(results, metric, kinds=kinds, n_train=n_train, n_test=n_test, rope=rope)
     neural, classic = best["neural"], best["classic"]
     if neural is None or classic is None:
         missing = "neural" if neural is None else "classic"
         raise ValueError(f"the comparison needs a neural and a classic entrant; it has no {missing} one")
-    options = {"lower": lower, "n_train": n_train, "n_test": n_test, "rope": rope}
-    headline = pair(scores, neural, classic, **options)
-    posterior = headline.posterior
+    means = {result.name: float(np.mean(result.folds[metric])) for result in results}
+    winner = min(means, key=means.get) if lower else max(means, key=means.get)
     ranked = sorted(results, key=lambda result: means[result.name], reverse=not lower)  # stable: ties keep order
     each = [result.name for result in ranked if kinds[result.name] == "neural"]
+    headline = pairs[neural]  # the best neural entrant's pair is with the best classic model
+    posterior = headline.posterior
     return {
         "metric": metric,
         "winner": winner,
         "best_neural": neural,
         "best_classic": classic,
-        **{
-            key: value for key, value in _entry(headline, probability=probability).items() if key not in FAMILIES
-        },  # named above
+        **_entry(headline, probability=probability),
         "posterior": {"mean": posterior.mean, "scale": posterior.scale, "df": posterior.df},
         "rope": rope,
         "probability": probability,
         "alpha": alpha,
-        "neural": {name: _entry(pair(scores, name, classic, **options), probability=probability) for name in each},
+        "neural": {
+            name: {"neural": name, "classic": classic, **_entry(pairs[name], probability=probability)} for name in each
+        },
     }
 
 
