@@ -428,38 +428,27 @@ def baseline_growth(out: Report, n: int) -> None:
     from sklearn.datasets import make_classification
 
     sys.path.insert(0, str(REPO / "src"))
+    from quest.learners import registry
     from quest.learners.base import Problem
-    from quest.learners.baselines import available, make_baseline
-    from quest.learners.catboost_gbdt import CatBoost
-    from quest.learners.lightgbm_gbdt import LightGBM
-    from quest.learners.registry import BASELINES
+    from quest.params import load_params
 
+    params = load_params(REPO / "params.yaml")
     x, y = make_classification(n_samples=2 * n, n_features=20, n_informative=10, random_state=0)
     out.line(f"{'model':<22}{'n (s)':>9}{'2n (s)':>9}{'ratio':>7}   growth ~ n^k")
-    for name in BASELINES:
-        if not available(name):
+    for name in registry.others():  # every row through the learner interface, as compare builds it
+        learner = registry.learner(name, params)
+        if not learner.available():
             continue
-        for large in (False, True) if name in ("svm_rbf", "boosting") else (False,):
+        for large in (False, True) if learner.has_stand_in() else (False,):
             seconds = []
             for rows in (n, 2 * n):
-                model = make_baseline(name, task="classification", n_features=20, seed=0, large=large)
+                model = learner.build(Problem("classification", 2, 20, large=large), seed=0, hyper={})
                 started = time.perf_counter()
                 model.fit(x[:rows], y[:rows])
                 seconds.append(time.perf_counter() - started)
             ratio = seconds[1] / seconds[0]
             label = f"{name} (stand-in)" if large else name
             out.line(f"{label:<22}{seconds[0]:>9.3f}{seconds[1]:>9.3f}{ratio:>7.2f}   k = {np.log2(ratio):.2f}")
-    for learner in (LightGBM(), CatBoost()):  # learner modules of their own, on every core
-        if not learner.available():
-            continue
-        seconds = []
-        for rows in (n, 2 * n):
-            model = learner.build(Problem("classification", 2, 20), seed=0, hyper={})
-            started = time.perf_counter()
-            model.fit(x[:rows], y[:rows])
-            seconds.append(time.perf_counter() - started)
-        ratio = seconds[1] / seconds[0]
-        out.line(f"{learner.name:<22}{seconds[0]:>9.3f}{seconds[1]:>9.3f}{ratio:>7.2f}   k = {np.log2(ratio):.2f}")
 
 
 # --- the GPU part -------------------------------------------------------------------------------------------
