@@ -155,7 +155,7 @@ def comparison_bars(
     figure, axes = plt.subplots(figsize=(max(7.0, 0.85 * len(models) + 2), 4.5))
     colours = [FAMILY_COLOURS[family] for family in families]
     errors = np.nan_to_num(np.vstack([mean - low, high - mean]))
-    axes.bar(positions, mean, yerr=errors, capsize=4, color=colours, alpha=0.85, label="CV mean, 95% interval")
+    axes.bar(positions, mean, yerr=errors, capsize=4, color=colours, alpha=0.85)  # in the legend by family
     axes.scatter(positions, test_score, color="black", zorder=3, marker="D", s=24, label="test")
     axes.set_xticks(positions, models, rotation=30, ha="right")
     values = np.concatenate([low, np.asarray(test_score)])
@@ -165,9 +165,11 @@ def comparison_bars(
     axes.set_ylabel(metric)
     axes.set_title(f"quest: neural vs classic models ({metric}, same folds)")
     handles, labels = axes.get_legend_handles_labels()
-    shown = [family for family in FAMILY_COLOURS if family in families]
+    present = set(families)  # the values: `in` on a pandas Series would look at its index
+    shown = [family for family in FAMILY_COLOURS if family in present]
     handles += [Patch(color=FAMILY_COLOURS[family], alpha=0.85) for family in shown]
-    axes.legend(handles, labels + shown, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    labels += [f"{family}: CV mean, 95% interval" for family in shown]
+    axes.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="y", alpha=0.3)
     _save(figure, path)
 
