@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -52,27 +53,44 @@ def fit_many(
     label: str = "",
     timings: dict[str, float] | None = None,
 ) -> list[FitResult]:
-    """Train one fresh MLP per job, all in one vectorised program; results in job order.
+    """Train one fresh MLP (the `train` params' network) per job, all in one vectorised program; results in job
+    order. See train_many."""
+    recipe = MlpRecipe(spec, task=task, n_classes=n_classes)
+    return train_many(x, y, jobs, recipe, hooks=hooks, label=label, timings=timings)
 
-    Each job's network starts from the weights `fresh_mlp` draws for its seed, learns with early stopping on
-    its validation rows and ends holding its best epoch's weights. `hooks[j]` receive job j's per-epoch logs
-    after each block of epochs. `timings`, when given, receives the seconds spent compiling and training and
-    the number of training rows processed (`samples`).
+
+def train_many(
+    x: np.ndarray,
+    y: np.ndarray,
+    jobs: Sequence[Job],
+    recipe: Recipe,
+    *,
+    hooks: Sequence[Sequence[EpochHook]] = (),
+    label: str = "",
+    timings: dict[str, float] | None = None,
+) -> list[FitResult]:
+    """Train one fresh network of `recipe` per job, all in one vectorised program; results in job order.
+
+    Each job's network starts from the weights the recipe draws for its seed (and, where the recipe looks at
+    data, for its fit rows), learns with early stopping on its validation rows and ends holding its best
+    epoch's weights. `hooks[j]` receive job j's per-epoch logs after each block of epochs. `timings`, when
+    given, receives the seconds spent compiling and training and the number of training rows processed
+    (`samples`).
     """
     if keras.backend.backend() != "jax":
         raise RuntimeError("the fast engine needs the jax backend: run quest.learners.backend.configure first")
     started = time.perf_counter()
-    program = _Program.build(x, y, jobs, task=task, n_classes=n_classes, spec=spec)
+    program = _Program.build(x, y, jobs, recipe)
     compiling = time.perf_counter()
     block = program.block.lower(program.state, program.per_job, jnp.asarray(0, dtype="int32")).compile()
     compiled = time.perf_counter()
-    names = _history_names(task)
+    names = _history_names(recipe.task)
     job_hooks = [list(hooks[j]) if j < len(hooks) else [] for j in range(len(jobs))]
     for group in job_hooks:
         for hook in group:
             hook.on_train_begin()
-    progress = _ProgressLine(label, networks=len(jobs), epochs=spec.epochs, started=started)
-    state = _train(block, program.state, program.per_job, epochs=spec.epochs, names=names, hooks=job_hooks,
+    progress = _ProgressLine(label, networks=len(jobs), epochs=recipe.epochs, started=started)
+    state = _train(block, program.state, program.per_job, epochs=recipe.epochs, names=names, hooks=job_hooks,
                    progress=progress)  # fmt: skip
     for group in job_hooks:
         for hook in group:
@@ -82,11 +100,128 @@ def fit_many(
         timings["compile"] = compiled - compiling
         timings["train"] = time.perf_counter() - compiled
         timings["samples"] = float(sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True)))
-    regression = task == "regression"
     return [
-        _result(model, state, j, names, regression=regression, shift=program.shift[j], scale=program.scale[j])
+        _result(recipe, model, state, j, names, shift=program.shift[j], scale=program.scale[j])
         for j, model in enumerate(program.models)
     ]
+
+
+Loss = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+class Updater(Protocol):
+    """How a network's trainable weights move: an optimiser as pure functions of its state."""
+
+    def variables(self, model: keras.Model) -> list[jax.Array]:
+        """One network's initial optimiser state (the engine stacks it per job)."""
+
+    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
+        """(new trainable weights, new state) after one step; `progress` is the fraction of training done."""
+
+
+class Recipe(Protocol):
+    """What the engine needs to know about a family of networks: how to make one for a job, how it learns, what
+    it minimises and how its best epoch is chosen. The MLP's is MlpRecipe; RealMLP's lives beside its network."""
+
+    task: str
+    epochs: int
+    batch_size: int
+    patience: int  # epochs without a better criterion before a job stops; 0: never stop early
+    data_parallel: int | str
+    scheduled: bool  # whether its steps read the fraction of training done (schedules): traced only then
+    drop_last: bool  # batches of min(batch_size, rows); an epoch skips the rows left over (else: a short batch)
+    later_ties: bool  # an epoch that ties the best criterion becomes the best (else: the first one stays)
+
+    def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
+        """A built network with the initial weights the job's seed (and, if the recipe looks, its rows) gives."""
+
+    def updater(self, model: keras.Model) -> Updater: ...
+
+    def target(self, y: np.ndarray) -> np.ndarray:
+        """The targets as the network's loss takes them."""
+
+    def train_loss(self) -> Loss:
+        """(y_true, y_pred) -> loss and metric per row, on the training batches."""
+
+    def validation_loss(self) -> Loss:
+        """The same on the validation rows (the curves' val_loss, and what `criterion` reads)."""
+
+    def criterion(self, val_loss: jax.Array, val_metric: jax.Array) -> jax.Array:
+        """What the best epoch minimises."""
+
+    def schedule(self, non_trainable: list, progress: jax.Array) -> list:
+        """The network's non-trainable state at `progress` (a scheduled dropout rate lives there)."""
+
+    def finish(self, model: keras.Model, *, shift: float, scale: float) -> None:
+        """Turn the trained network into the one that is kept (outputs in the target's units, probabilities)."""
+
+
+class KerasUpdater:
+    """A Keras optimizer's own stateless_apply."""
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def variables(self, model: keras.Model) -> list[jax.Array]:
+        self.optimizer.build(model.trainable_variables)
+        return [v.value for v in self.optimizer.variables]
+
+    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
+        return self.optimizer.stateless_apply(state, grads, trainable)
+
+
+@dataclass(frozen=True)
+class MlpRecipe:
+    """The `train` params' MLP (quest.learners.network): Keras' own optimizer and losses on its probabilities,
+    the best epoch the one with the lowest val_loss, as EarlyStopping(restore_best_weights=True) picks it."""
+
+    spec: TrainParams
+    task: str
+    n_classes: int
+    scheduled: bool = False
+    drop_last: bool = False
+    later_ties: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return self.spec.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
+
+    @property
+    def patience(self) -> int:
+        return self.spec.early_stopping.patience
+
+    @property
+    def data_parallel(self) -> int | str:
+        return self.spec.data_parallel
+
+    def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
+        return fresh_mlp(x.shape[1], task=self.task, n_classes=self.n_classes, spec=self.spec, seed=job.seed)
+
+    def updater(self, model: keras.Model) -> Updater:
+        return KerasUpdater(model.optimizer)
+
+    def target(self, y: np.ndarray) -> np.ndarray:
+        return _target(y, task=self.task, n_classes=self.n_classes)
+
+    def train_loss(self) -> Loss:
+        return _per_sample(self.task, self.n_classes)
+
+    def validation_loss(self) -> Loss:
+        return _per_sample(self.task, self.n_classes)
+
+    def criterion(self, val_loss: jax.Array, val_metric: jax.Array) -> jax.Array:
+        return val_loss
+
+    def schedule(self, non_trainable: list, progress: jax.Array) -> list:
+        return non_trainable
+
+    def finish(self, model: keras.Model, *, shift: float, scale: float) -> None:
+        if self.task == "regression":
+            to_target_units(model, mean=shift, scale=scale)
 
 
 @dataclass
@@ -102,16 +237,16 @@ class _Program:
     block: Callable
 
     @classmethod
-    def build(
-        cls, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], *, task: str, n_classes: int, spec: TrainParams
-    ) -> _Program:
-        models = [fresh_mlp(x.shape[1], task=task, n_classes=n_classes, spec=spec, seed=job.seed) for job in jobs]
-        target = _target(y, task=task, n_classes=n_classes)
-        if task == "regression":
+    def build(cls, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], recipe: Recipe) -> _Program:
+        models = [recipe.fresh(x, y, job) for job in jobs]
+        target = recipe.target(y)
+        if recipe.task == "regression":
             shift, scale = _standardisers(target, jobs)
         else:
             shift, scale = np.zeros(len(jobs)), np.ones(len(jobs))
-        fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=spec.batch_size)
+        sizes = [len(job.fit_rows) for job in jobs]
+        width = min(recipe.batch_size, max(sizes)) if recipe.drop_last else recipe.batch_size
+        fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=width)
         validation_rows, validation_mask = _pad([job.validation_rows for job in jobs], multiple=1)
         per_job = {
             "key": jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs]),
@@ -122,22 +257,23 @@ class _Program:
             "shift": jnp.asarray(shift, dtype="float32"),
             "scale": jnp.asarray(scale, dtype="float32"),
         }
+        if recipe.scheduled or recipe.drop_last:  # a job's own batches an epoch: its schedules run over its steps
+            batches = [max(1, n // width) if recipe.drop_last else math.ceil(n / width) for n in sizes]
+            per_job["batches"] = jnp.asarray(batches, dtype="float32")
         template = models[0]
-        optimizer = template.optimizer
-        optimizer.build(template.trainable_variables)
-        state = _initial_state(models, optimizer, epochs=spec.epochs)
+        updater = recipe.updater(template)
+        state = _initial_state(models, updater.variables(template), epochs=recipe.epochs)
         data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
-        mesh = batch_mesh(data_parallel_devices("jax", spec.data_parallel, spec.batch_size))
+        mesh = batch_mesh(data_parallel_devices("jax", recipe.data_parallel, recipe.batch_size))
         if mesh is not None:  # everything on every device; only the batches are split, inside the program
             state, per_job, data = jax.device_put((state, per_job, data), NamedSharding(mesh, PartitionSpec()))
         block = _compile_block(
             template,
-            optimizer,
+            updater,
+            recipe,
             *data,
-            task=task,
-            n_classes=n_classes,
-            batch_size=spec.batch_size,
-            patience=spec.early_stopping.patience or spec.epochs,  # 0 means: never stop early
+            width=width,
+            slots=max(max(1, n // width) for n in sizes) if recipe.drop_last else None,
             batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
         )
         return cls(models=models, state=state, per_job=per_job, shift=shift, scale=scale, block=block)
@@ -258,7 +394,7 @@ def _pad(rows: Sequence[np.ndarray], *, multiple: int) -> tuple[np.ndarray, np.n
     return padded, mask
 
 
-def _initial_state(models: Sequence[keras.Model], optimizer: keras.optimizers.Optimizer, *, epochs: int) -> dict:
+def _initial_state(models: Sequence[keras.Model], optimizer: Sequence[jax.Array], *, epochs: int) -> dict:
     def stacked(values: list[list]) -> list:
         return [jnp.stack(column) for column in zip(*values, strict=True)]
 
@@ -268,7 +404,7 @@ def _initial_state(models: Sequence[keras.Model], optimizer: keras.optimizers.Op
     return {
         "trainable": trainable,
         "non_trainable": non_trainable,
-        "optimizer": [jnp.stack([v.value] * jobs) for v in optimizer.variables],
+        "optimizer": [jnp.stack([value] * jobs) for value in optimizer],
         "best_trainable": trainable,
         "best_non_trainable": non_trainable,
         "best_loss": jnp.full((jobs,), jnp.inf, dtype="float32"),
@@ -279,29 +415,25 @@ def _initial_state(models: Sequence[keras.Model], optimizer: keras.optimizers.Op
     }
 
 
-Loss = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-
-
 def _compile_block(
     model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
+    updater: Updater,
+    recipe: Recipe,
     x: jax.Array,
     target: jax.Array,
     *,
-    task: str,
-    n_classes: int,
-    batch_size: int,
-    patience: int,
+    width: int,
+    slots: int | None = None,
     batch_sharding: NamedSharding | None = None,
 ) -> Callable:
     """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`.
 
+    `slots` (drop_last) is how many batches the largest job takes an epoch: the scan stops there.
     `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split).
     """
-    per_sample = _per_sample(task, n_classes)
-    labels = _labels(target, regression=task == "regression")
-    step = _step(model, optimizer, x, per_sample, labels, batch_sharding)
-    epoch = _epoch(model, x, per_sample, labels, step, batch_size=batch_size, patience=patience)
+    labels = _labels(target, regression=recipe.task == "regression")
+    step = _step(model, updater, recipe, x, labels, batch_sharding)
+    epoch = _epoch(model, recipe, x, labels, step, width=width, slots=slots)
 
     def run(state: dict, job: dict, until: jax.Array) -> dict:
         return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
@@ -343,33 +475,35 @@ def _masked(values: jax.Array, weights: jax.Array) -> jax.Array:
 
 def _step(
     model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
+    updater: Updater,
+    recipe: Recipe,
     x: jax.Array,
-    per_sample: Loss,
     labels: Callable[[jax.Array, dict], jax.Array],
     batch_sharding: NamedSharding | None,
 ) -> Callable:
     """step(job, carry, batch): one mini-batch's gradient step, for lax.scan over an epoch's batches."""
+    per_sample = recipe.train_loss()
 
     def step(job: dict, carry: tuple, batch: tuple) -> tuple:
         trainable, non_trainable, opt, sums = carry
-        rows, valid = batch
+        rows, valid, progress = batch if recipe.scheduled else (*batch, None)
         if batch_sharding is not None:  # under vmap the constraint applies to the rows axis, not to the jobs'
             rows = jax.lax.with_sharding_constraint(rows, batch_sharding)
             valid = jax.lax.with_sharding_constraint(valid, batch_sharding)
         weights = valid.astype("float32")
         x_batch, y_batch = x[rows], labels(rows, job)
+        scheduled = recipe.schedule(non_trainable, progress) if recipe.scheduled else non_trainable
 
         def objective(variables: list) -> tuple:
             y_pred, updated, penalties = model.stateless_call(
-                variables, non_trainable, x_batch, training=True, return_losses=True
+                variables, scheduled, x_batch, training=True, return_losses=True
             )
             loss, metric = per_sample(y_batch, y_pred)
             total = _masked(loss, weights) + sum(penalties, jnp.zeros(()))
             return total, (updated, jnp.sum(metric * weights))
 
         (total, (updated, metric_sum)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
-        new_trainable, new_opt = optimizer.stateless_apply(opt, grads, trainable)
+        new_trainable, new_opt = updater.apply(opt, grads, trainable, progress)
         count = jnp.sum(weights)
         live = count > 0  # a job with fewer rows than the widest one skips its trailing empty batches
 
@@ -384,26 +518,36 @@ def _step(
 
 def _epoch(
     model: keras.Model,
+    recipe: Recipe,
     x: jax.Array,
-    per_sample: Loss,
     labels: Callable[[jax.Array, dict], jax.Array],
     step: Callable,
     *,
-    batch_size: int,
-    patience: int,
+    width: int,
+    slots: int | None = None,
 ) -> Callable[[dict, dict], dict]:
-    """epoch(state, job): shuffle on the device, scan the batches, score the validation rows, and keep the best
-    weights as EarlyStopping(restore_best_weights=True) would."""
+    """epoch(state, job): shuffle on the device, scan the batches of `width` rows, score the validation rows,
+    and keep the best weights as EarlyStopping(restore_best_weights=True) would, by the recipe's criterion."""
+    epochs = recipe.epochs
+    patience = recipe.patience or epochs  # 0 means: never stop early
+    per_sample = recipe.validation_loss()
 
     def epoch(state: dict, job: dict) -> dict:
         index = state["epoch"]
         # Shuffle on the device: random keys for the job's rows, padding sorted last.
         keys = jax.random.uniform(jax.random.fold_in(job["key"], index), job["fit_mask"].shape)
         order = jnp.argsort(jnp.where(job["fit_mask"], keys, 2.0))
-        rows = job["fit_rows"][order].reshape(-1, batch_size)
-        valid = job["fit_mask"][order].reshape(-1, batch_size)
+        rows = job["fit_rows"][order].reshape(-1, width)
+        valid = job["fit_mask"][order].reshape(-1, width)
+        if recipe.drop_last:  # the rows past the job's last whole batch sit out this epoch
+            rows, valid = rows[:slots], valid[:slots]
+            valid = valid & (jnp.arange(rows.shape[0], dtype="float32")[:, None] < job["batches"])
+        batches: tuple = (rows, valid)
+        if recipe.scheduled:  # the fraction of the job's steps done before each batch
+            steps = index * job["batches"] + jnp.arange(rows.shape[0], dtype="float32")
+            batches = (rows, valid, steps / (epochs * job["batches"]))
         carry = (state["trainable"], state["non_trainable"], state["optimizer"], jnp.zeros(3))
-        (trainable, non_trainable, opt, sums), _ = jax.lax.scan(functools.partial(step, job), carry, (rows, valid))
+        (trainable, non_trainable, opt, sums), _ = jax.lax.scan(functools.partial(step, job), carry, batches)
 
         weights = job["validation_mask"].astype("float32")
         y_pred, _, penalties = model.stateless_call(
@@ -411,10 +555,13 @@ def _epoch(
         )
         loss, metric = per_sample(labels(job["validation_rows"], job), y_pred)
         val_loss = _masked(loss, weights) + sum(penalties, jnp.zeros(()))
+        val_metric = _masked(metric, weights)
         count = jnp.maximum(sums[2], 1.0)
-        row = jnp.stack([sums[0] / count, sums[1] / count, val_loss, _masked(metric, weights)])
+        row = jnp.stack([sums[0] / count, sums[1] / count, val_loss, val_metric])
 
-        improved = val_loss < state["best_loss"]  # as EarlyStopping: min_delta 0, NaN never improves
+        criterion = recipe.criterion(val_loss, val_metric)
+        # As EarlyStopping: min_delta 0, NaN never improves; a tie moves the best only for later_ties.
+        improved = criterion <= state["best_loss"] if recipe.later_ties else criterion < state["best_loss"]
 
         def choose(new: list, old: list) -> list:
             return [jnp.where(improved, a, b) for a, b in zip(new, old, strict=True)]
@@ -426,7 +573,7 @@ def _epoch(
             "optimizer": opt,
             "best_trainable": choose(trainable, state["best_trainable"]),
             "best_non_trainable": choose(non_trainable, state["best_non_trainable"]),
-            "best_loss": jnp.where(improved, val_loss, state["best_loss"]),
+            "best_loss": jnp.where(improved, criterion, state["best_loss"]),
             "wait": wait,
             "epoch": index + 1,
             "stopped": wait >= patience,
@@ -442,7 +589,7 @@ def _history_names(task: str) -> tuple[str, str, str, str]:
 
 
 def _result(
-    model: keras.Model, state: dict, job: int, names: Sequence[str], *, regression: bool, shift: float, scale: float
+    recipe: Recipe, model: keras.Model, state: dict, job: int, names: Sequence[str], *, shift: float, scale: float
 ) -> FitResult:
     """Job `job`'s network as a Keras model holding its best epoch's weights, with its curves."""
     for variable, value in zip(model.trainable_variables, state["best_trainable"], strict=True):
@@ -452,7 +599,17 @@ def _result(
     epochs_run = int(state["epoch"][job])
     rows = np.asarray(state["history"][job, :epochs_run], dtype=np.float64)
     curves = {name: [float(v) for v in rows[:, i]] for i, name in enumerate(names)}
-    if regression:
-        to_target_units(model, mean=shift, scale=scale)
-    best = int(np.nanargmin(rows[:, 2])) + 1 if np.isfinite(rows[:, 2]).any() else epochs_run
+    recipe.finish(model, shift=shift, scale=scale)
+    best = _best_epoch(recipe, rows, epochs_run)
     return FitResult(model=model, history=curves, best_epoch=best, epochs_run=epochs_run)
+
+
+def _best_epoch(recipe: Recipe, rows: np.ndarray, epochs_run: int) -> int:
+    """The 1-based epoch whose weights were kept: the first (or, for later_ties, the last) with the lowest
+    criterion, as the program chose."""
+    criterion = np.asarray(recipe.criterion(jnp.asarray(rows[:, 2]), jnp.asarray(rows[:, 3])), dtype=np.float64)
+    if not np.isfinite(criterion).any():
+        return epochs_run
+    if recipe.later_ties:
+        return len(criterion) - int(np.nanargmin(criterion[::-1]))
+    return int(np.nanargmin(criterion)) + 1

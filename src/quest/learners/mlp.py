@@ -120,15 +120,16 @@ def fit_mlp(
     )[0]
 
 
-class MLP(Learner):
-    """The Keras MLP of `train` params; a fit's `hyper` replaces train keys (a tuning trial's values)."""
+class NetworkLearner(Learner):
+    """A Keras network trained by quest's engines: each split (and copy) its own seeded initialisation, the
+    backend chosen before Keras is imported, and fits with the same hyperparameters trained together.
+    Subclasses say how a group of jobs trains (`train_jobs`) and which validation fraction picks their epoch."""
 
-    name = NAME
     kind = "neural"
     trains_together = True
 
-    def __init__(self, train: TrainParams, *, seed: int) -> None:
-        self.train, self.seed = train, seed
+    def __init__(self, train: TrainParams, *, seed: int, copies: int) -> None:
+        self.train, self.seed, self.copies = train, seed, copies
         self._device: DeviceInfo | None = None
 
     def configure(self) -> DeviceInfo:
@@ -144,32 +145,18 @@ class MLP(Learner):
         device = self.configure()
         return {"quest.device": device.describe(), "quest.backend": device.backend}
 
-    def settings(self, problem: Problem) -> dict[str, Any]:
-        return dataclasses.asdict(self.train)
-
-    def describe(self, problem: Problem) -> str:
-        return "Keras MLP"
-
     def seeds(self, seed: int, index: int) -> tuple[int, ...]:
         # Each split (and copy) its own, still seeded, initialisation; copy 0 keeps seed + split + 1.
-        return tuple(seed + index + 1 + SEED_STRIDE * copy for copy in range(self.train.seeds))
+        return tuple(seed + index + 1 + SEED_STRIDE * copy for copy in range(self.copies))
 
-    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
-        for name in space:
-            if name not in TUNABLE:
-                raise QuestError(
-                    f"params.yaml: tune.spaces.mlp.{name} must be one of the train keys {', '.join(TUNABLE)} "
-                    f"(got {name!r})"
-                )
-        layers = space.get("hidden_layers")
-        if layers is not None and not (
-            isinstance(layers, list)
-            and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
-        ):
-            raise QuestError(
-                f"params.yaml: tune.spaces.mlp.hidden_layers must be a list of layer-size lists such as "
-                f"[[32], [64, 32]] (got {layers!r})"
-            )
+    def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
+        raise NotImplementedError
+
+    def train_jobs(
+        self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
+    ) -> list[FitResult]:
+        """One fresh network per job with `hyper` over the defaults, trained together where the engine can."""
+        raise NotImplementedError
 
     def fit_predict(
         self,
@@ -192,31 +179,11 @@ class MLP(Learner):
         for index, fit in enumerate(fits):
             groups.setdefault(tuple(sorted(fit.hyper.items())), []).append(index)
         for hyper, members in groups.items():
-            spec = dataclasses.replace(self.train, **dict(hyper))
-            jobs = [
-                plan_job(
-                    fits[i].rows,
-                    y,
-                    task=problem.task,
-                    validation_fraction=spec.early_stopping.validation_fraction,
-                    seed=fits[i].seed,
-                )
-                for i in members
-            ]
-            # The fast engine reports all its networks at once; the fit engine, each network as it goes.
-            hooks = [[Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] for n in range(len(jobs))]
+            fraction = self.validation_fraction(dict(hyper))
+            jobs = [plan_job(fits[i].rows, y, task=problem.task, validation_fraction=fraction, seed=fits[i].seed)
+                    for i in members]  # fmt: skip
             try:
-                results = fit_mlps(
-                    x,
-                    y,
-                    jobs,
-                    task=problem.task,
-                    n_classes=problem.n_classes,
-                    spec=spec,
-                    hooks=hooks if label and spec.engine == "fit" else (),
-                    label=label,
-                    feature_names=problem.feature_names,
-                )
+                results = self.train_jobs(x, y, jobs, problem, dict(hyper), label)
             except ValueError as error:
                 if on_failure is None:
                     raise
@@ -226,3 +193,56 @@ class MLP(Learner):
             for i, result in zip(members, results, strict=True):
                 outputs[i] = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
         return outputs
+
+
+class MLP(NetworkLearner):
+    """The Keras MLP of `train` params; a fit's `hyper` replaces train keys (a tuning trial's values)."""
+
+    name = NAME
+
+    def __init__(self, train: TrainParams, *, seed: int) -> None:
+        super().__init__(train, seed=seed, copies=train.seeds)
+
+    def settings(self, problem: Problem) -> dict[str, Any]:
+        return dataclasses.asdict(self.train)
+
+    def describe(self, problem: Problem) -> str:
+        return "Keras MLP"
+
+    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
+        for name in space:
+            if name not in TUNABLE:
+                raise QuestError(
+                    f"params.yaml: tune.spaces.mlp.{name} must be one of the train keys {', '.join(TUNABLE)} "
+                    f"(got {name!r})"
+                )
+        layers = space.get("hidden_layers")
+        if layers is not None and not (
+            isinstance(layers, list)
+            and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
+        ):
+            raise QuestError(
+                f"params.yaml: tune.spaces.mlp.hidden_layers must be a list of layer-size lists such as "
+                f"[[32], [64, 32]] (got {layers!r})"
+            )
+
+    def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
+        return self.train.early_stopping.validation_fraction
+
+    def train_jobs(
+        self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
+    ) -> list[FitResult]:
+        spec = dataclasses.replace(self.train, **hyper)
+        # The fast engine reports all its networks at once; the fit engine, each network as it goes.
+        hooks = [[Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] for n in range(len(jobs))]
+        return fit_mlps(
+            x,
+            y,
+            jobs,
+            task=problem.task,
+            n_classes=problem.n_classes,
+            spec=spec,
+            hooks=hooks if label and spec.engine == "fit" else (),
+            label=label,
+            feature_names=problem.feature_names,
+        )
