@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,34 +107,37 @@ def cv_cells(prepared: Prepared, *, limit: int | None = None) -> list[Scored]:
     ]
 
 
+def final_cell(prepared: Prepared) -> Scored:
+    """The final fit: the whole training split, scored on the test split."""
+    # Index -1: the final fit, whose network seeds draw `seed` itself (split n draws seed + n + 1), as in train.
+    everything = np.arange(len(prepared.y_train))
+    return Scored(rows=everything, targets=(prepared.y_test,), inputs=(prepared.x_test,), index=-1)
+
+
+def _per_metric(per_split: Sequence[list[dict[str, float]] | None]) -> dict[str, list[float]]:
+    return {name: [split[0][name] for split in per_split] for name in per_split[0][0]}
+
+
 def cross_validate(
     learner: Learner, prepared: Prepared, problem: Problem, *, seed: int, label: str = ""
 ) -> dict[str, list[float]]:
     """Per metric, one score per shared split, in split order."""
     cells = cv_cells(prepared)
-    per_split = scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed, label=label)
-    return {name: [split[0][name] for split in per_split] for name in per_split[0][0]}
-
-
-def final_scores(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> dict[str, float]:
-    """Every metric of a model fitted on the whole training split, on the test split."""
-    # Index -1: the final fit, whose network seeds draw `seed` itself (split n draws seed + n + 1), as in train.
-    everything = np.arange(len(prepared.y_train))
-    final = Scored(rows=everything, targets=(prepared.y_test,), inputs=(prepared.x_test,), index=-1)
-    (found,) = scores_of(learner, prepared.x_train, prepared.y_train, [final], problem, seed=seed)
-    return found[0]
+    return _per_metric(scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed, label=label))
 
 
 def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> ModelResult:
-    """CV on the shared folds, then a fit on the whole training split scored on the test split."""
+    """CV on the shared folds and a fit on the whole training split scored on the test split, handed to the
+    learner together (a learner that trains its fits together trains them all in one program)."""
     started = time.perf_counter()
     try:
-        folds = cross_validate(learner, prepared, problem, seed=seed)
-        test = final_scores(learner, prepared, problem, seed=seed)
+        cells = [*cv_cells(prepared), final_cell(prepared)]
+        found = scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
     except ValueError as error:  # the estimator refused the table: name it, in one line
         raise QuestError(
             f"{learner.name} cannot be fitted on this table ({first_line(error)}); leave it out of compare.baselines"
         ) from None
+    folds, test = _per_metric(found[:-1]), found[-1][0]
     return ModelResult(name=learner.name, folds=folds, test=test, seconds=time.perf_counter() - started)
 
 
@@ -145,7 +148,8 @@ def evaluate_all(
 
     Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
     result is the same as in one process (its model, data and seed do not depend on where it runs). Learners
-    that train together, or that fill the cores with one fit, run here, after the others, on every core.
+    that fill the cores with one fit run here, after the others, on every core; learners that train together run
+    here too, on a thread beside the workers from the start.
     """
     workers = min(len(learners), workers or len(os.sched_getaffinity(0)))
     # Forking a process that runs JAX's or TensorFlow's threads can deadlock the child (a test process may
@@ -158,10 +162,25 @@ def evaluate_all(
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     work = _Work(tuple(spread), prepared, problem, seed, threads)
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start, initargs=(work,)) as pool:
+    with (
+        ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start, initargs=(work,)) as pool,
+        ThreadPoolExecutor(max_workers=1) as beside,
+    ):
         spread_results = pool.map(_evaluate, range(len(spread)))  # in order, each as soon as it is done
+        # Forked above, before any network is built: a compiled network's training leaves a core idle part of
+        # the time (compiling is single-threaded), so it runs on a thread beside the workers, not after them.
+        networks = {
+            learner.name: beside.submit(evaluate, learner, prepared, problem, seed=seed)
+            for learner in learners
+            if learner.trains_together
+        }
         for learner in learners:
-            yield next(spread_results) if learner in spread else evaluate(learner, prepared, problem, seed=seed)
+            if learner in spread:
+                yield next(spread_results)
+            elif learner.name in networks:
+                yield networks[learner.name].result()
+            else:
+                yield evaluate(learner, prepared, problem, seed=seed)
 
 
 @dataclass(frozen=True)
