@@ -148,6 +148,67 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class RealMlpParams:
+    """RealMLP-TD's recipe (quest.learners.realmlp_network), its published defaults in params.yaml."""
+
+    seeds: int
+    hidden_layers: tuple[int, ...]
+    activation: Literal["auto", "selu", "mish", "relu"]
+    embedding_frequencies: int
+    embedding_sigma: float
+    embedding_dims: int
+    embedding_lr_factor: float
+    one_hot_max: int
+    categorical_embedding: int
+    scale_lr_factor: float
+    dropout_rate: float
+    weight_decay: float
+    learning_rate: float | Literal["auto"]
+    beta2: float
+    label_smoothing: float
+    epochs: int
+    batch_size: int
+    validation_fraction: float
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.seeds <= 100, "realmlp.seeds", "an integer from 1 to 100", self.seeds)
+        _require(
+            len(self.hidden_layers) > 0 and all(size >= 1 for size in self.hidden_layers),
+            "realmlp.hidden_layers",
+            "a non-empty list of positive layer sizes",
+            list(self.hidden_layers),
+        )
+        _require(self.embedding_frequencies >= 0, "realmlp.embedding_frequencies", "0 (off) or more",
+                 self.embedding_frequencies)  # fmt: skip
+        _require(self.embedding_sigma > 0, "realmlp.embedding_sigma", "positive", self.embedding_sigma)
+        _require(self.embedding_lr_factor > 0, "realmlp.embedding_lr_factor", "positive", self.embedding_lr_factor)
+        _require(self.scale_lr_factor > 0, "realmlp.scale_lr_factor", "positive", self.scale_lr_factor)
+        _require(self.one_hot_max >= 2, "realmlp.one_hot_max", "at least 2", self.one_hot_max)
+        _require(0 < self.beta2 < 1, "realmlp.beta2", "between 0 and 1 (exclusive)", self.beta2)
+        _require(self.embedding_dims >= 2, "realmlp.embedding_dims", "at least 2 (the column and one more)",
+                 self.embedding_dims)  # fmt: skip
+        _require(self.categorical_embedding >= 1, "realmlp.categorical_embedding", "a positive size",
+                 self.categorical_embedding)  # fmt: skip
+        _require(0 <= self.dropout_rate < 1, "realmlp.dropout_rate", "in [0, 1)", self.dropout_rate)
+        _require(self.weight_decay >= 0, "realmlp.weight_decay", "non-negative", self.weight_decay)
+        _require(
+            self.learning_rate == "auto" or self.learning_rate > 0,
+            "realmlp.learning_rate",
+            "auto or a positive number",
+            self.learning_rate,
+        )
+        _require(0 <= self.label_smoothing < 1, "realmlp.label_smoothing", "in [0, 1)", self.label_smoothing)
+        _require(self.epochs >= 1, "realmlp.epochs", "a positive integer", self.epochs)
+        _require(self.batch_size >= 1, "realmlp.batch_size", "a positive integer", self.batch_size)
+        _require(
+            0 < self.validation_fraction < 1,
+            "realmlp.validation_fraction",
+            "between 0 and 1 (exclusive)",
+            self.validation_fraction,
+        )
+
+
+@dataclass(frozen=True)
 class CompareParams:
     metric: Metric
     alpha: float
@@ -253,6 +314,7 @@ class Params:
     data: DataParams
     prepare: PrepareParams
     train: TrainParams
+    realmlp: RealMlpParams
     compare: CompareParams
     tune: TuneParams
     learning: LearningParams

@@ -60,6 +60,21 @@ class Schema:
             return [PREDICTION]
         return [LABEL, *(f"{PROBABILITY}{label}" for label in self.class_labels)]
 
+    def feature_columns(self) -> tuple[tuple[ColumnKind, str], ...]:
+        """Per model input, the kind and name of the raw column it comes from: a categorical column's one-hot
+        inputs share its name (the preprocessing names them kind__column or categorical__column_category)."""
+        categorical = [c for c in self.columns if c.kind == "categorical"]
+        found: list[tuple[ColumnKind, str]] = []
+        for name in self.features:
+            kind, _, rest = name.partition("__")
+            if kind == "categorical":
+                owners = [c.name for c in categorical if rest.startswith(f"{c.name}_") and rest[len(c.name) + 1 :]
+                          in c.categories]  # fmt: skip
+                found.append(("categorical", max(owners, key=len) if owners else rest))
+            else:
+                found.append(("boolean" if kind == "boolean" else "numeric", rest))
+        return tuple(found)
+
     @classmethod
     def from_dict(cls, raw: dict) -> Schema:
         columns = tuple(Column.from_dict(c) for c in raw["columns"])

@@ -34,12 +34,20 @@ class Problem:
     n_features: int
     large: bool = False  # the training split is past compare.scale_threshold: scalable stand-ins, where any
     feature_names: tuple[str, ...] = ()  # the model inputs' names, for messages (schema.features)
+    # Per model input, its raw column's kind and name (Schema.feature_columns): a categorical column's one-hot
+    # inputs share a name. Empty: every input is numeric.
+    feature_columns: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, prepared: Prepared, *, large: bool = False) -> Problem:
         schema = prepared.schema
         return cls(
-            schema.task, prepared.n_classes, prepared.x_train.shape[1], large=large, feature_names=schema.features
+            schema.task,
+            prepared.n_classes,
+            prepared.x_train.shape[1],
+            large=large,
+            feature_names=schema.features,
+            feature_columns=schema.feature_columns(),
         )
 
 

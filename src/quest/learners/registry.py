@@ -32,6 +32,12 @@ def _baseline(name: str) -> Factory:
     return make
 
 
+def _realmlp(params: Params) -> Learner:
+    from quest.learners.realmlp import RealMLP
+
+    return RealMLP(params.realmlp, params.train, seed=params.seed)
+
+
 def _catboost(params: Params) -> Learner:
     from quest.learners.catboost_gbdt import CatBoost
 
@@ -52,6 +58,7 @@ FACTORIES: dict[str, Factory] = {
     **{name: _baseline(name) for name in BASELINES},
     "lightgbm": _lightgbm,
     "catboost": _catboost,
+    "realmlp": _realmlp,
 }
 
 
