@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro check test fuzz verify lint audit ui server sweep bench-cpu bench-gpu lock clean
+.PHONY: help setup repro check test fuzz verify lint audit ui server sweep bench-cpu bench-gpu bench-peers lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,8 +64,20 @@ bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's 
 bench-gpu: $(STAMP) ## benchmarks on a GPU (JAX): fast engine vs fit vs a hand-written loop on 1 M x 64 rows
 	$(BIN)/python benchmarks/bench.py gpu
 
+PEERS := .peers-venv
+PEERS_STAMP := $(PEERS)/.installed-stamp
+$(PEERS_STAMP): benchmarks/peers-requirements.txt
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	@# PyTorch first, alone: pip then takes the pinned CPU build before any package could ask for another.
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check "$$(grep -E '^torch==' $<)"
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS_STAMP) ## RealMLP against pytabkit's reference on quest's splits (own env: .peers-venv)
+	$(BIN)/python benchmarks/peers.py --reference-python $(PEERS)/bin/python
+
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock
 
-clean: ## remove the virtual environment
-	rm -rf $(VENV)
+clean: ## remove the virtual environments
+	rm -rf $(VENV) $(PEERS)
