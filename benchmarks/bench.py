@@ -289,7 +289,7 @@ def cpu_training(out: Report, epochs: int) -> None:
             out.figure("cpu_speedup_vs_fit", speedup)
 
 
-REPRO_TARGET_SECONDS = 45.0  # issue 15: the default repro with every row, on these 2 cores
+REPRO_TARGET_SECONDS = 60  # issue 16: the default run, RealMLP included, under a minute on two cores
 
 
 def pipeline(out: Report) -> None:
@@ -340,7 +340,7 @@ def pipeline(out: Report) -> None:
     out.figure("repro_first_seconds", first)
     out.figure("repro_force_seconds", forced)
     out.figure("repro_noop_seconds", noop)
-    out.figure("repro_first_vs_45s_target", first / REPRO_TARGET_SECONDS)
+    out.figure("repro_first_vs_60s_target", first / REPRO_TARGET_SECONDS)
     out.figure("repro_slowest_part", max(split, key=split.get), text=True)
 
 

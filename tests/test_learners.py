@@ -201,5 +201,5 @@ def test_each_learner_says_what_it_is():
     assert [learner.name for learner in learners if learner.fills_cores] == ["catboost"]
     assert [learner.name for learner in learners if learner.has_stand_in()] == ["boosting", "svm_rbf"]
     assert isinstance(registry.subject(params), Learner) and registry.others() == others
-    assert list(params.compare.baselines) == others[:-1]  # every classic row is on by default
+    assert list(params.compare.baselines) == others  # every row is on by default
     assert Baseline("tree").describe(Problem("regression", 0, 3)) == "decision tree"

@@ -14,7 +14,7 @@ def test_repo_params_load_into_typed_frozen_objects():
     assert params.train.learning_rate == 0.001
     assert params.train.data_parallel == 1  # off: one device, whatever the machine has
     lecture = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
-    assert params.compare.baselines == (*lecture, "hgb", "xgboost", "lightgbm", "catboost")
+    assert params.compare.baselines == (*lecture, "hgb", "xgboost", "lightgbm", "catboost", "realmlp")
     assert params.realmlp.hidden_layers == (256, 256, 256) and params.realmlp.learning_rate == "auto"
     with pytest.raises(AttributeError):
         params.train.epochs = 3  # frozen
