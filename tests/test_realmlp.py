@@ -14,14 +14,12 @@ from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.network import load_mlp, plan_job, predict, save_mlp
+from quest.learners.realmlp_layers import NtkDense, RobustInputs, cos_turns
 from quest.learners.realmlp_network import (
     Layout,
-    NtkDense,
     RealMlpRecipe,
     RealMlpUpdater,
-    RobustInputs,
     build_realmlp,
-    cos_turns,
     coslog4,
     flat_cos,
     initialise,

@@ -1,0 +1,236 @@
+"""RealMLP's Keras layers: what a saved RealMLP network is made of. Importing this module registers them, so
+Keras' safe mode loads such a network (quest.learners.network.load_mlp imports it); it needs Keras only.
+quest.learners.realmlp_network builds, initialises and trains networks of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+SMOOTH_CLIP = 3.0  # smooth_clip maps into (-3, 3)
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class RobustInputs(keras.layers.Layer):
+    """RealMLP's preprocessing: encode, median-centre, robust-scale and smoothly clip; the one-hot blocks of the
+    embedded categories pass through, after the scaled columns. Fitted per network, on its training rows."""
+
+    def __init__(self, scaled: int, passed: Sequence[int] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scaled, self.passed = scaled, list(passed)
+
+    def build(self, input_shape: tuple) -> None:
+        inputs = input_shape[-1]
+        self.encode = self.add_weight(shape=(inputs, self.scaled), initializer="zeros", trainable=False, name="encode")
+        self.center = self.add_weight(shape=(self.scaled,), initializer="zeros", trainable=False, name="center")
+        self.multiplier = self.add_weight(shape=(self.scaled,), initializer="ones", trainable=False, name="multiplier")
+
+    def call(self, x):
+        z = (keras.ops.matmul(x, self.encode) - self.center) * self.multiplier
+        z = z / keras.ops.sqrt(1.0 + keras.ops.square(z / SMOOTH_CLIP))
+        if not self.passed:
+            return z
+        return keras.ops.concatenate([z, keras.ops.take(x, self.passed, axis=1)], axis=1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.scaled + len(self.passed))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scaled": self.scaled, "passed": self.passed}
+
+
+# cos(2πr) on r in [-1/2, 1/2] as its Taylor series in (2πr)² to the 20th power: within float32's rounding of
+# the argument. XLA's own cos costs about 4.6 ns a value on this CPU and was a third of RealMLP's training time;
+# this polynomial vectorises (about a fifth of that, gradient included).
+COS_TERMS = tuple((-1) ** k / math.factorial(2 * k) for k in range(11))
+
+
+def cos_turns(turns):
+    """cos(2π·turns), for any real `turns`: reduced to the nearest whole turn, then the polynomial."""
+    reduced = turns - keras.ops.round(turns)
+    square = keras.ops.square(2 * math.pi * reduced)
+    total = COS_TERMS[-1]
+    for term in COS_TERMS[-2::-1]:
+        total = total * square + term
+    return total
+
+
+def mix32(values):
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 whose outputs look independent of its inputs."""
+    values = values ^ (values >> 16)
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> 13)
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> 16)
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class PeriodicEmbedding(keras.layers.Layer):
+    """PBLD on the first `numeric` inputs: per column cos(2π·w·x + b) at `frequencies` frequencies, a linear map
+    to `dims` - 1 values, and the column itself; the other inputs follow unchanged."""
+
+    def __init__(self, numeric: int, frequencies: int, dims: int, sigma: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.numeric, self.frequencies, self.dims, self.sigma = numeric, frequencies, dims, sigma
+
+    def build(self, input_shape: tuple) -> None:
+        n, f, d = self.numeric, self.frequencies, self.dims - 1
+        self.frequencies_ = self.add_weight(shape=(n, f), initializer="zeros", name="frequencies")
+        self.phases = self.add_weight(shape=(n, f), initializer="zeros", name="phases")
+        self.mixing = self.add_weight(shape=(n, f, d), initializer="zeros", name="mixing")
+        self.mixing_bias = self.add_weight(shape=(n, d), initializer="zeros", name="mixing_bias")
+
+    def call(self, x):
+        numbers, rest = x[:, : self.numeric], x[:, self.numeric :]
+        periodic = cos_turns(numbers[:, :, None] * self.frequencies_ + self.phases / (2 * math.pi))
+        mixed = keras.ops.einsum("bnf,nfd->bnd", periodic, self.mixing) + self.mixing_bias
+        flat = keras.ops.reshape(mixed, (-1, self.numeric * (self.dims - 1)))
+        return keras.ops.concatenate([flat, numbers, rest], axis=1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], input_shape[-1] + self.numeric * (self.dims - 1))
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "numeric": self.numeric,
+            "frequencies": self.frequencies,
+            "dims": self.dims,
+            "sigma": self.sigma,
+        }
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class CategoryEmbedding(keras.layers.Layer):
+    """The trailing one-hot blocks (sizes `blocks`) each become a learned `dims`-dimensional embedding."""
+
+    def __init__(self, blocks: Sequence[int], dims: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.blocks, self.dims = list(blocks), dims
+
+    def build(self, input_shape: tuple) -> None:
+        self.embeddings = self.add_weight(shape=(sum(self.blocks), self.dims), initializer="zeros", name="embeddings")
+
+    def call(self, x):
+        width = sum(self.blocks)
+        head, one_hot = x[:, : x.shape[-1] - width], x[:, x.shape[-1] - width :]
+        parts, start = [head], 0
+        for size in self.blocks:
+            parts.append(keras.ops.matmul(one_hot[:, start : start + size], self.embeddings[start : start + size]))
+            start += size
+        return keras.ops.concatenate(parts, axis=1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], input_shape[-1] - sum(self.blocks) + self.dims * len(self.blocks))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "blocks": self.blocks, "dims": self.dims}
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class FrontScale(keras.layers.Layer):
+    """A learned scale per input of the first layer, initialised to 1."""
+
+    def build(self, input_shape: tuple) -> None:
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class NtkDense(keras.layers.Dense):
+    """Dense in the NTK parametrisation: weights of unit scale, the product divided by √fan_in."""
+
+    def __init__(self, units: int, **kwargs) -> None:
+        kwargs.pop("kernel_initializer", None)
+        super().__init__(units, kernel_initializer="zeros", **kwargs)
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.kernel) / math.sqrt(self.kernel.shape[0]) + self.bias
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class ParametricActivation(keras.layers.Layer):
+    """x + α(σ(x) − x) with α per unit, initialised to 1 (σ exactly at the start); σ is SELU, Mish or ReLU."""
+
+    def __init__(self, function: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.function = function
+
+    def build(self, input_shape: tuple) -> None:
+        self.alpha = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="alpha")
+
+    def call(self, x):
+        if self.function == "selu":
+            activated = keras.ops.selu(x)
+        elif self.function == "relu":
+            activated = keras.ops.relu(x)
+        else:
+            activated = x * keras.ops.tanh(keras.ops.softplus(x))  # mish
+        return x + self.alpha * (activated - x)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "function": self.function}
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class ScheduledDropout(keras.layers.Layer):
+    """Inverted dropout whose rate the engine sets every step (the `rate` state: flat, then cosine to 0).
+
+    Its mask hashes each unit's position with a seed that Keras' SeedGenerator advances every call (mix32, a
+    counter-based generator): JAX's threefry cost 25 ms a step for 15 networks of RealMLP's size on this CPU,
+    more than their matrix products; the hash costs under 1 ms.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape: tuple) -> None:
+        self.rate = self.add_weight(shape=(), initializer="zeros", trainable=False, name="rate")
+
+    def call(self, x, training: bool = False):
+        if not training:
+            return x
+        keep = 1.0 - self.rate
+        seed = keras.ops.cast(self.seed_generator.next(), "uint32")
+        key = mix32(seed[0] ^ mix32(seed[1] + np.uint32(0x632BE5AB)))
+        count = math.prod(x.shape[1:])
+        position = keras.ops.reshape(keras.ops.arange(count, dtype="uint32"), x.shape[1:])
+        batch = keras.ops.arange(keras.ops.shape(x)[0], dtype="uint32")[:, None] * np.uint32(count)
+        bits = mix32((batch + position) * np.uint32(0x9E3779B9) + key)
+        uniform = keras.ops.cast(bits >> 8, "float32") * (1.0 / (1 << 24))
+        return keras.ops.where(uniform < keep, x / keras.ops.maximum(keep, 1e-6), 0.0)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="quest")
+class ClampOutput(keras.layers.Layer):
+    """Regression only, at prediction: the output held within the training target's range."""
+
+    def build(self, input_shape: tuple) -> None:
+        self.low = self.add_weight(shape=(), initializer="zeros", trainable=False, name="low")
+        self.high = self.add_weight(shape=(), initializer="zeros", trainable=False, name="high")
+
+    def call(self, x, training: bool = False):
+        return x if training else keras.ops.minimum(keras.ops.maximum(x, self.low), self.high)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
