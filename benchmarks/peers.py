@@ -9,9 +9,10 @@ RealMLP_TD_*, in its own environment, .peers-venv: see benchmarks/peers_referenc
 the same rows, from the same raw columns. Both answer the same held-out rows and quest's metrics score both:
 accuracy for classification, R² for regression. Printed per dataset and overall: both scores, their
 difference with its corrected 95 % interval (Nadeau and Bengio's variance over the shared splits), and both
-wall times (quest's with its programs compiled afresh: JAX's compilation cache is off); then `<model>_parity=<mean of quest − reference over the datasets>` and
-`<model>_speedup=<reference seconds / quest's>`. Targets: parity >= -0.005, each dataset's interval reaching 0 or
-above, speed-up >= 3 on two cores. Results go to benchmarks/results/peers.{txt,json}.
+wall times (quest's with its programs compiled afresh: JAX's compilation cache is off); then
+`<model>_parity=<mean of quest − reference over the datasets>` and `<model>_speedup=<reference seconds /
+quest's>`. Targets: parity >= -0.005, each dataset's interval reaching 0 or above, speed-up >= 3 on two
+cores. Results go to benchmarks/results/peers.{txt,json}.
 
 The datasets: breast_cancer, wine and diabetes (embedded in scikit-learn), the shared Titanic and a seeded
 3 000-row sample of the shared diamonds (price, regression); the shared ones are skipped when absent.
