@@ -300,6 +300,37 @@ def test_models_load_in_a_fresh_process_and_predict_bit_for_bit(project: Path):
     assert fresh["identical"]
 
 
+NETWORK_ON_RAW_ROWS = """
+import json, sys
+from pathlib import Path
+import mlflow
+from quest.data.artifacts import read_prepared
+from quest.evaluation.metrics import scores
+from tests.test_pipeline import raw_test_rows
+mlflow.set_tracking_uri("sqlite:///mlflow.db")
+answers = mlflow.pyfunc.load_model(f"models:/{sys.argv[1]}").predict(raw_test_rows(Path(".")))
+prepared = read_prepared(Path("data/processed"))
+print(json.dumps({"columns": list(answers.columns),
+                  "scores": scores(prepared.schema.task, prepared.y_test, answers.drop(columns="label").to_numpy())}))
+"""
+
+
+def test_the_realmlp_row_is_logged_as_a_model_on_raw_rows_too(project: Path):
+    import mlflow
+
+    entrant = max((r for r in mlflow_runs(project) if r.info.run_name == "realmlp"), key=lambda r: r.info.start_time)
+    logged = mlflow.search_logged_models(experiment_ids=[entrant.info.experiment_id], output_format="list")
+    model_id = next(m.model_id for m in logged if m.source_run_id == entrant.info.run_id)
+    env = {"PYTHONPATH": f"{project / 'src'}{os.pathsep}{REPO}"}
+    done = run(["python", "-c", NETWORK_ON_RAW_ROWS, model_id], project, env=env)
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    schema = read_json(project / "data" / "processed" / "schema.json")
+    assert fresh["columns"] == ["label", *(f"probability_{label}" for label in schema["class_labels"])]
+    # The final network compare scored on the test split answers the raw test rows the same, to the last bit.
+    metrics = entrant.data.metrics
+    assert fresh["scores"] == {name: metrics[f"test_{name}"] for name in fresh["scores"]} and len(fresh["scores"]) == 5
+
+
 def test_a_fresh_clone_without_the_remote_recomputes_and_logs_the_whole_comparison(project: Path, tmp_path: Path):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results", "--allow-empty")

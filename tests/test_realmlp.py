@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from quest.errors import QuestError
+from quest.evaluation.metrics import scores
 from quest.evaluation.scoring import Scored, scores_of
 from quest.learners import registry
 from quest.learners.base import Problem
@@ -214,3 +215,16 @@ def test_a_trials_hyperparameters_replace_the_params():
     (result,) = learner.train_jobs(x, y, jobs, problem, {"hidden_layers": [5, 7, 9], "epochs": 2}, "")
     widths = [layer.units for layer in result.model.layers if isinstance(layer, NtkDense)]
     assert widths == [5, 7, 9, 2] and result.epochs_run == 2
+
+
+def test_the_final_fit_is_the_one_kept():
+    learner = registry.learner("realmlp", params_from_dict(repo_params(realmlp=TINY)))
+    x, y = blobs(90)
+    problem = Problem("classification", 2, 3)
+    split = Scored(rows=np.arange(60), targets=(y[60:],), inputs=(x[60:],), index=0)
+    final = Scored(rows=np.arange(70), targets=(y[70:],), inputs=(x[70:],), index=-1, keep=True)
+    assert learner.kept_model() is None
+    _, (found,) = scores_of(learner, x, y, [split, final], problem, seed=0)
+    kept = learner.kept_model()
+    answers = predict(kept, x[70:], task="classification")
+    assert found == scores("classification", y[70:], answers)  # the final fit's network, not the split's

@@ -41,6 +41,7 @@ class Scored:
     targets: tuple[np.ndarray, ...]  # per input scored: its true values
     inputs: tuple[np.ndarray, ...]  # the inputs scored
     index: int  # the split or trial number: the learner draws its seeds from it
+    keep: bool = False  # the final fit: a learner that can save its model keeps the first copy's
 
 
 def scores_of(
@@ -60,8 +61,9 @@ def scores_of(
     be made is None."""
     fits, owner = [], []
     for number, cell in enumerate(cells):
-        for copy_seed in learner.seeds(seed, cell.index):
-            fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=hyper or {}))
+        for copy, copy_seed in enumerate(learner.seeds(seed, cell.index)):
+            keep = cell.keep and copy == 0
+            fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=hyper or {}, keep=keep))
             owner.append(number)
     outputs = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
     per_cell: list[list[list[dict[str, float]]]] = [[] for _ in cells]
@@ -111,7 +113,7 @@ def final_cell(prepared: Prepared) -> Scored:
     """The final fit: the whole training split, scored on the test split."""
     # Index -1: the final fit, whose network seeds draw `seed` itself (split n draws seed + n + 1), as in train.
     everything = np.arange(len(prepared.y_train))
-    return Scored(rows=everything, targets=(prepared.y_test,), inputs=(prepared.x_test,), index=-1)
+    return Scored(rows=everything, targets=(prepared.y_test,), inputs=(prepared.x_test,), index=-1, keep=True)
 
 
 def _per_metric(per_split: Sequence[list[dict[str, float]] | None]) -> dict[str, list[float]]:

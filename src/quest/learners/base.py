@@ -59,6 +59,7 @@ class Fit:
     predict: tuple[np.ndarray, ...]  # inputs whose outputs the caller wants, e.g. (held-out rows,)
     seed: int
     hyper: Mapping[str, Any] = field(default_factory=dict)  # hyperparameters over the learner's defaults
+    keep: bool = False  # the fit whose model a learner that can save one keeps (the final fit): kept_model()
 
 
 class Model(Protocol):
@@ -97,6 +98,10 @@ class Learner(ABC):
         """The seeds of the models fitted for split (or trial) `index`; their scores are averaged. An estimator
         keeps the pipeline's seed; a network draws its own initialisation per split."""
         return (seed,)
+
+    def kept_model(self) -> Any | None:
+        """The model of the last fit marked `keep`, where the learner can save one (a Keras network); else None."""
+        return None
 
     def device_tags(self) -> dict[str, str]:
         """Where it trains, as MLflow tags, when that is worth recording (a GPU, a backend); none for the CPU

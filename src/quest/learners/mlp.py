@@ -131,6 +131,7 @@ class NetworkLearner(Learner):
     def __init__(self, train: TrainParams, *, seed: int, copies: int) -> None:
         self.train, self.seed, self.copies = train, seed, copies
         self._device: DeviceInfo | None = None
+        self._kept: Any = None
 
     def configure(self) -> DeviceInfo:
         """Pick the Keras backend and device (once), before anything imports Keras."""
@@ -148,6 +149,9 @@ class NetworkLearner(Learner):
     def seeds(self, seed: int, index: int) -> tuple[int, ...]:
         # Each split (and copy) its own, still seeded, initialisation; copy 0 keeps seed + split + 1.
         return tuple(seed + index + 1 + SEED_STRIDE * copy for copy in range(self.copies))
+
+    def kept_model(self) -> Any:
+        return self._kept
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         raise NotImplementedError
@@ -192,6 +196,8 @@ class NetworkLearner(Learner):
                 continue
             for i, result in zip(members, results, strict=True):
                 outputs[i] = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
+                if fits[i].keep:
+                    self._kept = result.model
         return outputs
 
 

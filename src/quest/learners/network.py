@@ -150,6 +150,8 @@ def save_mlp(model: keras.Model, path: Path) -> None:
 
 def load_mlp(path: Path) -> keras.Model:
     """Load a saved MLP with Keras' safe mode; a missing or damaged file is a clear error."""
+    import quest.learners.realmlp_layers  # noqa: F401 (registers RealMLP's layers, which a saved network may hold)
+
     require(path, "train")
     try:
         return keras.saving.load_model(path, safe_mode=True)

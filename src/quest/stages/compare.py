@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -256,6 +258,11 @@ def log_to_mlflow(
                     fingerprint=fingerprint,
                     data_dir=data_dir,
                 )
+                learner = comparison.learners[result.name]
+                network = learner.kept_model()
+                if network is not None:
+                    settings = learner.settings(Problem.of(prepared))
+                    log_network(params, prepared, network, name=result.name, settings=settings, data_dir=data_dir)
         if params.mlflow.registered_model:
             _register(params.mlflow.registered_model, experiment, subject_run, outcome, reports, origin.root)
 
@@ -357,6 +364,32 @@ def log_entrant(
     runs.log_provenance(fingerprint, params)
     tests = [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
     MlflowClient().log_batch(run_id, metrics=[*metrics, *tests, Metric("fit_seconds", result.seconds, now, 0)])
+
+
+def log_network(params: Params, prepared: Prepared, network: Any, *, name: str, settings: dict, data_dir: Path) -> None:
+    """A network entrant's final fit (the whole training split) as an MLflow model that takes raw rows, as the
+    MLP's is: the network behind the preprocessing prepare fitted, served by quest.serve."""
+    from quest.learners.network import save_mlp
+    from quest.tracking import models
+
+    with tempfile.TemporaryDirectory(prefix="quest-network-") as scratch:
+        folder = Path(scratch)
+        save_mlp(network, folder / "network.keras")
+        config = {
+            "model": name,
+            "backend": params.train.backend,
+            "seed": params.seed,
+            "train": {"device": params.train.device},  # where quest.serve runs it, as for the MLP
+            "settings": settings,
+        }
+        write_json(folder / "config.json", config)
+        artifacts = {
+            models.NETWORK: folder / "network.keras",
+            models.PREPROCESSING: data_dir / paths.PREPROCESSING,
+            models.SCHEMA: data_dir / paths.SCHEMA,
+            models.CONFIG: folder / "config.json",
+        }
+        models.log_raw_rows_model(artifacts, prepared.schema, requirements=models.requirements(params.train.backend))
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ def log_results(
         models.SCHEMA: data_dir / paths.SCHEMA,
         models.CONFIG: staged.config,
     }
-    models.log_raw_rows_model(artifacts, prepared.schema, requirements=_requirements(device.backend))
+    models.log_raw_rows_model(artifacts, prepared.schema, requirements=models.requirements(device.backend))
     mlflow.set_tag(TAG_MODEL_MD5, file_md5(staged.model))
 
 
@@ -256,13 +256,6 @@ def _keep(staging: Path, root: Path) -> Path:
     kept.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, kept)
     return kept.relative_to(root) if kept.is_relative_to(root) else kept
-
-
-def _requirements(backend: str) -> list[str]:
-    """What the served model imports, pinned as installed: Keras and its backend, and quest's own imports."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("keras", backend, "numpy", "pandas", "pyyaml")]
 
 
 if __name__ == "__main__":

@@ -35,6 +35,13 @@ def signature(schema: Schema) -> Any:
     return ModelSignature(inputs=ColumnsSchema([spec(c) for c in schema.columns]), outputs=ColumnsSchema(outputs))
 
 
+def requirements(backend: str) -> list[str]:
+    """What the served model imports, pinned as installed: Keras and its backend, and quest's own imports."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("keras", backend, "numpy", "pandas", "pyyaml")]
+
+
 def log_raw_rows_model(
     artifacts: Mapping[str, Path], schema: Schema, *, requirements: list[str], name: str = "model"
 ) -> Any:
