@@ -204,6 +204,13 @@ def test_bad_realmlp_params_are_one_line():
     learner = registry.learner("realmlp", params_from_dict(repo_params()))
     with pytest.raises(QuestError, match=r"tune.spaces.realmlp.depth must be one of the realmlp keys"):
         learner.check_space({"depth": [2, 3]}, Problem("classification", 2, 3))
+    with pytest.raises(QuestError, match=r"tune.spaces.realmlp.hidden_layers must be a list of layer-size lists"):
+        learner.check_space({"hidden_layers": [256, 512]}, Problem("classification", 2, 3))
+    with pytest.raises(QuestError, match=r"realmlp.activation must be one of .* \(got 'gelu'\) in tune.spaces"):
+        learner.check_space({"activation": ["mish", "gelu"]}, Problem("classification", 2, 3))
+    with pytest.raises(QuestError, match=r"realmlp.dropout_rate must be in \[0, 1\) \(got 1.5\) in tune.spaces"):
+        learner.check_space({"dropout_rate": {"low": 0.0, "high": 1.5}}, Problem("classification", 2, 3))
+    learner.check_space(params_from_dict(repo_params()).tune.spaces["realmlp"], Problem("classification", 2, 3))
 
 
 def test_a_trials_hyperparameters_replace_the_params():

@@ -180,6 +180,9 @@ class RealMlpParams:
         )
         _require(self.embedding_frequencies >= 0, "realmlp.embedding_frequencies", "0 (off) or more",
                  self.embedding_frequencies)  # fmt: skip
+        activations = typing.get_args(typing.get_type_hints(RealMlpParams)["activation"])
+        _require(self.activation in activations, "realmlp.activation", f"one of {', '.join(activations)}",
+                 self.activation)  # fmt: skip
         _require(self.embedding_sigma > 0, "realmlp.embedding_sigma", "positive", self.embedding_sigma)
         _require(self.embedding_lr_factor > 0, "realmlp.embedding_lr_factor", "positive", self.embedding_lr_factor)
         _require(self.scale_lr_factor > 0, "realmlp.scale_lr_factor", "positive", self.scale_lr_factor)

@@ -120,6 +120,18 @@ def fit_mlp(
     )[0]
 
 
+def check_layer_choices(model: str, layers: Any) -> None:
+    """A search space's hidden_layers: absent, or a list of layer-size lists."""
+    if layers is not None and not (
+        isinstance(layers, list)
+        and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
+    ):
+        raise QuestError(
+            f"params.yaml: tune.spaces.{model}.hidden_layers must be a list of layer-size lists such as "
+            f"[[32], [64, 32]] (got {layers!r})"
+        )
+
+
 class NetworkLearner(Learner):
     """A Keras network trained by quest's engines: each split (and copy) its own seeded initialisation, the
     backend chosen before Keras is imported, and fits with the same hyperparameters trained together.
@@ -222,15 +234,7 @@ class MLP(NetworkLearner):
                     f"params.yaml: tune.spaces.mlp.{name} must be one of the train keys {', '.join(TUNABLE)} "
                     f"(got {name!r})"
                 )
-        layers = space.get("hidden_layers")
-        if layers is not None and not (
-            isinstance(layers, list)
-            and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
-        ):
-            raise QuestError(
-                f"params.yaml: tune.spaces.mlp.hidden_layers must be a list of layer-size lists such as "
-                f"[[32], [64, 32]] (got {layers!r})"
-            )
+        check_layer_choices(self.name, space.get("hidden_layers"))
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         return self.train.early_stopping.validation_fraction

@@ -14,7 +14,7 @@ import numpy as np
 from quest.errors import QuestError, TrainingDiverged
 from quest.learners.base import Problem
 from quest.learners.callbacks import NonFiniteLoss
-from quest.learners.mlp import NetworkLearner
+from quest.learners.mlp import NetworkLearner, check_layer_choices
 from quest.params import RealMlpParams, TrainParams
 
 if TYPE_CHECKING:
@@ -74,6 +74,14 @@ class RealMLP(NetworkLearner):
                     f"params.yaml: tune.spaces.realmlp.{name} must be one of the realmlp keys {', '.join(TUNABLE)} "
                     f"(got {name!r})"
                 )
+        check_layer_choices(self.name, space.get("hidden_layers"))
+        for name, spec in space.items():  # every choice and both bounds must be values the params allow
+            values = spec if isinstance(spec, list) else [spec["low"], spec["high"]]
+            for value in values:
+                try:
+                    dataclasses.replace(self.spec, **{name: tuple(value) if name == "hidden_layers" else value})
+                except QuestError as error:
+                    raise QuestError(f"{error} in tune.spaces.realmlp.{name}") from None
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         return self.spec.validation_fraction
