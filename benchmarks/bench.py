@@ -439,6 +439,9 @@ def baseline_growth(out: Report, n: int) -> None:
         learner = registry.learner(name, params)
         if not learner.available():
             continue
+        if learner.trains_together:  # no single model to fit: its networks train together (make bench-peers)
+            out.line(f"{name:<22}{'':>9}{'':>9}{'':>7}   trains its networks together: see make bench-peers")
+            continue
         for large in (False, True) if learner.has_stand_in() else (False,):
             seconds = []
             for rows in (n, 2 * n):
