@@ -29,6 +29,7 @@ DataParallel = int | Literal["all"]  # devices that split each mini-batch, or ev
 Activation = Literal["relu", "tanh", "sigmoid"]
 Initializer = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal"]
 Optimizer = Literal["adam", "sgd"]
+RealMlpActivation = Literal["auto", "selu", "mish", "relu"]
 Metric = Literal["auto", "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "r2", "rmse", "mae"]
 
 
@@ -153,7 +154,7 @@ class RealMlpParams:
 
     seeds: int
     hidden_layers: tuple[int, ...]
-    activation: Literal["auto", "selu", "mish", "relu"]
+    activation: RealMlpActivation
     embedding_frequencies: int
     embedding_sigma: float
     embedding_dims: int
@@ -180,7 +181,7 @@ class RealMlpParams:
         )
         _require(self.embedding_frequencies >= 0, "realmlp.embedding_frequencies", "0 (off) or more",
                  self.embedding_frequencies)  # fmt: skip
-        activations = typing.get_args(typing.get_type_hints(RealMlpParams)["activation"])
+        activations = typing.get_args(RealMlpActivation)  # checked here too: a trial's values skip the loader
         _require(self.activation in activations, "realmlp.activation", f"one of {', '.join(activations)}",
                  self.activation)  # fmt: skip
         _require(self.embedding_sigma > 0, "realmlp.embedding_sigma", "positive", self.embedding_sigma)

@@ -257,8 +257,10 @@ class _Program:
             "shift": jnp.asarray(shift, dtype="float32"),
             "scale": jnp.asarray(scale, dtype="float32"),
         }
-        if recipe.scheduled or recipe.drop_last:  # a job's own batches an epoch: its schedules run over its steps
-            batches = [max(1, n // width) if recipe.drop_last else math.ceil(n / width) for n in sizes]
+        # A job's own batches an epoch: its schedules run over its own steps, and with drop_last the scan stops
+        # at the largest job's last whole batch.
+        batches = [max(1, n // width) if recipe.drop_last else math.ceil(n / width) for n in sizes]
+        if recipe.scheduled or recipe.drop_last:
             per_job["batches"] = jnp.asarray(batches, dtype="float32")
         template = models[0]
         updater = recipe.updater(template)
@@ -273,7 +275,7 @@ class _Program:
             recipe,
             *data,
             width=width,
-            slots=max(max(1, n // width) for n in sizes) if recipe.drop_last else None,
+            slots=max(batches) if recipe.drop_last else None,
             batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
         )
         return cls(models=models, state=state, per_job=per_job, shift=shift, scale=scale, block=block)

@@ -120,18 +120,6 @@ def fit_mlp(
     )[0]
 
 
-def check_layer_choices(model: str, layers: Any) -> None:
-    """A search space's hidden_layers: absent, or a list of layer-size lists."""
-    if layers is not None and not (
-        isinstance(layers, list)
-        and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
-    ):
-        raise QuestError(
-            f"params.yaml: tune.spaces.{model}.hidden_layers must be a list of layer-size lists such as "
-            f"[[32], [64, 32]] (got {layers!r})"
-        )
-
-
 class NetworkLearner(Learner):
     """A Keras network trained by quest's engines: each split (and copy) its own seeded initialisation, the
     backend chosen before Keras is imported, and fits with the same hyperparameters trained together.
@@ -139,6 +127,8 @@ class NetworkLearner(Learner):
 
     kind = "neural"
     trains_together = True
+    section: str  # the params section a fit's `hyper` replaces keys of
+    tunable: tuple[str, ...]  # the keys of that section a search space may vary
 
     def __init__(self, train: TrainParams, *, seed: int, copies: int) -> None:
         self.train, self.seed, self.copies = train, seed, copies
@@ -164,6 +154,23 @@ class NetworkLearner(Learner):
 
     def kept_model(self) -> Any:
         return self._kept
+
+    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
+        for name in space:
+            if name not in self.tunable:
+                raise QuestError(
+                    f"params.yaml: tune.spaces.{self.name}.{name} must be one of the {self.section} keys "
+                    f"{', '.join(self.tunable)} (got {name!r})"
+                )
+        layers = space.get("hidden_layers")
+        if layers is not None and not (
+            isinstance(layers, list)
+            and all(isinstance(c, list) and all(isinstance(u, int) and u >= 1 for u in c) for c in layers)
+        ):
+            raise QuestError(
+                f"params.yaml: tune.spaces.{self.name}.hidden_layers must be a list of layer-size lists such as "
+                f"[[32], [64, 32]] (got {layers!r})"
+            )
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         raise NotImplementedError
@@ -216,7 +223,7 @@ class NetworkLearner(Learner):
 class MLP(NetworkLearner):
     """The Keras MLP of `train` params; a fit's `hyper` replaces train keys (a tuning trial's values)."""
 
-    name = NAME
+    name, section, tunable = NAME, "train", TUNABLE
 
     def __init__(self, train: TrainParams, *, seed: int) -> None:
         super().__init__(train, seed=seed, copies=train.seeds)
@@ -226,15 +233,6 @@ class MLP(NetworkLearner):
 
     def describe(self, problem: Problem) -> str:
         return "Keras MLP"
-
-    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
-        for name in space:
-            if name not in TUNABLE:
-                raise QuestError(
-                    f"params.yaml: tune.spaces.mlp.{name} must be one of the train keys {', '.join(TUNABLE)} "
-                    f"(got {name!r})"
-                )
-        check_layer_choices(self.name, space.get("hidden_layers"))
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         return self.train.early_stopping.validation_fraction

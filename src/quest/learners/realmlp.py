@@ -14,7 +14,7 @@ import numpy as np
 from quest.errors import QuestError, TrainingDiverged
 from quest.learners.base import Problem
 from quest.learners.callbacks import NonFiniteLoss
-from quest.learners.mlp import NetworkLearner, check_layer_choices
+from quest.learners.mlp import NetworkLearner
 from quest.params import RealMlpParams, TrainParams
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class RealMLP(NetworkLearner):
     """RealMLP-TD with the `realmlp` params; a fit's `hyper` replaces realmlp keys (a tuning trial's values).
     It trains on the fast engine, so on the jax backend, on the device `train.device` names."""
 
-    name = NAME
+    name, section, tunable = NAME, "realmlp", TUNABLE
 
     def __init__(self, spec: RealMlpParams, train: TrainParams, *, seed: int) -> None:
         super().__init__(train, seed=seed, copies=spec.seeds)
@@ -68,20 +68,18 @@ class RealMLP(NetworkLearner):
         return f"RealMLP-TD in Keras ({layers}, {self.spec.epochs} epochs)"
 
     def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
-        for name in space:
-            if name not in TUNABLE:
-                raise QuestError(
-                    f"params.yaml: tune.spaces.realmlp.{name} must be one of the realmlp keys {', '.join(TUNABLE)} "
-                    f"(got {name!r})"
-                )
-        check_layer_choices(self.name, space.get("hidden_layers"))
+        super().check_space(space, problem)
         for name, spec in space.items():  # every choice and both bounds must be values the params allow
             values = spec if isinstance(spec, list) else [spec["low"], spec["high"]]
             for value in values:
                 try:
-                    dataclasses.replace(self.spec, **{name: tuple(value) if name == "hidden_layers" else value})
+                    self.with_hyper({name: value})
                 except QuestError as error:
                     raise QuestError(f"{error} in tune.spaces.realmlp.{name}") from None
+
+    def with_hyper(self, hyper: Mapping[str, Any]) -> RealMlpParams:
+        """The realmlp params with a fit's (or trial's) values in place; the params' own checks apply."""
+        return dataclasses.replace(self.spec, **{k: tuple(v) if k == "hidden_layers" else v for k, v in hyper.items()})
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         return self.spec.validation_fraction
@@ -92,8 +90,7 @@ class RealMLP(NetworkLearner):
         from quest.learners.engine import train_many
         from quest.learners.realmlp_network import Layout, RealMlpRecipe
 
-        values = {k: tuple(v) if k == "hidden_layers" else v for k, v in hyper.items()}
-        spec = dataclasses.replace(self.spec, **values)
+        spec = self.with_hyper(hyper)
         layout = Layout.of(x.shape[1], problem.feature_columns, problem.feature_names, one_hot_max=spec.one_hot_max)
         recipe = RealMlpRecipe(
             spec, layout, task=problem.task, n_classes=problem.n_classes, data_parallel=self.train.data_parallel

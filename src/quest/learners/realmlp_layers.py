@@ -14,6 +14,13 @@ import numpy as np
 SMOOTH_CLIP = 3.0  # smooth_clip maps into (-3, 3)
 
 
+class ShapePreserving(keras.layers.Layer):
+    """A layer whose output has its input's shape: said outright, so that building a model does not trace it."""
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="quest")
 class RobustInputs(keras.layers.Layer):
     """RealMLP's preprocessing: encode, median-centre, robust-scale and smoothly clip; the one-hot blocks of the
@@ -132,7 +139,7 @@ class CategoryEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="quest")
-class FrontScale(keras.layers.Layer):
+class FrontScale(ShapePreserving):
     """A learned scale per input of the first layer, initialised to 1."""
 
     def build(self, input_shape: tuple) -> None:
@@ -140,9 +147,6 @@ class FrontScale(keras.layers.Layer):
 
     def call(self, x):
         return x * self.scale
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
 
 
 @keras.saving.register_keras_serializable(package="quest")
@@ -158,7 +162,7 @@ class NtkDense(keras.layers.Dense):
 
 
 @keras.saving.register_keras_serializable(package="quest")
-class ParametricActivation(keras.layers.Layer):
+class ParametricActivation(ShapePreserving):
     """x + α(σ(x) − x) with α per unit, initialised to 1 (σ exactly at the start); σ is SELU, Mish or ReLU."""
 
     def __init__(self, function: str, **kwargs) -> None:
@@ -177,15 +181,12 @@ class ParametricActivation(keras.layers.Layer):
             activated = x * keras.ops.tanh(keras.ops.softplus(x))  # mish
         return x + self.alpha * (activated - x)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
     def get_config(self) -> dict:
         return {**super().get_config(), "function": self.function}
 
 
 @keras.saving.register_keras_serializable(package="quest")
-class ScheduledDropout(keras.layers.Layer):
+class ScheduledDropout(ShapePreserving):
     """Inverted dropout whose rate the engine sets every step (the `rate` state: flat, then cosine to 0).
 
     Its mask hashes each unit's position with a seed that Keras' SeedGenerator advances every call (mix32, a
@@ -214,15 +215,12 @@ class ScheduledDropout(keras.layers.Layer):
         uniform = keras.ops.cast(bits >> 8, "float32") * (1.0 / (1 << 24))
         return keras.ops.where(uniform < keep, x / keras.ops.maximum(keep, 1e-6), 0.0)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
     def get_config(self) -> dict:
         return {**super().get_config(), "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="quest")
-class ClampOutput(keras.layers.Layer):
+class ClampOutput(ShapePreserving):
     """Regression only, at prediction: the output held within the training target's range."""
 
     def build(self, input_shape: tuple) -> None:
@@ -231,6 +229,3 @@ class ClampOutput(keras.layers.Layer):
 
     def call(self, x, training: bool = False):
         return x if training else keras.ops.minimum(keras.ops.maximum(x, self.low), self.high)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape

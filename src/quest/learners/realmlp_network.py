@@ -31,7 +31,7 @@ import numpy as np
 
 from quest.learners.backend import seed_everything
 from quest.learners.engine import Loss
-from quest.learners.network import Job, to_target_units
+from quest.learners.network import Job, standardiser, to_target_units
 from quest.learners.realmlp_layers import (
     CategoryEmbedding,
     ClampOutput,
@@ -82,10 +82,10 @@ class Layout:
     ) -> Layout:
         kinds = list(feature_columns) or [("numeric", str(i)) for i in range(n_features)]
         numeric = [i for i, (kind, _) in enumerate(kinds) if kind == "numeric"]
-        small: list[np.ndarray] = []
-        for i, (kind, _) in enumerate(kinds):
-            if kind == "boolean":  # pytabkit reads a boolean as a two-category column: one ±1 column
-                small.append(np.eye(n_features)[i])
+        # Each scaled column as {input: weight}: numbers and booleans (pytabkit reads a boolean as a
+        # two-category column: one ±1 column) are their input; small categories are encoded as RealMLP does.
+        columns: list[dict[int, float]] = [{i: 1.0} for i in numeric]
+        columns += [{i: 1.0} for i, (kind, _) in enumerate(kinds) if kind == "boolean"]
         groups: dict[str, list[int]] = {}
         for i, (kind, column) in enumerate(kinds):
             if kind == "categorical":
@@ -98,14 +98,16 @@ class Layout:
                 large.append(tuple(members))
                 continue
             if len(seen) == 1:  # one category: +1, missing -1 (0/1 here: the same after robust scaling)
-                small.append(np.eye(n_features)[seen[0]])
+                columns.append({seen[0]: 1.0})
             elif len(seen) == 2:  # two: +1 and -1, missing 0
-                small.append(np.eye(n_features)[seen[0]] - np.eye(n_features)[seen[1]])
+                columns.append({seen[0]: 1.0, seen[1]: -1.0})
             else:  # 0/1 per category, missing all zeros
-                small.extend(np.eye(n_features)[i] for i in seen)
-        columns = [np.eye(n_features)[i] for i in numeric] + small
-        encode = np.stack(columns, axis=1) if columns else np.zeros((n_features, 0))
-        return cls(encode=encode.astype(np.float32), numeric=len(numeric), large=tuple(large))
+                columns += [{i: 1.0} for i in seen]
+        encode = np.zeros((n_features, len(columns)), dtype=np.float32)
+        for column, weights in enumerate(columns):
+            for feature, weight in weights.items():
+                encode[feature, column] = weight
+        return cls(encode=encode, numeric=len(numeric), large=tuple(large))
 
 
 def build_realmlp(layout: Layout, *, task: str, n_classes: int, spec: RealMlpParams, seed: int) -> keras.Sequential:
@@ -245,7 +247,7 @@ class RealMlpRecipe:
         model = build_realmlp(self.layout, task=self.task, n_classes=self.n_classes, spec=self.spec, seed=job.seed)
         target = self.target(y)[job.fit_rows]
         if self.task == "regression":  # the clamp's bounds, in the standardised units the network learns
-            mean, scale = float(np.mean(target, dtype=np.float64)), float(np.std(target, dtype=np.float64)) or 1.0
+            mean, scale = standardiser(target)
             target = (target - mean) / scale
         initialise(model, self.layout, x[job.fit_rows], target, seed=job.seed)
         return model
