@@ -201,6 +201,8 @@ def test_bad_realmlp_params_are_one_line():
     params = params_from_dict(repo_params(train={"backend": "tensorflow", "engine": "fit"}))
     with pytest.raises(QuestError, match="realmlp trains on the fast engine, which compiles with JAX"):
         registry.learner("realmlp", params).configure()
+    with pytest.raises(QuestError, match="realmlp trains on the fast engine"):  # before any model is fitted
+        registry.entrants(params, who="compare")
     learner = registry.learner("realmlp", params_from_dict(repo_params()))
     with pytest.raises(QuestError, match=r"tune.spaces.realmlp.depth must be one of the realmlp keys"):
         learner.check_space({"depth": [2, 3]}, Problem("classification", 2, 3))

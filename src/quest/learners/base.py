@@ -86,6 +86,11 @@ class Learner(ABC):
     def available(self) -> bool:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
 
+    def check_ready(self) -> None:
+        """Raise a QuestError now, before any fit, when the params leave the learner unable to run; most learners
+        need nothing beyond their library (`available`)."""
+        return None
+
     @abstractmethod
     def describe(self, problem: Problem) -> str:
         """What the row is, in a few words, for the report's table."""

@@ -52,12 +52,15 @@ class RealMLP(NetworkLearner):
         super().__init__(train, seed=seed, copies=spec.seeds)
         self.spec = spec
 
-    def configure(self):  # noqa: ANN201 (DeviceInfo, imported lazily)
+    def check_ready(self) -> None:
         if self.train.backend != "jax":
             raise QuestError(
                 f"params.yaml: realmlp trains on the fast engine, which compiles with JAX: set train.backend: jax "
                 f"(it is {self.train.backend}) or leave realmlp out of compare.baselines"
             )
+
+    def configure(self):  # noqa: ANN201 (DeviceInfo, imported lazily)
+        self.check_ready()
         return super().configure()
 
     def settings(self, problem: Problem) -> dict[str, Any]:

@@ -88,6 +88,7 @@ def entrants(params: Params, *, who: str) -> list[Learner]:
     for name in params.compare.baselines:
         made = learner(name, params)
         if made.available():
+            made.check_ready()  # before any model of the stage is fitted
             found.append(made)
         else:
             print(f"{who}: notice: skipping {name}: its library ({made.requires}) is not installed", file=sys.stderr)
