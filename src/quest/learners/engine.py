@@ -99,7 +99,8 @@ def train_many(
         epochs_run = np.asarray(state["epoch"])
         timings["compile"] = compiled - compiling
         timings["train"] = time.perf_counter() - compiled
-        timings["samples"] = float(sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True)))
+        rows = sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True))
+        timings["samples"] = float(rows * recipe.members)
     return [
         _result(recipe, model, state, j, names, shift=program.shift[j], scale=program.scale[j])
         for j, model in enumerate(program.models)
@@ -131,6 +132,7 @@ class Recipe(Protocol):
     scheduled: bool  # whether its steps read the fraction of training done (schedules): traced only then
     drop_last: bool  # batches of min(batch_size, rows); an epoch skips the rows left over (else: a short batch)
     later_ties: bool  # an epoch that ties the best criterion becomes the best (else: the first one stays)
+    members: int  # rows a batch holds per sampled row: an ensemble's members each draw their own batches
 
     def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
         """A built network with the initial weights the job's seed (and, if the recipe looks, its rows) gives."""
@@ -170,6 +172,26 @@ class KerasUpdater:
         return self.optimizer.stateless_apply(state, grads, trainable)
 
 
+def torch_adam(
+    value: jax.Array,
+    grad: jax.Array,
+    m: jax.Array,
+    v: jax.Array,
+    count: jax.Array,
+    *,
+    step: jax.Array,
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One weight's Adam step as PyTorch computes it (ε added to the bias-corrected √v̂): the new (value, m, v).
+    `step` is the learning rate with any per-weight factor; `count` the steps taken, this one included."""
+    m = beta1 * m + (1.0 - beta1) * grad
+    v = beta2 * v + (1.0 - beta2) * jnp.square(grad)
+    m_hat, v_hat = m / (1.0 - beta1**count), v / (1.0 - beta2**count)
+    return value - step * m_hat / (jnp.sqrt(v_hat) + epsilon), m, v
+
+
 @dataclass(frozen=True)
 class MlpRecipe:
     """The `train` params' MLP (quest.learners.network): Keras' own optimizer and losses on its probabilities,
@@ -181,6 +203,7 @@ class MlpRecipe:
     scheduled: bool = False
     drop_last: bool = False
     later_ties: bool = False
+    members: int = 1
 
     @property
     def epochs(self) -> int:
@@ -245,8 +268,17 @@ class _Program:
         else:
             shift, scale = np.zeros(len(jobs)), np.ones(len(jobs))
         sizes = [len(job.fit_rows) for job in jobs]
+        devices = data_parallel_devices("jax", recipe.data_parallel, recipe.batch_size)
         width = min(recipe.batch_size, max(sizes)) if recipe.drop_last else recipe.batch_size
-        fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=width)
+        full = [n // width for n in sizes]
+        tail = max(n - f * width for n, f in zip(sizes, full, strict=True))
+        # The tail layout: each job's whole batches, then one last step only as wide as the widest job's left-over
+        # rows, where that cuts an epoch's rows by a fifth or more (it costs a second traced step); else every job's
+        # last batch is padded to full width. A partial batch is the same batch either way, so only the cost moves.
+        padded = math.ceil(max(sizes) / width) * width
+        if recipe.drop_last or devices > 1 or not tail or max(full) * width + tail > 0.8 * padded:
+            tail = 0
+        fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=width, least=max(full) * width + tail)
         validation_rows, validation_mask = _pad([job.validation_rows for job in jobs], multiple=1)
         per_job = {
             "key": jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs]),
@@ -262,11 +294,13 @@ class _Program:
         batches = [max(1, n // width) if recipe.drop_last else math.ceil(n / width) for n in sizes]
         if recipe.scheduled or recipe.drop_last:
             per_job["batches"] = jnp.asarray(batches, dtype="float32")
+        if tail:
+            per_job["full"] = jnp.asarray(full, dtype="int32")
         template = models[0]
         updater = recipe.updater(template)
         state = _initial_state(models, updater.variables(template), epochs=recipe.epochs)
         data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
-        mesh = batch_mesh(data_parallel_devices("jax", recipe.data_parallel, recipe.batch_size))
+        mesh = batch_mesh(devices)
         if mesh is not None:  # everything on every device; only the batches are split, inside the program
             state, per_job, data = jax.device_put((state, per_job, data), NamedSharding(mesh, PartitionSpec()))
         block = _compile_block(
@@ -275,7 +309,8 @@ class _Program:
             recipe,
             *data,
             width=width,
-            slots=max(batches) if recipe.drop_last else None,
+            slots=max(batches) if recipe.drop_last else (max(full) if tail else None),
+            tail=tail,
             batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
         )
         return cls(models=models, state=state, per_job=per_job, shift=shift, scale=scale, block=block)
@@ -384,9 +419,10 @@ def _standardisers(target: np.ndarray, jobs: Sequence[Job]) -> tuple[np.ndarray,
     return shift, scale
 
 
-def _pad(rows: Sequence[np.ndarray], *, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index lists of unequal length as one (jobs, width) array and its validity mask; width a `multiple`."""
-    width = max(1, max(len(r) for r in rows))
+def _pad(rows: Sequence[np.ndarray], *, multiple: int, least: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Index lists of unequal length as one (jobs, width) array and its validity mask; width a `multiple`, and
+    at least `least`."""
+    width = max(least, 1, max(len(r) for r in rows))
     width = math.ceil(width / multiple) * multiple
     padded = np.zeros((len(rows), width), dtype=np.int32)
     mask = np.zeros((len(rows), width), dtype=bool)
@@ -426,16 +462,18 @@ def _compile_block(
     *,
     width: int,
     slots: int | None = None,
+    tail: int = 0,
     batch_sharding: NamedSharding | None = None,
 ) -> Callable:
     """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`.
 
-    `slots` (drop_last) is how many batches the largest job takes an epoch: the scan stops there.
+    `slots` (drop_last, or with a `tail`) is how many whole batches the largest job takes an epoch: the scan stops
+    there. `tail`, if not 0, is the width of one last step that takes each job's rows left over.
     `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split).
     """
     labels = _labels(target, regression=recipe.task == "regression")
     step = _step(model, updater, recipe, x, labels, batch_sharding)
-    epoch = _epoch(model, recipe, x, labels, step, width=width, slots=slots)
+    epoch = _epoch(model, recipe, x, labels, step, width=width, slots=slots, tail=tail)
 
     def run(state: dict, job: dict, until: jax.Array) -> dict:
         return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
@@ -527,20 +565,39 @@ def _epoch(
     *,
     width: int,
     slots: int | None = None,
+    tail: int = 0,
 ) -> Callable[[dict, dict], dict]:
-    """epoch(state, job): shuffle on the device, scan the batches of `width` rows, score the validation rows,
-    and keep the best weights as EarlyStopping(restore_best_weights=True) would, by the recipe's criterion."""
-    epochs = recipe.epochs
+    """epoch(state, job): shuffle on the device, scan the batches of `width` rows (then the `tail` step), score
+    the validation rows, and keep the best weights as EarlyStopping(restore_best_weights=True) would, by the
+    recipe's criterion."""
+    epochs, members = recipe.epochs, recipe.members
     patience = recipe.patience or epochs  # 0 means: never stop early
     per_sample = recipe.validation_loss()
 
+    def batched(values: jax.Array, count: int, size: int) -> jax.Array:
+        """Shuffled rows, (members, n) or (n,), as `count` batches of `size`; member i's at i, members + i, ..."""
+        if members == 1:
+            return values.reshape(count, size)
+        return values.reshape(members, count, size).transpose(1, 2, 0).reshape(count, size * members)
+
     def epoch(state: dict, job: dict) -> dict:
         index = state["epoch"]
-        # Shuffle on the device: random keys for the job's rows, padding sorted last.
-        keys = jax.random.uniform(jax.random.fold_in(job["key"], index), job["fit_mask"].shape)
-        order = jnp.argsort(jnp.where(job["fit_mask"], keys, 2.0))
-        rows = job["fit_rows"][order].reshape(-1, width)
-        valid = job["fit_mask"][order].reshape(-1, width)
+        # Shuffle on the device: random keys for the job's rows (each member its own), padding sorted last.
+        shape = job["fit_mask"].shape if members == 1 else (members, *job["fit_mask"].shape)
+        keys = jax.random.uniform(jax.random.fold_in(job["key"], index), shape)
+        order = jnp.argsort(jnp.where(job["fit_mask"], keys, 2.0), axis=-1)
+        rows, valid = job["fit_rows"][order], job["fit_mask"][order]
+        last = None
+        if tail:  # the job's whole batches are scanned; its left-over rows take the last, narrower step
+            start = job["full"] * width
+            last = tuple(
+                batched(jax.lax.dynamic_slice_in_dim(values, start, tail, axis=-1), 1, tail)[0]
+                for values in (rows, valid)
+            )
+            valid = valid & (jnp.arange(valid.shape[-1]) < start)
+            rows, valid = rows[..., : slots * width], valid[..., : slots * width]
+        count = valid.shape[-1] // width
+        rows, valid = batched(rows, count, width), batched(valid, count, width)
         if recipe.drop_last:  # the rows past the job's last whole batch sit out this epoch
             rows, valid = rows[:slots], valid[:slots]
             valid = valid & (jnp.arange(rows.shape[0], dtype="float32")[:, None] < job["batches"])
@@ -549,7 +606,13 @@ def _epoch(
             steps = index * job["batches"] + jnp.arange(rows.shape[0], dtype="float32")
             batches = (rows, valid, steps / (epochs * job["batches"]))
         carry = (state["trainable"], state["non_trainable"], state["optimizer"], jnp.zeros(3))
-        (trainable, non_trainable, opt, sums), _ = jax.lax.scan(functools.partial(step, job), carry, batches)
+        if rows.shape[0]:
+            carry, _ = jax.lax.scan(functools.partial(step, job), carry, batches)
+        if last is not None:
+            if recipe.scheduled:
+                last = (*last, (index * job["batches"] + job["full"]) / (epochs * job["batches"]))
+            carry, _ = step(job, carry, last)
+        trainable, non_trainable, opt, sums = carry
 
         weights = job["validation_mask"].astype("float32")
         y_pred, _, penalties = model.stateless_call(

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from quest.learners.backend import seed_everything
-from quest.learners.engine import Loss
+from quest.learners.engine import Loss, torch_adam
 from quest.learners.network import Job, standardiser, to_target_units
 from quest.learners.realmlp_layers import (
     CategoryEmbedding,
@@ -216,10 +216,10 @@ class RealMlpUpdater:
             trainable, grads, first, second, self.factors, strict=True
         ):
             value = value * (1.0 - decay * rate * (wd_factor * lr_factor) ** 2)
-            m = beta1 * m + (1.0 - beta1) * grad
-            v = beta2 * v + (1.0 - beta2) * jnp.square(grad)
-            m_hat, v_hat = m / (1.0 - beta1**count), v / (1.0 - beta2**count)
-            new_trainable.append(value - rate * lr_factor * m_hat / (jnp.sqrt(v_hat) + epsilon))
+            value, m, v = torch_adam(
+                value, grad, m, v, count, step=rate * lr_factor, beta1=beta1, beta2=beta2, epsilon=epsilon
+            )
+            new_trainable.append(value)
             new_first.append(m)
             new_second.append(v)
         return new_trainable, [count, *new_first, *new_second]
@@ -228,7 +228,7 @@ class RealMlpUpdater:
 class RealMlpRecipe:
     """RealMLP-TD for quest.learners.engine.train_many: its networks, optimiser, schedules and losses."""
 
-    scheduled, drop_last, later_ties = True, True, True
+    scheduled, drop_last, later_ties, members = True, True, True, 1
     patience = 0  # every epoch runs; the best one is kept
 
     def __init__(self, spec: RealMlpParams, layout: Layout, *, task: str, n_classes: int, data_parallel: int | str = 1):
