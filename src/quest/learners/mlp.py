@@ -254,3 +254,62 @@ class MLP(NetworkLearner):
             label=label,
             feature_names=problem.feature_names,
         )
+
+
+class RecipeLearner(NetworkLearner):
+    """A network whose params section is one frozen spec (`realmlp`, `tabm`) and which trains only on the fast
+    engine, by its recipe (quest.learners.engine.Recipe): subclasses say how a spec becomes a recipe."""
+
+    def __init__(self, spec: Any, train: TrainParams, *, seed: int) -> None:
+        super().__init__(train, seed=seed, copies=spec.seeds)
+        self.spec = spec
+
+    def check_ready(self) -> None:
+        if self.train.backend != "jax":
+            raise QuestError(
+                f"params.yaml: {self.name} trains on the fast engine, which compiles with JAX: set train.backend: jax "
+                f"(it is {self.train.backend}) or leave {self.name} out of compare.baselines"
+            )
+
+    def configure(self) -> DeviceInfo:
+        self.check_ready()
+        return super().configure()
+
+    def settings(self, problem: Problem) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.spec), "device": self.train.device}
+
+    def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
+        super().check_space(space, problem)
+        for name, spec in space.items():  # every choice and both bounds must be values the params allow
+            values = spec if isinstance(spec, list) else [spec["low"], spec["high"]]
+            for value in values:
+                try:
+                    self.with_hyper({name: value})
+                except QuestError as error:
+                    raise QuestError(f"{error} in tune.spaces.{self.name}.{name}") from None
+
+    def with_hyper(self, hyper: Mapping[str, Any]) -> Any:
+        """The section's params with a fit's (or trial's) values in place; the params' own checks apply."""
+        return dataclasses.replace(self.spec, **{k: tuple(v) if k == "hidden_layers" else v for k, v in hyper.items()})
+
+    def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
+        return self.spec.validation_fraction
+
+    def recipe(self, spec: Any, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> Any:
+        """The engine's recipe for `spec` on this problem's inputs and jobs."""
+        raise NotImplementedError
+
+    def train_jobs(
+        self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
+    ) -> list[FitResult]:
+        from quest.learners.engine import train_many
+
+        recipe = self.recipe(self.with_hyper(hyper), problem, x, jobs)
+        try:
+            return train_many(x, y, jobs, recipe, label=label)
+        except NonFiniteLoss as found:
+            network = f"{label} network {found.job + 1}/{len(jobs)}" if label else f"network {found.job + 1}"
+            raise TrainingDiverged(
+                f"{self.name} diverged: its {network}'s {found.curve} is {found.value} at epoch {found.epoch}; try a "
+                f"lower {self.section}.learning_rate (this one's is {recipe.learning_rate:g})"
+            ) from None
