@@ -1,18 +1,19 @@
 """make bench-peers: quest's ports of the modern tabular networks against their reference implementations, side
 by side, on exactly quest's splits.
 
-    python benchmarks/peers.py [--models realmlp] [--datasets breast_cancer,wine,...] [--repeats 2]
+    python benchmarks/peers.py [--models realmlp,tabm] [--datasets breast_cancer,wine,...] [--repeats 2]
+                               [--output peers]
 
 Per dataset, quest's prepare splits the table (test 20 %, 5 folds x --repeats, seed 42). quest's learner
-(`realmlp`) trains every split's network together, as the compare stage runs it; the reference (pytabkit's
-RealMLP_TD_*, in its own environment, .peers-venv: see benchmarks/peers_reference.py) trains one per split on
-the same rows, from the same raw columns. Both answer the same held-out rows and quest's metrics score both:
+(`realmlp`, `tabm`) trains every split's network together, as the compare stage runs it; the reference (pytabkit's
+RealMLP_TD_* or TabM_D_*, in its own environment, .peers-venv: see benchmarks/peers_reference.py) trains one per
+split on the same rows, from the same raw columns. Both answer the same held-out rows and quest's metrics score both:
 accuracy for classification, R² for regression. Printed per dataset and overall: both scores, their
 difference with its corrected 95 % interval (Nadeau and Bengio's variance over the shared splits), and both
 wall times (quest's with its programs compiled afresh: JAX's compilation cache is off); then
 `<model>_parity=<mean of quest − reference over the datasets>` and `<model>_speedup=<reference seconds /
 quest's>`. Targets: parity >= -0.005, each dataset's interval reaching 0 or above, speed-up >= 3 on two
-cores. Results go to benchmarks/results/peers.{txt,json}.
+cores. Results go to benchmarks/results/<--output>.{txt,json}.
 
 The datasets: breast_cancer, wine and diabetes (embedded in scikit-learn), the shared Titanic and a seeded
 3 000-row sample of the shared diamonds (price, regression); the shared ones are skipped when absent.
@@ -134,9 +135,10 @@ def reference_scores(model: str, python: str, folder: Path, prepared, held_out, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="realmlp", help="comma-separated: realmlp")
+    parser.add_argument("--models", default="realmlp", help="comma-separated: realmlp, tabm")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--repeats", type=int, default=2, help="CV repeats of 5 folds (default 2: 10 splits)")
+    parser.add_argument("--output", default="peers", help="results file name under benchmarks/results/")
     parser.add_argument("--reference-python", default=str(REPO / ".peers-venv" / "bin" / "python"))
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
@@ -148,7 +150,7 @@ def main() -> None:
     os.environ["QUEST_JAX_CACHE"] = ""
     backend.configure("jax", "cpu", SEED)
     threads = len(os.sched_getaffinity(0))
-    out = Report("peers")
+    out = Report(args.output)
     started = time.perf_counter()
     for model in args.models.split(","):
         out.section(f"{model}: quest's port against the reference, on quest's splits ({threads} cores)")

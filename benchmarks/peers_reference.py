@@ -2,8 +2,9 @@
 
     .peers-venv/bin/python benchmarks/peers_reference.py MODEL FOLDER
 
-MODEL is realmlp (pytabkit's RealMLP_TD_*) or tabm (pytabkit's TabM_D_*), at their library defaults, on the CPU
-with every core. FOLDER holds what benchmarks/peers.py wrote: train.csv (the training split's raw columns,
+MODEL is realmlp (pytabkit's RealMLP_TD_*, at its defaults) or tabm (pytabkit's TabM_D_*, at its defaults with its
+piecewise-linear embeddings on, num_emb_type="pwl", as quest's tabm params), on the CPU with every core. FOLDER
+holds what benchmarks/peers.py wrote: train.csv (the training split's raw columns,
 numbers imputed as quest's prepare does), y.npy (its encoded target), held_out.npy (one row mask per shared
 split) and meta.json. Each split's model learns from the split's training rows and answers its held-out rows;
 the answers and the seconds each fit-and-predict took go to FOLDER/MODEL.npz. No score is computed here: quest's
@@ -41,7 +42,8 @@ def estimator(model: str, task: str, seed: int, threads: int):  # noqa: ANN201 (
         ("tabm", "classification"): TabM_D_Classifier,
         ("tabm", "regression"): TabM_D_Regressor,
     }
-    return kinds[model, task](device="cpu", n_threads=threads, random_state=seed, verbosity=0)
+    options = {"num_emb_type": "pwl"} if model == "tabm" else {}
+    return kinds[model, task](device="cpu", n_threads=threads, random_state=seed, verbosity=0, **options)
 
 
 def main() -> None:

@@ -194,12 +194,12 @@ def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkey
 def test_each_learner_says_what_it_is():
     params = params_from_dict(repo_params())
     learners = [registry.learner(name, params) for name in registry.FACTORIES]
-    others = [*registry.BASELINES, "lightgbm", "catboost", "realmlp"]
+    others = [*registry.BASELINES, "lightgbm", "catboost", "realmlp", "tabm"]
     assert [learner.name for learner in learners] == ["mlp", *others]
-    assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * (len(others) - 1) + ["neural"]
-    assert [learner.name for learner in learners if learner.trains_together] == ["mlp", "realmlp"]
+    assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * (len(others) - 2) + ["neural"] * 2
+    assert [learner.name for learner in learners if learner.trains_together] == ["mlp", "realmlp", "tabm"]
     assert [learner.name for learner in learners if learner.fills_cores] == ["catboost"]
     assert [learner.name for learner in learners if learner.has_stand_in()] == ["boosting", "svm_rbf"]
     assert isinstance(registry.subject(params), Learner) and registry.others() == others
-    assert list(params.compare.baselines) == others  # every row is on by default
+    assert list(params.compare.baselines) == others[:-1]  # every row is on by default but TabM (opt-in: its cost)
     assert Baseline("tree").describe(Problem("regression", 0, 3)) == "decision tree"

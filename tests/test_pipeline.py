@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 MODELS = [
     *["mlp", "logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"],
-    *["hgb", "xgboost", "lightgbm", "catboost", "realmlp"],
+    *["hgb", "xgboost", "lightgbm", "catboost", "realmlp", "tabm"],  # tabm is opt-in: listed here
 ]
 TINY = {
     "prepare": {"folds": 2, "repeats": 2},
@@ -41,6 +41,8 @@ TINY = {
         "early_stopping": {"patience": 2, "validation_fraction": 0.2},
     },
     "realmlp": {"hidden_layers": [16, 16], "embedding_frequencies": 4, "epochs": 20},
+    "tabm": {"members": 4, "width": 16, "bins": 8, "embedding_dims": 4, "batch_size": 32, "patience": 4},
+    "compare": {"baselines": MODELS[1:]},
 }
 OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
 
@@ -115,7 +117,7 @@ def test_comparison_has_a_row_per_model_consistent_with_the_fold_scores(project:
     assert table["model"].tolist() == MODELS
     assert list(table.columns)[:6] == ["model", "family", "metric", "cv_mean", "cv_std", "ci_low"]
     assert {"ci_high", "test_score", "p_value", "p_better", "p_equivalent", "p_worse"} <= set(table.columns)
-    assert table["family"].tolist() == ["neural"] + ["classic"] * (len(MODELS) - 2) + ["neural"]
+    assert table["family"].tolist() == ["neural"] + ["classic"] * (len(MODELS) - 3) + ["neural", "neural"]
     assert table[["p_value", "p_better", "p_equivalent", "p_worse"]].notna().all().all()
     bayes = table[["p_better", "p_equivalent", "p_worse"]]
     assert np.allclose(bayes.sum(axis=1), 1.0) and ((bayes >= 0) & (bayes <= 1)).all().all()
@@ -218,7 +220,7 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     assert {"loss", "val_loss", "test_accuracy", "test_roc_auc"} <= set(mlp.data.metrics)
     assert mlp.inputs.dataset_inputs[0].dataset.digest
     logged = mlflow.search_logged_models(experiment_ids=[mlp.info.experiment_id], output_format="list")
-    networks = [mlp.info.run_id, by_name["realmlp"].info.run_id]  # the two networks, each a model on raw rows
+    networks = [by_name[name].info.run_id for name in ("mlp", "realmlp", "tabm")]  # each a model on raw rows
     assert sorted(m.source_run_id for m in logged) == sorted(networks) and all(m.model_id for m in logged)
     epochs = mlflow.MlflowClient().get_metric_history(mlp.info.run_id, "val_loss")
     assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
@@ -315,10 +317,11 @@ print(json.dumps({"columns": list(answers.columns),
 """
 
 
-def test_the_realmlp_row_is_logged_as_a_model_on_raw_rows_too(project: Path):
+@pytest.mark.parametrize("network", ["realmlp", "tabm"])
+def test_the_other_networks_are_logged_as_models_on_raw_rows_too(project: Path, network: str):
     import mlflow
 
-    entrant = max((r for r in mlflow_runs(project) if r.info.run_name == "realmlp"), key=lambda r: r.info.start_time)
+    entrant = max((r for r in mlflow_runs(project) if r.info.run_name == network), key=lambda r: r.info.start_time)
     logged = mlflow.search_logged_models(experiment_ids=[entrant.info.experiment_id], output_format="list")
     model_id = next(m.model_id for m in logged if m.source_run_id == entrant.info.run_id)
     env = {"PYTHONPATH": f"{project / 'src'}{os.pathsep}{REPO}"}

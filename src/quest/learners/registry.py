@@ -38,6 +38,12 @@ def _realmlp(params: Params) -> Learner:
     return RealMLP(params.realmlp, params.train, seed=params.seed)
 
 
+def _tabm(params: Params) -> Learner:
+    from quest.learners.tabm import TabM
+
+    return TabM(params.tabm, params.train, seed=params.seed)
+
+
 def _catboost(params: Params) -> Learner:
     from quest.learners.catboost_gbdt import CatBoost
 
@@ -59,6 +65,7 @@ FACTORIES: dict[str, Factory] = {
     "lightgbm": _lightgbm,
     "catboost": _catboost,
     "realmlp": _realmlp,
+    "tabm": _tabm,
 }
 
 
