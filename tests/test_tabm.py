@@ -199,3 +199,38 @@ def test_bad_tabm_params_are_one_line():
     learner.check_space(params_from_dict(repo_params()).tune.spaces["tabm"], Problem("classification", 2, 3))
     assert spec(blocks="auto").depth == 2 and spec(blocks="auto", embedding="none").depth == 3
     assert [spec(batch_size="auto").batch_rows(n) for n in (100, 3000, 50000, 200000)] == [32, 64, 512, 1024]
+
+
+class Epochs:
+    """An epoch hook that keeps the epochs it was told of."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_train_begin(self) -> None: ...
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        self.seen.append(epoch)
+
+    def on_train_end(self) -> None: ...
+
+
+def test_going_on_with_the_networks_still_training_changes_no_network():
+    """Once at most half the networks still train, the engine carries on with those alone."""
+    x, _ = blobs(160)
+    y = (np.sin(3 * x[:, 0]) + x[:, 1] ** 2).astype(np.float32)
+    settings = spec(**{**TINY, "patience": 0, "epochs": 30, "batch_size": 32, "learning_rate": 0.05})
+    recipe = TabmRecipe(settings, TabmLayout.of(3, ()), task="regression", n_classes=0, rows=48)
+    jobs = [plan_job(np.arange(60 + 20 * i), y, task="regression", validation_fraction=0.2, seed=i) for i in range(5)]
+    hooks = [[Epochs()] for _ in jobs]
+    narrowed = train_many(x, y, jobs, recipe, hooks=hooks)
+    stops = sorted(result.epochs_run for result in narrowed)
+    assert stops[2] < stops[-1]  # three of the five stopped while the rest went on: those went on alone
+    recipe.narrows = False
+    whole = train_many(x, y, jobs, recipe)
+    for hook, a, b in zip(hooks, narrowed, whole, strict=True):
+        assert (a.best_epoch, a.epochs_run) == (b.best_epoch, b.epochs_run)
+        assert hook[0].seen == list(range(a.epochs_run))  # every job's every epoch reported, once
+        np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-4, atol=1e-6)
+        for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+            np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)

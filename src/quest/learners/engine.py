@@ -90,8 +90,9 @@ def train_many(
         for hook in group:
             hook.on_train_begin()
     progress = _ProgressLine(label, networks=len(jobs), epochs=recipe.epochs, started=started)
+    narrower = program.block if recipe.narrows else None
     state = _train(block, program.state, program.per_job, epochs=recipe.epochs, names=names, hooks=job_hooks,
-                   progress=progress)  # fmt: skip
+                   progress=progress, narrower=narrower)  # fmt: skip
     for group in job_hooks:
         for hook in group:
             hook.on_train_end()
@@ -133,6 +134,7 @@ class Recipe(Protocol):
     drop_last: bool  # batches of min(batch_size, rows); an epoch skips the rows left over (else: a short batch)
     later_ties: bool  # an epoch that ties the best criterion becomes the best (else: the first one stays)
     members: int  # rows a batch holds per sampled row: an ensemble's members each draw their own batches
+    narrows: bool  # once at most half its jobs still train, go on with those alone (worth a recompile)
 
     def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
         """A built network with the initial weights the job's seed (and, if the recipe looks, its rows) gives."""
@@ -204,6 +206,7 @@ class MlpRecipe:
     drop_last: bool = False
     later_ties: bool = False
     members: int = 1
+    narrows: bool = False
 
     @property
     def epochs(self) -> int:
@@ -325,27 +328,54 @@ def _train(
     names: Sequence[str],
     hooks: list[list[EpochHook]],
     progress: _ProgressLine,
+    narrower: Callable | None = None,
 ) -> dict:
     """Run the compiled block until every job stopped or reached `epochs`, handing the host the epochs' logs
     after each block. The first block is one epoch and times it; the later ones last about BLOCK_SECONDS (or a
     fifth of the run, if that is shorter). Where the blocks end does not change the result, only when the host
-    looks."""
+    looks.
+
+    With a `narrower` (the jitted block, for recipes that narrow), a block also returns once at most half of
+    its jobs are still training, and the host carries on with those alone, compiled afresh for their number:
+    a vectorised program computes every job until the last one stops, and an early stopper's epochs are
+    thrown away. Where that happens depends only on when the jobs stop, so a run stays reproducible."""
     done, every, fifth = 0, 1, max(1, math.ceil(epochs / BLOCKS))
+    index, whole = np.arange(len(hooks)), state
     while done < epochs:
         until = min(epochs, done + every)
         block_started = time.perf_counter()
         state = block(state, per_job, jnp.asarray(until, dtype="int32"))
         history = np.asarray(state["history"])  # waits for the block: the dispatch above returns at once
-        per_epoch = (time.perf_counter() - block_started) / (until - done)
+        epochs_run = np.asarray(state["epoch"])
+        reached = max(done + 1, int(epochs_run.max()))  # the jobs still training move in step
+        per_epoch = (time.perf_counter() - block_started) / (reached - done)
         every = max(1, min(fifth, int(BLOCK_SECONDS / max(per_epoch, 1e-9))))
-        _check_finite(history, np.asarray(state["epoch"]), names, start=done, until=until)
-        _report_epochs(history, np.asarray(state["epoch"]), names, hooks, start=done, until=until)
-        done = until
-        active = int(np.sum(~np.asarray(state["stopped"])))
-        progress.after_block(done, active=active, fifth=fifth)
+        try:
+            _check_finite(history, epochs_run, names, start=done, until=reached)
+        except NonFiniteLoss as found:
+            job = int(index[found.job])
+            raise NonFiniteLoss(job=job, epoch=found.epoch, curve=found.curve, value=found.value) from None
+        _report_epochs(history, epochs_run, names, [hooks[j] for j in index], start=done, until=reached)
+        done = reached
+        training = ~np.asarray(state["stopped"]) & (epochs_run < epochs)
+        active = int(np.sum(training))
+        progress.after_block(done, active=int(np.sum(~np.asarray(state["stopped"]))), fifth=fifth)
         if active == 0:
             break
-    return state
+        if narrower is not None and 2 * active <= len(index):
+            whole = _merge(whole, state, index)
+            keep = np.nonzero(training)[0]
+            state, per_job = (jax.tree.map(lambda value, keep=keep: value[keep], tree) for tree in (state, per_job))
+            index = index[keep]
+            block = narrower.lower(state, per_job, jnp.asarray(0, dtype="int32")).compile()
+    return _merge(whole, state, index) if len(index) < len(hooks) else state
+
+
+def _merge(whole: dict, part: dict, index: np.ndarray) -> dict:
+    """The stacked state of every job, with the jobs at `index` taken from `part`."""
+    if len(index) == whole["epoch"].shape[0]:
+        return part
+    return jax.tree.map(lambda full, some: full.at[index].set(some), whole, part)
 
 
 def _check_finite(history: np.ndarray, epochs_run: np.ndarray, names: Sequence[str], *, start: int, until: int) -> None:
@@ -478,8 +508,26 @@ def _compile_block(
     def run(state: dict, job: dict, until: jax.Array) -> dict:
         return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
 
-    vectorised = jax.vmap(run, in_axes=(0, 0, None))
-    return jax.jit(vectorised)
+    if not recipe.narrows:
+        return jax.jit(jax.vmap(run, in_axes=(0, 0, None)))
+    every_epoch = jax.vmap(epoch)
+
+    def run_all(state: dict, job: dict, until: jax.Array) -> dict:
+        # The loop jax.vmap makes of `run`, written out: it also ends once at most half the jobs still train.
+        def training(s: dict) -> jax.Array:
+            return (s["epoch"] < until) & ~s["stopped"]
+
+        def going(s: dict) -> jax.Array:
+            active = training(s)
+            return jnp.any(active) & (2 * jnp.sum(active) > active.shape[0])
+
+        def advance(s: dict) -> dict:
+            active, new = training(s), every_epoch(s, job)
+            return jax.tree.map(lambda a, b: jnp.where(active.reshape(-1, *[1] * (a.ndim - 1)), a, b), new, s)
+
+        return jax.lax.while_loop(going, advance, state)
+
+    return jax.jit(run_all)
 
 
 def _per_sample(task: str, n_classes: int) -> Loss:

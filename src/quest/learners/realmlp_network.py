@@ -228,7 +228,7 @@ class RealMlpUpdater:
 class RealMlpRecipe:
     """RealMLP-TD for quest.learners.engine.train_many: its networks, optimiser, schedules and losses."""
 
-    scheduled, drop_last, later_ties, members = True, True, True, 1
+    scheduled, drop_last, later_ties, members, narrows = True, True, True, 1, False
     patience = 0  # every epoch runs; the best one is kept
 
     def __init__(self, spec: RealMlpParams, layout: Layout, *, task: str, n_classes: int, data_parallel: int | str = 1):

@@ -217,6 +217,7 @@ class TabmRecipe:
     training rows among the jobs: it sets the quantiles and bins every job's network shares the shape of."""
 
     scheduled, drop_last, later_ties = False, False, False
+    narrows = True  # its networks stop early, each when it will, and an epoch costs far more than a recompile
 
     def __init__(
         self,
