@@ -289,6 +289,121 @@ def cpu_training(out: Report, epochs: int) -> None:
             out.figure("cpu_speedup_vs_fit", speedup)
 
 
+PEER_TABLES = {  # name -> (data section, prepare repeats): the default table as train runs it, and larger ones
+    "default": ({"source": "breast_cancer"}, 3),
+    "diabetes": ({"source": "diabetes"}, 3),
+    "40k": ({"source": "synthetic", "synthetic": {"kind": "classification", "n_samples": 50000, "n_features": 20,
+                                                   "n_classes": 2, "noise": 0.2}}, 1),
+}  # fmt: skip
+
+
+def peer_main(argv: list[str]) -> None:
+    """`bench.py _peer TABLE SIDE`: train the MLP on TABLE's CV splits (and, for quest, the final fit, as the train
+    stage does) here, as quest or as scikit-learn; print a JSON line: seconds, CV score, and quest's parts."""
+    table, side = argv
+    import numpy as np
+    import yaml
+
+    from quest.learners import backend
+
+    backend.configure("jax", "cpu", 42)
+    from quest.data.artifacts import Prepared
+    from quest.data.sources import load_dataset
+    from quest.evaluation.metrics import primary_metric
+    from quest.evaluation.scoring import cv_cells, final_cell, scores_of
+    from quest.learners import registry
+    from quest.learners.base import Problem
+    from quest.params import params_from_dict
+    from quest.stages.prepare import prepare
+
+    data, repeats = PEER_TABLES[table]
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"] = {**raw["data"], **data, "synthetic": {**raw["data"]["synthetic"], **data.get("synthetic", {})}}
+    raw["prepare"]["repeats"] = repeats
+    params = params_from_dict(raw)
+    result = prepare(load_dataset(params.data, seed=params.seed, root=REPO), test_size=params.prepare.test_size,
+                     folds=params.prepare.folds, repeats=repeats, seed=params.seed)  # fmt: skip
+    prepared = Prepared(
+        x_train=result["X_train.npy"], y_train=result["y_train.npy"], x_test=result["X_test.npy"],
+        y_test=result["y_test.npy"], folds=result["folds.npy"], schema=result["schema"],
+    )  # fmt: skip
+    problem = Problem.of(prepared)
+    metric = primary_metric("auto", problem.task)
+    cells = cv_cells(prepared)
+    figures: dict[str, float] = {"rows": float(len(prepared.y_train)), "splits": float(len(cells))}
+    if side == "quest":
+        from quest.learners import engine
+
+        timings: dict[str, float] = {}
+        original = engine.train_many
+
+        def timed(*args, **kwargs):  # the engine's own split of the work: compile and train
+            kwargs["timings"] = timings
+            return original(*args, **kwargs)
+
+        engine.train_many = timed
+        learner = registry.learner("mlp", params)
+        learner.configure()  # Keras' import is the process's, not the training's
+        started = time.perf_counter()
+        found = scores_of(learner, prepared.x_train, prepared.y_train, [*cells, final_cell(prepared)], problem,
+                          seed=params.seed)  # fmt: skip
+        figures["seconds"] = time.perf_counter() - started
+        figures.update({f"engine_{k}": v for k, v in timings.items()})
+        figures["cv"] = float(np.mean([split[0][metric] for split in found[:-1]]))
+    else:
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+        spec = params.train
+        peer = MLPRegressor if problem.task == "regression" else MLPClassifier
+        x, y = prepared.x_train, prepared.y_train
+        if problem.task == "regression":  # quest's network learns the standardised target: so does the peer
+            y = (y - y.mean()) / y.std()
+        values, started = [], time.perf_counter()
+        for cell in cells:
+            model = peer(
+                hidden_layer_sizes=spec.hidden_layers, activation=spec.activation, solver="adam",
+                learning_rate_init=spec.learning_rate, batch_size=spec.batch_size, alpha=spec.l2,
+                max_iter=spec.epochs, early_stopping=True,
+                validation_fraction=spec.early_stopping.validation_fraction,
+                n_iter_no_change=spec.early_stopping.patience, tol=0.0, random_state=params.seed + cell.index + 1,
+            )  # fmt: skip
+            model.fit(x[cell.rows], y[cell.rows])
+            answers = model.predict(cell.inputs[0])
+            if problem.task == "regression":
+                truth = (cell.targets[0] - prepared.y_train.mean()) / prepared.y_train.std()
+                values.append(1.0 - np.sum((truth - answers) ** 2) / np.sum((truth - truth.mean()) ** 2))
+            else:
+                values.append(float(np.mean(answers == cell.targets[0])))
+        figures["seconds"] = time.perf_counter() - started
+        figures["cv"] = float(np.mean(values))
+    figures["metric"] = metric  # type: ignore[assignment]
+    print(json.dumps(figures))
+
+
+def sklearn_peer(out: Report) -> None:
+    """quest's MLP against scikit-learn's on the same splits: the same 64-32 network, Adam, batch and patience."""
+    out.section("The MLP against scikit-learn's MLPClassifier / MLPRegressor, on quest's CV splits (CPU)")
+    out.line(f"{'table':<10}{'rows':>7}{'splits':>7}{'quest s':>9}{'build':>7}{'compile':>8}{'train':>7}"
+             f"{'sklearn s':>10}{'quest CV':>10}{'sklearn CV':>11}")  # fmt: skip
+    for table in PEER_TABLES:
+        sides = {}
+        for side in ("quest", "sklearn"):
+            env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "QUEST_JAX_CACHE": ""}  # a first run: cold
+            done = subprocess.run([sys.executable, __file__, "_peer", table, side], capture_output=True, text=True,
+                                  env=env)  # fmt: skip
+            if done.returncode != 0:
+                raise SystemExit(f"bench: the {side} MLP on {table} failed:\n{done.stderr[-3000:]}")
+            sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
+        ours, theirs = sides["quest"], sides["sklearn"]
+        out.line(
+            f"{table:<10}{ours['rows']:>7.0f}{ours['splits']:>7.0f}{ours['seconds']:>9.2f}{ours['engine_build']:>7.2f}"
+            f"{ours['engine_compile']:>8.2f}{ours['engine_train']:>7.2f}{theirs['seconds']:>10.2f}{ours['cv']:>10.4f}"
+            f"{theirs['cv']:>11.4f}"
+        )
+        out.figure(f"cpu_vs_sklearn_mlp_{table}", theirs["seconds"] / ours["seconds"])
+        out.figure(f"cpu_vs_sklearn_mlp_{table}_cv_gap", ours["cv"] - theirs["cv"])
+
+
 REPRO_TARGET_SECONDS = 60  # issue 16: the default run, RealMLP included, under a minute on two cores
 
 
@@ -517,6 +632,8 @@ class Report:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_engine":
         return engine_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "_peer":
+        return peer_main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "_mlflow":
         return mlflow_main()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -533,6 +650,7 @@ def main() -> None:
     started = time.perf_counter()
     if args.part == "cpu":
         cpu_training(out, args.epochs or 100)
+        sklearn_peer(out)
         mlflow_cost(out)
         if not args.skip_pipeline:
             pipeline(out)

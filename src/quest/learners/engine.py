@@ -98,6 +98,7 @@ def train_many(
             hook.on_train_end()
     if timings is not None:
         epochs_run = np.asarray(state["epoch"])
+        timings["build"] = compiling - started
         timings["compile"] = compiled - compiling
         timings["train"] = time.perf_counter() - compiled
         rows = sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True))
