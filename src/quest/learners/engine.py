@@ -175,24 +175,36 @@ class KerasUpdater:
         return self.optimizer.stateless_apply(state, grads, trainable)
 
 
-def torch_adam(
-    value: jax.Array,
-    grad: jax.Array,
-    m: jax.Array,
-    v: jax.Array,
-    count: jax.Array,
-    *,
-    step: jax.Array,
-    beta1: float,
-    beta2: float,
-    epsilon: float,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One weight's Adam step as PyTorch computes it (ε added to the bias-corrected √v̂): the new (value, m, v).
-    `step` is the learning rate with any per-weight factor; `count` the steps taken, this one included."""
-    m = beta1 * m + (1.0 - beta1) * grad
-    v = beta2 * v + (1.0 - beta2) * jnp.square(grad)
-    m_hat, v_hat = m / (1.0 - beta1**count), v / (1.0 - beta2**count)
-    return value - step * m_hat / (jnp.sqrt(v_hat) + epsilon), m, v
+class TorchAdam:
+    """Adam as PyTorch computes it (ε added to the bias-corrected √v̂), each weight first shrunk by its decoupled
+    weight decay: subclasses say, for each step, every trainable weight's decay multiplier (None: no decay) and
+    learning rate (`rates`)."""
+
+    def __init__(self, *, beta1: float, beta2: float, epsilon: float) -> None:
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def rates(self, progress: jax.Array) -> list[tuple[jax.Array | float | None, jax.Array | float]]:
+        """Per trainable weight, in order: (decay multiplier or None, learning rate) at `progress`."""
+        raise NotImplementedError
+
+    def variables(self, model: keras.Model) -> list[jax.Array]:
+        moments = [jnp.zeros(v.shape, dtype="float32") for v in model.trainable_variables]
+        return [jnp.zeros((), dtype="float32"), *moments, *moments]
+
+    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
+        beta1, beta2, epsilon = self.beta1, self.beta2, self.epsilon
+        count, first, second = state[0] + 1.0, state[1 : 1 + len(trainable)], state[1 + len(trainable) :]
+        new_trainable, new_first, new_second = [], [], []
+        for value, grad, m, v, (keep, step) in zip(trainable, grads, first, second, self.rates(progress), strict=True):
+            if keep is not None:
+                value = value * keep
+            m = beta1 * m + (1.0 - beta1) * grad
+            v = beta2 * v + (1.0 - beta2) * jnp.square(grad)
+            m_hat, v_hat = m / (1.0 - beta1**count), v / (1.0 - beta2**count)
+            new_trainable.append(value - step * m_hat / (jnp.sqrt(v_hat) + epsilon))
+            new_first.append(m)
+            new_second.append(v)
+        return new_trainable, [count, *new_first, *new_second]
 
 
 @dataclass(frozen=True)

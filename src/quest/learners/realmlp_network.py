@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from quest.learners.backend import seed_everything
-from quest.learners.engine import Loss, torch_adam
+from quest.learners.engine import Loss, TorchAdam
 from quest.learners.network import Job, standardiser, to_target_units
 from quest.learners.realmlp_layers import (
     CategoryEmbedding,
@@ -191,38 +191,25 @@ def flat_cos(progress: jax.Array) -> jax.Array:
     return jnp.where(progress < 0.5, 1.0, 0.5 * (1.0 + jnp.cos(jnp.pi * (progress - 0.5) / 0.5)))
 
 
-class RealMlpUpdater:
+class RealMlpUpdater(TorchAdam):
     """Adam as PyTorch computes it, with pytabkit's per-parameter factors and decoupled weight decay applied
     first, as p·(1 − wd·lr·f_wd²·f_lr²): pytabkit multiplies by the factors twice, and the reference is what
     quest matches."""
 
     def __init__(self, model: keras.Model, spec: RealMlpParams, *, learning_rate: float) -> None:
-        self.learning_rate, self.weight_decay, self.beta2 = learning_rate, spec.weight_decay, spec.beta2
+        super().__init__(beta1=ADAM[0], beta2=spec.beta2, epsilon=ADAM[1])
+        self.learning_rate, self.weight_decay = learning_rate, spec.weight_decay
         own = {"scale": spec.scale_lr_factor, **dict.fromkeys(PERIODIC, spec.embedding_lr_factor)}
         names = [variable.path.rsplit("/", 1)[-1] for variable in model.trainable_variables]
         self.factors = [(own.get(name, FACTORS[name][0]), FACTORS[name][1]) for name in names]
 
-    def variables(self, model: keras.Model) -> list[jax.Array]:
-        moments = [jnp.zeros(v.shape, dtype="float32") for v in model.trainable_variables]
-        return [jnp.zeros((), dtype="float32"), *moments, *moments]
-
-    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
-        (beta1, epsilon), beta2 = ADAM, self.beta2
-        count, first, second = state[0] + 1.0, state[1 : 1 + len(trainable)], state[1 + len(trainable) :]
+    def rates(self, progress: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
         rate = self.learning_rate * coslog4(progress)
         decay = self.weight_decay * flat_cos(progress)
-        new_trainable, new_first, new_second = [], [], []
-        for value, grad, m, v, (lr_factor, wd_factor) in zip(
-            trainable, grads, first, second, self.factors, strict=True
-        ):
-            value = value * (1.0 - decay * rate * (wd_factor * lr_factor) ** 2)
-            value, m, v = torch_adam(
-                value, grad, m, v, count, step=rate * lr_factor, beta1=beta1, beta2=beta2, epsilon=epsilon
-            )
-            new_trainable.append(value)
-            new_first.append(m)
-            new_second.append(v)
-        return new_trainable, [count, *new_first, *new_second]
+        return [
+            (1.0 - decay * rate * (wd_factor * lr_factor) ** 2, rate * lr_factor)
+            for lr_factor, wd_factor in self.factors
+        ]
 
 
 class RealMlpRecipe:

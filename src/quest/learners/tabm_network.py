@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from quest.learners.backend import seed_everything
-from quest.learners.engine import Loss, torch_adam
+from quest.learners.engine import Loss, TorchAdam
 from quest.learners.network import Job, to_target_units
 from quest.learners.realmlp_layers import ScheduledDropout
 from quest.learners.tabm_layers import (
@@ -183,33 +183,18 @@ def _scaling(chunks: Sequence[int], members: int, distribution: str, rng: np.ran
     return np.repeat(draws, chunks, axis=1)
 
 
-class TabmUpdater:
+class TabmUpdater(TorchAdam):
     """AdamW as PyTorch computes it, at a constant learning rate; decoupled decay p·(1 − lr·wd) first, never on
     biases or the embeddings' linear part."""
 
     def __init__(self, model: keras.Model, spec: TabmParams) -> None:
-        self.learning_rate, self.weight_decay = spec.learning_rate, spec.weight_decay
+        super().__init__(beta1=ADAM[0], beta2=ADAM[1], epsilon=ADAM[2])
         names = [variable.path.rsplit("/", 1)[-1] for variable in model.trainable_variables]
-        self.decayed = [name not in UNDECAYED for name in names]
+        keep = 1.0 - spec.learning_rate * spec.weight_decay if spec.weight_decay else None
+        self.constant = [(keep if name not in UNDECAYED else None, spec.learning_rate) for name in names]
 
-    def variables(self, model: keras.Model) -> list[jax.Array]:
-        moments = [jnp.zeros(v.shape, dtype="float32") for v in model.trainable_variables]
-        return [jnp.zeros((), dtype="float32"), *moments, *moments]
-
-    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
-        beta1, beta2, epsilon = ADAM
-        count, first, second = state[0] + 1.0, state[1 : 1 + len(trainable)], state[1 + len(trainable) :]
-        new_trainable, new_first, new_second = [], [], []
-        for value, grad, m, v, decayed in zip(trainable, grads, first, second, self.decayed, strict=True):
-            if decayed and self.weight_decay:
-                value = value * (1.0 - self.learning_rate * self.weight_decay)
-            value, m, v = torch_adam(
-                value, grad, m, v, count, step=self.learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon
-            )
-            new_trainable.append(value)
-            new_first.append(m)
-            new_second.append(v)
-        return new_trainable, [count, *new_first, *new_second]
+    def rates(self, progress: jax.Array) -> list[tuple[float | None, float]]:
+        return self.constant
 
 
 class TabmRecipe:
