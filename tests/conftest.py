@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -34,6 +35,14 @@ def merge(base: dict, overrides: dict) -> dict:
 def repo_params(**overrides: Any) -> dict:
     """The repository's params.yaml as a dict, with section overrides: repo_params(train={"epochs": 2})."""
     return merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+
+
+def blobs(n: int, classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` rows of three features, `classes` Gaussian blobs two apart (class i shifted along feature i)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = (rng.normal(size=(n, 3)) + 2.0 * np.eye(classes, 3)[y]).astype(np.float32)
+    return x, y
 
 
 @pytest.fixture

@@ -8,18 +8,11 @@ from quest.learners.engine import fit_many
 from quest.learners.mlp import fit_mlps
 from quest.learners.network import Job, plan_job, predict
 from quest.params import params_from_dict
-from tests.conftest import repo_params
+from tests.conftest import blobs, repo_params
 
 
 def spec(**train):
     return params_from_dict(repo_params(train=train)).train
-
-
-def blobs(n: int, classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    x = (rng.normal(size=(n, 3)) + 2.0 * np.eye(classes, 3)[y]).astype(np.float32)
-    return x, y
 
 
 def jobs_of_unequal_size(y: np.ndarray, task: str = "classification") -> list[Job]:

@@ -26,7 +26,7 @@ from quest.learners.realmlp_network import (
     initialise,
 )
 from quest.params import params_from_dict
-from tests.conftest import repo_params
+from tests.conftest import blobs, repo_params
 
 
 def spec(**realmlp):
@@ -34,13 +34,6 @@ def spec(**realmlp):
 
 
 TINY = {"hidden_layers": [8, 8], "embedding_frequencies": 4, "epochs": 6, "batch_size": 16}
-
-
-def blobs(n: int, classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    x = (rng.normal(size=(n, 3)) + 2.0 * np.eye(classes, 3)[y]).astype(np.float32)
-    return x, y
 
 
 def test_layout_encodes_categories_as_realmlp_does():

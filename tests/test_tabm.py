@@ -23,20 +23,13 @@ from quest.learners.tabm_layers import (
 )
 from quest.learners.tabm_network import TabmLayout, TabmRecipe, TabmUpdater, _piecewise, build_tabm, initialise
 from quest.params import params_from_dict
-from tests.conftest import repo_params
+from tests.conftest import blobs, repo_params
 
 TINY = {"members": 4, "width": 8, "bins": 4, "embedding_dims": 3, "batch_size": 16, "epochs": 8, "patience": 2}
 
 
 def spec(**tabm):
     return params_from_dict(repo_params(tabm=tabm)).tabm
-
-
-def blobs(n: int, classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    x = (rng.normal(size=(n, 3)) + 2.0 * np.eye(classes, 3)[y]).astype(np.float32)
-    return x, y
 
 
 def test_layout_groups_each_categorys_one_hot_block():
