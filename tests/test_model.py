@@ -11,6 +11,7 @@ import pytest
 from quest.data.splits import validation_split
 from quest.learners.mlp import fit_mlp
 from quest.learners.network import build_mlp, predict
+from quest.learners.realmlp_layers import CounterDropout
 from quest.params import params_from_dict
 from tests.conftest import repo_params
 
@@ -33,7 +34,7 @@ def test_mlp_follows_the_params():
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [layer.units for layer in dense] == [8, 5, 3]
     assert [layer.activation.__name__ for layer in dense] == ["tanh", "tanh", "softmax"]
-    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.2, 0.2]
+    assert [layer.rate for layer in model.layers if isinstance(layer, CounterDropout)] == [0.2, 0.2]
     assert dense[0].kernel_regularizer.l2 == pytest.approx(0.01)
     assert isinstance(dense[0].kernel_initializer, keras.initializers.GlorotNormal)
 
@@ -55,7 +56,7 @@ def test_output_head_matches_the_task(task, n_classes, units, activation):
     )
     assert model.layers[-1].units == units
     assert model.layers[-1].activation.__name__ == activation
-    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+    assert not any(isinstance(layer, CounterDropout) for layer in model.layers)
 
 
 def test_validation_split_is_seeded_and_stratified():
@@ -177,6 +178,7 @@ configure("jax", "cpu", 0)
 import keras
 from quest.files import normalise_keras_archive
 from quest.learners.network import save_mlp
+from quest.learners.realmlp_layers import CounterDropout
 model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
 save_mlp(model, __import__("pathlib").Path(r"{tmp_path}/guarded.keras"))
 print("tensorflow imported:", "tensorflow" in sys.modules)
@@ -188,3 +190,14 @@ print("then:", "tensorflow" in sys.modules)
     assert done.returncode == 0, done.stderr
     assert "tensorflow imported: False" in done.stdout and "then: True" in done.stdout, done.stdout
     assert (tmp_path / "guarded.keras").read_bytes() == (tmp_path / "plain.keras").read_bytes()
+
+
+def test_counter_dropout_drops_the_rate_and_keeps_the_mean():
+    """The MLP's dropout: about `rate` of the values zeroed, the rest scaled up, a new mask each call, none at
+    prediction."""
+    layer = CounterDropout(0.25, seed=3)
+    x = np.ones((400, 50), dtype=np.float32)
+    first, second = (np.asarray(layer(x, training=True)) for _ in range(2))
+    assert abs(np.mean(first == 0) - 0.25) < 0.01 and np.allclose(first[first > 0], 1 / 0.75)
+    assert abs(first.mean() - 1.0) < 0.02 and not np.array_equal(first, second)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)

@@ -3,6 +3,7 @@ each failure the generated tables of tests/test_fuzz.py found, kept as a named c
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -175,7 +176,8 @@ def test_training_that_diverges_stops_in_one_line(tmp_path, capsys, monkeypatch,
     code, stderr = run("quest train", train.main, [*argv, "--cv-out", str(cv)], capsys)
     line = one_error(stderr, "quest train")
     assert code == 2
-    assert "the MLP diverged: the CV network 1/2's loss is inf at epoch 1" in line
+    # which curve overflows first (the training loss or the validation loss) depends on the dropout masks
+    assert re.search(r"the MLP diverged: the CV network 1/2's (val_)?loss is inf at epoch 1;", line), line
     assert "try a lower train.learning_rate (this network's is 10)" in line and "rescale 'numeric__b'" in line
     assert (dvc_md5(models), dvc_md5(cv)) == before
     with sqlite3.connect(tmp_path / "mlflow.db") as db:

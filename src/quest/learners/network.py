@@ -21,6 +21,7 @@ from quest.data.splits import validation_split
 from quest.errors import QuestError
 from quest.files import atomic_path, normalise_keras_archive, require
 from quest.learners.backend import seed_everything
+from quest.learners.realmlp_layers import CounterDropout
 from quest.params import TrainParams
 
 
@@ -61,7 +62,7 @@ def build_mlp(
             )
         )
         if dropout_rate > 0:
-            layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+            layers.append(CounterDropout(dropout_rate, name=f"dropout_{index}"))
     units = output_size(task, n_classes)
     output_activation = "linear" if task == "regression" else ("sigmoid" if units == 1 else "softmax")
     layers.append(
