@@ -120,3 +120,38 @@ def test_the_fast_engine_is_deterministic():
         assert a.history == b.history
         for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
             np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize(("task", "classes"), [("classification", 2), ("regression", 0)])
+def test_networks_with_their_own_learning_rate_dropout_and_l2_train_together_as_alone(task, classes):
+    """Tuning trials that differ in learning rate, dropout rate and L2 train in one program: each network's own
+    values live in its state, and it learns exactly what it learns alone, with its values as the spec's."""
+    from dataclasses import replace
+
+    x, labels = blobs(90, classes=2)
+    y = labels if task == "classification" else (x[:, 0] * 3.0 + 10.0).astype(np.float32)
+    settings = spec(
+        hidden_layers=[8, 4], epochs=25, batch_size=16, dropout_rate=0.1, l2=1e-4, learning_rate=0.01,
+        early_stopping={"patience": 4, "validation_fraction": 0.25},
+    )  # fmt: skip
+    own = [
+        {"learning_rate": 0.03, "dropout_rate": 0.3, "l2": 1e-2},
+        {"learning_rate": 0.002, "dropout_rate": 0.05, "l2": 1e-6},
+        {},  # the spec's own values
+    ]
+    planned = jobs_of_unequal_size(y, task)
+    jobs = [replace(job, hyper=tuple(sorted(values.items()))) for job, values in zip(planned, own, strict=True)]
+    together = fit_many(x, y, jobs, task=task, n_classes=classes, spec=settings)
+    assert len({r.epochs_run for r in together}) > 1 or len({r.best_epoch for r in together}) > 1
+    for job, values, joint in zip(jobs, own, together, strict=True):
+        alone_spec = replace(settings, **values)
+        (alone,) = fit_many(x, y, [replace(job, hyper=())], task=task, n_classes=classes, spec=alone_spec)
+        assert (alone.best_epoch, alone.epochs_run) == (joint.best_epoch, joint.epochs_run)
+        np.testing.assert_allclose(alone.history["loss"], joint.history["loss"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone.history["val_loss"], joint.history["val_loss"], rtol=1e-5, atol=1e-6)
+        for a, b in zip(alone.model.get_weights(), joint.model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # the kept network carries its own values: its saved dropout and optimiser are the trial's
+        assert float(joint.model.optimizer.learning_rate) == pytest.approx(alone_spec.learning_rate)
+        assert float(joint.model.get_layer("dropout_1").keep) == pytest.approx(1 - alone_spec.dropout_rate)
+        assert joint.model.get_layer("hidden_1").kernel_regularizer.l2 == pytest.approx(alone_spec.l2)

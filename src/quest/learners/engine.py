@@ -22,7 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import jax
@@ -110,6 +110,12 @@ def train_many(
 
 
 Loss = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+Penalty = Callable[[list, list, dict], jax.Array]  # (the network's own losses, trainable weights, job) -> scalar
+
+
+def model_losses(losses: list, trainable: list, job: dict) -> jax.Array:
+    """The penalty a network's own layers add (their regularisers), the same for every job."""
+    return sum(losses, jnp.zeros(()))
 
 
 class Updater(Protocol):
@@ -142,6 +148,10 @@ class Recipe(Protocol):
 
     def updater(self, model: keras.Model) -> Updater: ...
 
+    def penalty(self, model: keras.Model, jobs: Sequence[Job]) -> tuple[Penalty, dict[str, np.ndarray]]:
+        """What the loss adds to the data term, as (losses, trainable, job) -> scalar, from the network's own
+        losses or from per-job values; and those values, one per job, which the program reads from `job`."""
+
     def target(self, y: np.ndarray) -> np.ndarray:
         """The targets as the network's loss takes them."""
 
@@ -159,6 +169,13 @@ class Recipe(Protocol):
 
     def finish(self, model: keras.Model, *, shift: float, scale: float) -> None:
         """Turn the trained network into the one that is kept (outputs in the target's units, probabilities)."""
+
+
+class UniformJobs:
+    """For a recipe whose jobs all train with its own settings: the network's own losses are its penalty."""
+
+    def penalty(self, model: keras.Model, jobs: Sequence[Job]) -> tuple[Penalty, dict[str, np.ndarray]]:
+        return model_losses, {}
 
 
 class KerasUpdater:
@@ -237,11 +254,26 @@ class MlpRecipe:
     def data_parallel(self) -> int | str:
         return self.spec.data_parallel
 
+    def spec_of(self, job: Job) -> TrainParams:
+        """The job's own params: the recipe's, with the job's values (a tuning trial's) in place."""
+        return replace(self.spec, **dict(job.hyper)) if job.hyper else self.spec
+
     def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
-        return fresh_mlp(x.shape[1], task=self.task, n_classes=self.n_classes, spec=self.spec, seed=job.seed)
+        return fresh_mlp(x.shape[1], task=self.task, n_classes=self.n_classes, spec=self.spec_of(job), seed=job.seed)
 
     def updater(self, model: keras.Model) -> Updater:
         return KerasUpdater(model.optimizer)
+
+    def penalty(self, model: keras.Model, jobs: Sequence[Job]) -> tuple[Penalty, dict[str, np.ndarray]]:
+        """The L2 penalty of the kernels, each job at its own factor, computed as Keras' L2 regulariser does."""
+        kernels = [i for i, variable in enumerate(model.trainable_variables) if variable.regularizer is not None]
+        if not kernels:
+            return model_losses, {}
+
+        def penalty(losses: list, trainable: list, job: dict) -> jax.Array:
+            return sum((job["l2"] * jnp.sum(jnp.square(trainable[i])) for i in kernels), jnp.zeros(()))
+
+        return penalty, {"l2": np.array([self.spec_of(job).l2 for job in jobs], dtype=np.float32)}
 
     def target(self, y: np.ndarray) -> np.ndarray:
         return _target(y, task=self.task, n_classes=self.n_classes)
@@ -313,8 +345,14 @@ class _Program:
         if tail:
             per_job["full"] = jnp.asarray(full, dtype="int32")
         template = models[0]
+        penalty, values = recipe.penalty(template, jobs)
+        per_job.update({name: jnp.asarray(value) for name, value in values.items()})
         updater = recipe.updater(template)
-        state = _initial_state(models, updater.variables(template), epochs=recipe.epochs)
+        if any(job.hyper for job in jobs):  # each job's optimiser state its own: its learning rate lives there
+            optimizer = [recipe.updater(model).variables(model) for model in models]
+        else:
+            optimizer = [updater.variables(template)] * len(models)
+        state = _initial_state(models, optimizer, epochs=recipe.epochs)
         data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
         mesh = batch_mesh(devices)
         if mesh is not None:  # everything on every device; only the batches are split, inside the program
@@ -324,6 +362,7 @@ class _Program:
             updater,
             recipe,
             *data,
+            penalty=penalty,
             width=width,
             slots=max(batches) if recipe.drop_last else (max(full) if tail else None),
             tail=tail,
@@ -475,7 +514,7 @@ def _pad(rows: Sequence[np.ndarray], *, multiple: int, least: int = 1) -> tuple[
     return padded, mask
 
 
-def _initial_state(models: Sequence[keras.Model], optimizer: Sequence[jax.Array], *, epochs: int) -> dict:
+def _initial_state(models: Sequence[keras.Model], optimizer: Sequence[Sequence[jax.Array]], *, epochs: int) -> dict:
     def stacked(values: list[list]) -> list:
         return [jnp.stack(column) for column in zip(*values, strict=True)]
 
@@ -485,7 +524,7 @@ def _initial_state(models: Sequence[keras.Model], optimizer: Sequence[jax.Array]
     return {
         "trainable": trainable,
         "non_trainable": non_trainable,
-        "optimizer": [jnp.stack([value] * jobs) for value in optimizer],
+        "optimizer": stacked([list(values) for values in optimizer]),
         "best_trainable": trainable,
         "best_non_trainable": non_trainable,
         "best_loss": jnp.full((jobs,), jnp.inf, dtype="float32"),
@@ -503,6 +542,7 @@ def _compile_block(
     x: jax.Array,
     target: jax.Array,
     *,
+    penalty: Penalty = model_losses,
     width: int,
     slots: int | None = None,
     tail: int = 0,
@@ -512,11 +552,12 @@ def _compile_block(
 
     `slots` (drop_last, or with a `tail`) is how many whole batches the largest job takes an epoch: the scan stops
     there. `tail`, if not 0, is the width of one last step that takes each job's rows left over.
-    `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split).
+    `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split). `penalty`
+    is what the loss adds to its data term (the recipe's).
     """
     labels = _labels(target, regression=recipe.task == "regression")
-    step = _step(model, updater, recipe, x, labels, batch_sharding)
-    epoch = _epoch(model, recipe, x, labels, step, width=width, slots=slots, tail=tail)
+    step = _step(model, updater, recipe, x, labels, batch_sharding, penalty)
+    epoch = _epoch(model, recipe, x, labels, step, penalty, width=width, slots=slots, tail=tail)
 
     def run(state: dict, job: dict, until: jax.Array) -> dict:
         return jax.lax.while_loop(lambda s: (s["epoch"] < until) & ~s["stopped"], lambda s: epoch(s, job), state)
@@ -581,6 +622,7 @@ def _step(
     x: jax.Array,
     labels: Callable[[jax.Array, dict], jax.Array],
     batch_sharding: NamedSharding | None,
+    penalty: Penalty,
 ) -> Callable:
     """step(job, carry, batch): one mini-batch's gradient step, for lax.scan over an epoch's batches."""
     per_sample = recipe.train_loss()
@@ -600,7 +642,7 @@ def _step(
                 variables, scheduled, x_batch, training=True, return_losses=True
             )
             loss, metric = per_sample(y_batch, y_pred)
-            total = _masked(loss, weights) + sum(penalties, jnp.zeros(()))
+            total = _masked(loss, weights) + penalty(penalties, variables, job)
             return total, (updated, jnp.sum(metric * weights))
 
         (total, (updated, metric_sum)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
@@ -623,6 +665,7 @@ def _epoch(
     x: jax.Array,
     labels: Callable[[jax.Array, dict], jax.Array],
     step: Callable,
+    penalty: Penalty,
     *,
     width: int,
     slots: int | None = None,
@@ -680,7 +723,7 @@ def _epoch(
             trainable, non_trainable, x[job["validation_rows"]], training=False, return_losses=True
         )
         loss, metric = per_sample(labels(job["validation_rows"], job), y_pred)
-        val_loss = _masked(loss, weights) + sum(penalties, jnp.zeros(()))
+        val_loss = _masked(loss, weights) + penalty(penalties, trainable, job)
         val_metric = _masked(metric, weights)
         count = jnp.maximum(sums[2], 1.0)
         row = jnp.stack([sums[0] / count, sums[1] / count, val_loss, val_metric])

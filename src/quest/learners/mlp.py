@@ -26,6 +26,11 @@ NAME = "mlp"
 SEED_STRIDE = 10007  # between a split's extra seeds: far from the next split's seed + split + 1
 # The train keys a search space may vary.
 TUNABLE = ("hidden_layers", "activation", "dropout_rate", "l2", "learning_rate", "batch_size", "optimizer")
+# Those the fast engine lets each network of one program have its own of: fits (tuning trials) that differ only
+# in them train together. Dropout and L2 only while on (above 0), as their layers and penalties are then there.
+# Not the batch size: one program with several takes as many steps as the smallest batches need, each as wide as
+# the largest (measured on 30 trials: 29.8 s, against 21.0 s in a program per batch size).
+PER_JOB = ("learning_rate", "dropout_rate", "l2")
 
 
 def fit_mlps(
@@ -57,7 +62,8 @@ def fit_mlps(
         for index, job in enumerate(jobs):
             try:
                 job_hooks = hooks[index] if index < len(hooks) else ()
-                results.append(fit_one(x, y, job, task=task, n_classes=n_classes, spec=spec, hooks=job_hooks))
+                own = dataclasses.replace(spec, **dict(job.hyper))
+                results.append(fit_one(x, y, job, task=task, n_classes=n_classes, spec=own, hooks=job_hooks))
             except NonFiniteLoss as found:
                 raise NonFiniteLoss(job=index, epoch=found.epoch, curve=found.curve, value=found.value) from None
         return results
@@ -76,7 +82,9 @@ def diverged(
 ) -> str:
     """What went wrong, where, and what to try: a lower learning rate, or rescaling the most extreme input."""
     network = f"{label} network {found.job + 1}/{len(jobs)}" if label and len(jobs) > 1 else f"{label} network".strip()
-    rows = x[jobs[found.job].fit_rows]
+    job = jobs[found.job]
+    rate = dict(job.hyper).get("learning_rate", spec.learning_rate)
+    rows = x[job.fit_rows]
     extremes = np.abs(rows).max(axis=0) if rows.size else np.zeros(x.shape[1])
     widest = int(np.argmax(extremes)) if extremes.size else -1
     column = ""
@@ -85,7 +93,7 @@ def diverged(
         column = f", or rescale {name!r}, its most extreme input (up to {extremes[widest]:.3g} after scaling)"
     return (
         f"the MLP diverged: the {network}'s {found.curve} is {found.value} at epoch {found.epoch}; try a lower "
-        f"train.learning_rate (this network's is {spec.learning_rate:g}){column}"
+        f"train.learning_rate (this network's is {rate:g}){column}"
     )
 
 
@@ -175,6 +183,11 @@ class NetworkLearner(Learner):
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         raise NotImplementedError
 
+    def per_job(self, hyper: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """A fit's values split in two: (what must be the same for fits to train together, as a sorted tuple;
+        what each network of a program may have its own of). The default: everything must be the same."""
+        return tuple(sorted(hyper.items())), {}
+
     def train_jobs(
         self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
     ) -> list[FitResult]:
@@ -199,14 +212,23 @@ class NetworkLearner(Learner):
 
         outputs: list[list[Output] | None] = [None] * len(fits)
         groups: dict[tuple, list[int]] = {}
+        own: list[dict[str, Any]] = []
         for index, fit in enumerate(fits):
-            groups.setdefault(tuple(sorted(fit.hyper.items())), []).append(index)
-        for hyper, members in groups.items():
-            fraction = self.validation_fraction(dict(hyper))
-            jobs = [plan_job(fits[i].rows, y, task=problem.task, validation_fraction=fraction, seed=fits[i].seed)
-                    for i in members]  # fmt: skip
+            shared, varied = self.per_job(fit.hyper)
+            groups.setdefault(shared, []).append(index)
+            own.append(varied)
+        for members in groups.values():
+            hyper = {k: v for k, v in fits[members[0]].hyper.items() if k not in own[members[0]]}
+            fraction = self.validation_fraction(hyper)
+            jobs = [
+                dataclasses.replace(
+                    plan_job(fits[i].rows, y, task=problem.task, validation_fraction=fraction, seed=fits[i].seed),
+                    hyper=tuple(sorted(own[i].items())),
+                )
+                for i in members
+            ]
             try:
-                results = self.train_jobs(x, y, jobs, problem, dict(hyper), label)
+                results = self.train_jobs(x, y, jobs, problem, hyper, label)
             except ValueError as error:
                 if on_failure is None:
                     raise
@@ -236,6 +258,17 @@ class MLP(NetworkLearner):
 
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         return self.train.early_stopping.validation_fraction
+
+    def per_job(self, hyper: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """On the fast engine, tuning trials that differ only in learning rate, dropout rate and L2 (the latter two
+        both on, or both off) train in one program."""
+        spec = dataclasses.replace(self.train, **hyper)
+        if spec.engine != "fast":
+            return super().per_job(hyper)
+        varied = {k: v for k, v in hyper.items() if k in PER_JOB}
+        shared = {k: v for k, v in hyper.items() if k not in PER_JOB}
+        shared.update({"dropout": spec.dropout_rate > 0, "l2": spec.l2 > 0})
+        return tuple(sorted(shared.items())), varied
 
     def train_jobs(
         self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str

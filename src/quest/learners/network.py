@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -99,6 +100,9 @@ class Job:
     fit_rows: np.ndarray
     validation_rows: np.ndarray
     seed: int
+    # Values over the recipe's own for this job alone (tuning trials trained together: learning rate, dropout,
+    # L2), as sorted (key, value) pairs.
+    hyper: tuple[tuple[str, Any], ...] = ()
 
 
 def fresh_mlp(n_features: int, *, task: str, n_classes: int, spec: TrainParams, seed: int) -> keras.Model:

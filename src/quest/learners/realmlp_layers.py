@@ -222,10 +222,16 @@ class CounterDropout(ShapePreserving):
         self.rate, self.seed = float(rate), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    def build(self, input_shape: tuple) -> None:
+        # The keep probability is the network's state, not a constant of its program: networks with different
+        # rates (tuning trials) train in one compiled program.
+        keep = keras.initializers.Constant(np.float32(1.0 - self.rate))
+        self.keep = self.add_weight(shape=(), initializer=keep, trainable=False, name="keep")
+
     def call(self, x, training: bool = False):
         if not training or self.rate == 0:
             return x
-        return counter_dropout(x, 1.0 - self.rate, self.seed_generator)
+        return counter_dropout(x, self.keep, self.seed_generator)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from quest.learners.backend import seed_everything
-from quest.learners.engine import Loss, TorchAdam
+from quest.learners.engine import Loss, TorchAdam, UniformJobs
 from quest.learners.network import Job, standardiser, to_target_units
 from quest.learners.realmlp_layers import (
     CategoryEmbedding,
@@ -212,7 +212,7 @@ class RealMlpUpdater(TorchAdam):
         ]
 
 
-class RealMlpRecipe:
+class RealMlpRecipe(UniformJobs):
     """RealMLP-TD for quest.learners.engine.train_many: its networks, optimiser, schedules and losses."""
 
     scheduled, drop_last, later_ties, members, narrows = True, True, True, 1, False

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from quest.learners.backend import seed_everything
-from quest.learners.engine import Loss, TorchAdam
+from quest.learners.engine import Loss, TorchAdam, UniformJobs
 from quest.learners.network import Job, to_target_units
 from quest.learners.realmlp_layers import ScheduledDropout
 from quest.learners.tabm_layers import (
@@ -197,7 +197,7 @@ class TabmUpdater(TorchAdam):
         return self.constant
 
 
-class TabmRecipe:
+class TabmRecipe(UniformJobs):
     """TabM for quest.learners.engine.train_many: its networks, optimiser and losses. `rows` is the fewest
     training rows among the jobs: it sets the quantiles and bins every job's network shares the shape of."""
 
