@@ -122,8 +122,8 @@ def bound_addresses(port: int) -> set[str]:
 
 
 def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, tmp_path: Path):
-    """Two `quest sweep` workers share each model's Optuna study on the server's PostgreSQL. One is killed
-    in the middle of a trial, after finishing others: the other finishes the study, every trial completes
+    """Two `quest sweep` workers share each model's Optuna study on the server's PostgreSQL, claiming the MLP's
+    trials three at a time (tune.together). One is killed in the middle of a trial, after finishing others: the other finishes the study, every trial completes
     exactly once, the finished ones are kept, and `dvc repro` logs each trial once to MLflow. The results
     equal a single in-memory search's, byte for byte."""
     import mlflow
@@ -135,7 +135,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     url = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
     storage = optuna.storages.RDBStorage(url)  # one connection pool for the test's every look
     trials = 12
-    params = repo_params(**TINY, tune={"trials": trials, "storage": url, "heartbeat": 1})
+    params = repo_params(**TINY, tune={"trials": trials, "storage": url, "heartbeat": 1, "together": 3})
     params["compare"]["baselines"] = ["logreg"]
     project = copy_repo(tmp_path / "quest", params)
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}

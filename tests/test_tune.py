@@ -270,8 +270,8 @@ def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():
         return 0.5, 0.5
 
     with pytest.raises(KeyboardInterrupt):
-        studies.work(study, interrupted, wait=True)
-    assert studies.work(study, interrupted, wait=True) == 3  # slots 2 and 3, then slot 1's copy
+        studies.work(study, studies.each(interrupted), wait=True)
+    assert studies.work(study, studies.each(interrupted), wait=True) == 3  # slots 2 and 3, then slot 1's copy
     found = studies.slots(study, 4)
     assert [(s.slot, s.runs) for s in found] == [(0, 1), (1, 2), (2, 1), (3, 1)]
     reruns = [value for slot, value in seen if slot == 1]
@@ -313,3 +313,86 @@ def test_a_sweep_needs_a_budget_and_a_shared_storage(tmp_path: Path):
     prepare_main(["--params", str(params), "--out", str(tmp_path / "data")])
     with pytest.raises(QuestError, match=r"tune.storage postgresql\+psycopg://quest@127.0.0.1:1/optuna cannot be"):
         sweep_main(["--params", str(params), "--data", str(tmp_path / "data")])
+
+
+def test_a_worker_claims_trials_in_batches_and_fails_only_the_trial_to_blame():
+    from optuna.trial import TrialState
+
+    from quest.tuning import studies
+
+    study = studies.open_study("batches", url=None, heartbeat=1, trials=10, seed=3, lower_is_better=False)
+    space = {"C": {"low": 0.001, "high": 100.0, "log": True}}
+    claimed: list[list[int]] = []
+
+    def run_trials(batch: studies.Claimed) -> list[studies.Outcome]:
+        claimed.append([slot for _, slot in batch])
+        return [ValueError("refused") if slot == 5 else (sample_space(t, space)["C"], 0.5) for t, slot in batch]
+
+    assert studies.work(study, run_trials, wait=True, batch=4) == 10
+    assert [len(batch) for batch in claimed] == [4, 4, 2]
+    assert sorted(slot for batch in claimed for slot in batch) == list(range(10))
+    found = studies.slots(study, 10)
+    assert [math.isnan(s.validation) for s in found] == [slot == 5 for slot in range(10)]
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 9
+
+
+def mlp_tuning(**train: object) -> tuple[MLP, TuneData]:
+    from tests.conftest import blobs
+
+    params = params_from_dict(repo_params(train={"epochs": 20, "device": "cpu", **train}))
+    x, y = blobs(120)
+    problem = Problem("classification", n_classes=2, n_features=3)
+    data = TuneData(x, y, np.arange(90), np.arange(90, 120), x[90:], y[90:], problem=problem)
+    return registry.subject(params), data
+
+
+def test_mlp_trials_of_one_architecture_train_in_one_program_as_they_would_one_by_one(monkeypatch):
+    from quest.learners import engine
+
+    programs: list[int] = []
+    train_many = engine.train_many
+
+    def counted(x, y, jobs, recipe, **kwargs):
+        programs.append(len(jobs))
+        return train_many(x, y, jobs, recipe, **kwargs)
+
+    monkeypatch.setattr(engine, "train_many", counted)
+    learner, data = mlp_tuning(hidden_layers=[8], batch_size=16)
+    space = {
+        "hidden_layers": [[8], [16, 8]],
+        "learning_rate": {"low": 0.001, "high": 0.05, "log": True},
+        "dropout_rate": {"low": 0.0, "high": 0.5},
+        "l2": {"low": 0.000001, "high": 0.01, "log": True},
+    }
+    found = {}
+    for batch in (1, 8):
+        programs.clear()
+        score = scorer(learner, data, metric="log_loss", seed=0)
+        found[batch] = search(
+            "mlp", space, score, trials=8, lower_is_better=True, seed=4, storage=None, study=f"b{batch}", batch=batch
+        )
+        assert sum(programs) == 8 and len(programs) == (8 if batch == 1 else 2)
+    architectures = {r.values["hidden_layers"] for r in found[8]}
+    assert architectures == {(8,), (16, 8)}  # both programs trained several trials
+    for one, together in zip(found[1], found[8], strict=True):
+        assert one.values == together.values
+        assert together.validation == pytest.approx(one.validation, rel=1e-4)
+        assert together.test == pytest.approx(one.test, rel=1e-4)
+
+
+def test_a_trial_that_diverges_among_others_fails_alone_and_the_others_score_as_alone():
+    from quest.errors import TrainingDiverged
+
+    learner, _ = mlp_tuning(optimizer="sgd", hidden_layers=[8], batch_size=16, epochs=5)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 2)).astype(np.float32) * np.float32([1.0, 5.0])
+    y = (3 * x[:, 0] + rng.normal(size=120)).astype(np.float32)
+    problem = Problem("regression", n_classes=0, n_features=2)
+    data = TuneData(x, y, np.arange(90), np.arange(90, 120), x[90:], y[90:], problem=problem)
+    score = scorer(learner, data, metric="rmse", seed=0)
+    trials = [({"learning_rate": 0.001}, 0), ({"learning_rate": 100.0}, 1), ({"learning_rate": 0.0001}, 2)]
+    outcomes = score(trials)
+    assert isinstance(outcomes[1], TrainingDiverged) and "learning_rate (this network's is 100)" in str(outcomes[1])
+    for index in (0, 2):
+        assert outcomes[index] == score([trials[index]])[0]

@@ -322,10 +322,12 @@ class TuneParams:
     validation_fraction: float
     storage: str | None
     heartbeat: int  # seconds between a shared study's worker heartbeats; silent for twice this: taken as dead
+    together: int  # trials a worker claims at once for a model that trains them in one program (the MLP)
     spaces: dict[str, dict[str, Any]]  # model -> hyperparameter -> [choices] | {low, high, log}
 
     def __post_init__(self) -> None:
         _require(0 <= self.trials <= 10000, "tune.trials", "an integer from 0 (off) to 10000", self.trials)
+        _require(1 <= self.together <= 10000, "tune.together", "an integer from 1 to 10000", self.together)
         _require(1 <= self.heartbeat <= 3600, "tune.heartbeat", "seconds, an integer from 1 to 3600", self.heartbeat)
         _require(
             0 < self.validation_fraction < 1,

@@ -10,9 +10,10 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class Scored:
     inputs: tuple[np.ndarray, ...]  # the inputs scored
     index: int  # the split or trial number: the learner draws its seeds from it
     keep: bool = False  # the final fit: a learner that can save its model keeps the first copy's
+    hyper: Mapping[str, Any] = field(default_factory=dict)  # this cell's values over the call's (a trial's)
 
 
 def scores_of(
@@ -63,7 +65,8 @@ def scores_of(
     for number, cell in enumerate(cells):
         for copy, copy_seed in enumerate(learner.seeds(seed, cell.index)):
             keep = cell.keep and copy == 0
-            fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=hyper or {}, keep=keep))
+            values = {**(hyper or {}), **cell.hyper}
+            fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=values, keep=keep))
             owner.append(number)
     outputs = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
     per_cell: list[list[list[dict[str, float]]]] = [[] for _ in cells]

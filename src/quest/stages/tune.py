@@ -104,6 +104,7 @@ def run_searches(tuning: Plan, params: Params) -> tuple[dict[str, list[TrialResu
             storage=params.tune.storage,
             study=tuning.study_names[name],
             heartbeat=params.tune.heartbeat,
+            batch=tuning.batch(name, params),
         )
         seconds[name] = time.perf_counter() - started
     return results, seconds

@@ -21,7 +21,7 @@ import pandas as pd
 
 from quest.data.artifacts import Prepared, read_prepared
 from quest.data.splits import validation_split
-from quest.errors import QuestError
+from quest.errors import QuestError, TrainingDiverged
 from quest.evaluation.metrics import LOWER_IS_BETTER, primary_metric
 from quest.evaluation.scoring import Scored, scores_of
 from quest.files import dvc_md5
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     import optuna
 
 TRIALS_COLUMNS = ["model", "trial", "validation", "test", "best_so_far_test", "params"]
-Score = Callable[[dict[str, Any], int], tuple[float, float]]  # (values, slot) -> (validation, test)
+# [(values, slot), ...] -> per trial (validation, test), or the error that failed it
+Score = Callable[[Sequence[tuple[dict[str, Any], int]]], list[studies.Outcome]]
 
 
 @dataclass(frozen=True)
@@ -85,22 +86,31 @@ def tuned_learners(params: Params, *, who: str) -> list[Learner]:
 
 
 def trial_scores(
-    learner: Learner, values: Mapping[str, Any], data: TuneData, *, metric: str, seed: int, slot: int
-) -> tuple[float, float]:
-    """Fit `learner` with `values` on the fit rows (once per seed it draws for the slot); its `metric` on the
-    validation rows and on the test split, each the mean over those fits."""
+    learner: Learner, trials: Sequence[tuple[Mapping[str, Any], int]], data: TuneData, *, metric: str, seed: int
+) -> list[tuple[float, float]]:
+    """Per (values, slot): fit `learner` with the values on the fit rows (once per seed it draws for the slot);
+    its `metric` on the validation rows and on the test split, each the mean over those fits. The trials go to
+    the learner together: one that trains fits together trains them in one program."""
     held_out = data.validation_rows
-    cell = Scored(data.fit_rows, (data.y[held_out], data.y_test), (data.x[held_out], data.x_test), index=slot)
-    (found,) = scores_of(learner, data.x, data.y, [cell], data.problem, seed=seed, hyper=dict(values))
-    validation, test = found
-    return validation[metric], test[metric]
+    targets, inputs = (data.y[held_out], data.y_test), (data.x[held_out], data.x_test)
+    cells = [Scored(data.fit_rows, targets, inputs, index=slot, hyper=dict(values)) for values, slot in trials]
+    found = scores_of(learner, data.x, data.y, cells, data.problem, seed=seed)
+    return [(validation[metric], test[metric]) for validation, test in found]
 
 
 def scorer(learner: Learner, data: TuneData, *, metric: str, seed: int) -> Score:
-    """`search`'s objective for one model: (values, slot) -> (validation, test) score."""
+    """`search`'s objective for one model: [(values, slot), ...] -> per trial (validation, test), or its error.
 
-    def score(values: dict[str, Any], slot: int) -> tuple[float, float]:
-        return trial_scores(learner, values, data, metric=metric, seed=seed, slot=slot)
+    Trials scored together fail together when one of them does (a learning rate that diverges ends the program
+    that trains it): each is then scored alone, so only the one to blame fails, with the scores it has alone."""
+
+    def score(trials: Sequence[tuple[dict[str, Any], int]]) -> list[studies.Outcome]:
+        try:
+            return list(trial_scores(learner, trials, data, metric=metric, seed=seed))
+        except (ValueError, TrainingDiverged) as error:
+            if len(trials) == 1:
+                return [error]
+        return [score([trial])[0] for trial in trials]
 
     return score
 
@@ -116,6 +126,7 @@ def search(
     storage: str | None,
     study: str,
     heartbeat: int = 30,
+    batch: int = 1,
 ) -> list[TrialResult]:
     """Random search of `space` for `trials` trials; `score(values, slot)` gives (validation, test).
 
@@ -126,7 +137,7 @@ def search(
     handle = studies.open_study(
         study, url=storage, heartbeat=heartbeat, trials=trials, seed=seed, lower_is_better=lower_is_better
     )
-    work_on(name, handle, space, score, trials=trials, lower_is_better=lower_is_better, wait=True)
+    work_on(name, handle, space, score, trials=trials, lower_is_better=lower_is_better, wait=True, batch=batch)
     return [
         TrialResult(
             trial=found.slot + 1,
@@ -148,8 +159,10 @@ def work_on(
     lower_is_better: bool,
     wait: bool,
     who: str = "tune",
+    batch: int = 1,
 ) -> int:
-    """Run `handle`'s waiting trials (quest.tuning.studies.work), printing progress as `who`; how many it ran."""
+    """Run `handle`'s waiting trials (quest.tuning.studies.work), up to `batch` at a time, printing progress as
+    `who`; how many it ran."""
     from optuna.trial import TrialState
 
     def finished() -> list[optuna.trial.FrozenTrial]:  # every worker's, not only this one's
@@ -171,10 +184,10 @@ def work_on(
             shown = f"{len(so_far)}/{trials}"
             print(f"{who}: {name:<10} trial {slot + 1} done, {shown}  best val {best:.4f}", file=sys.stderr)
 
-    def run_trial(trial: optuna.Trial, slot: int) -> tuple[float, float]:
-        return score(sample_space(trial, space), slot)
+    def run_trials(claimed: studies.Claimed) -> list[studies.Outcome]:
+        return score([(sample_space(trial, space), slot) for trial, slot in claimed])
 
-    return studies.work(handle, run_trial, wait=wait, on_done=on_done)
+    return studies.work(handle, run_trials, wait=wait, batch=batch, on_done=on_done)
 
 
 def _improves(score: float, best: float, *, lower_is_better: bool) -> bool:
@@ -280,6 +293,10 @@ class Plan:
 
     def score(self, name: str, params: Params) -> Score:
         return scorer(self.learners[name], self.data, metric=self.metric, seed=params.seed)
+
+    def batch(self, name: str, params: Params) -> int:
+        """Trials a worker claims at once: tune.together for a learner that trains fits together, else 1."""
+        return params.tune.together if self.learners[name].trains_together else 1
 
     def open(self, name: str, params: Params) -> optuna.Study:
         return studies.open_study(

@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -190,8 +190,8 @@ def _beats(store: Any) -> bool:
 
 
 @contextmanager
-def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """While the body runs, record `trial`'s heartbeat every interval (nothing for in-memory storage)."""
+def heartbeat(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+    """While the body runs, record each of `trials`' heartbeats every interval (nothing for in-memory storage)."""
     store = study_storage(study)
     if not _beats(store):
         yield
@@ -200,9 +200,10 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(store.get_heartbeat_interval()):
-            store.record_heartbeat(trial_id(trial))
+            for trial in trials:
+                store.record_heartbeat(trial_id(trial))
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trials[0].number}", daemon=True)
     thread.start()
     try:
         yield
@@ -238,52 +239,79 @@ def unfinished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
 
+Outcome = tuple[float, float] | ValueError | TrainingDiverged  # (validation, test), or why the trial failed
+Claimed = list[tuple["optuna.Trial", int]]  # trials this worker holds, each with its slot
+
+
+def each(run_trial: Callable[[optuna.Trial, int], tuple[float, float]]) -> Callable[[Claimed], list[Outcome]]:
+    """`work`'s runner from one that runs a single trial: (trial, slot) -> (validation, test)."""
+
+    def run_trials(claimed: Claimed) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for trial, slot in claimed:
+            try:
+                outcomes.append(run_trial(trial, slot))
+            except (ValueError, TrainingDiverged) as error:
+                outcomes.append(error)
+        return outcomes
+
+    return run_trials
+
+
 def work(
     study: optuna.Study,
-    run_trial: Callable[[optuna.Trial, int], tuple[float, float]],
+    run_trials: Callable[[Claimed], list[Outcome]],
     *,
     wait: bool,
+    batch: int = 1,
     poll: float = 1.0,
     on_done: Callable[[int, float], None] = lambda slot, validation: None,
 ) -> int:
     """Run waiting trials of `study` until none is left; with `wait`, also until no other worker holds one.
 
-    `run_trial(trial, slot)` samples its values and returns (validation, test); a ValueError fails that
-    trial for good (the estimator refused its values). Returns how many trials this worker finished.
+    The worker claims up to `batch` waiting trials at a time (a learner that trains trials together trains
+    them in one program). `run_trials([(trial, slot), ...])` samples each trial's values and returns, per
+    trial, (validation, test), or the ValueError (the estimator refused its values) or TrainingDiverged that
+    fails it for good. Returns how many trials this worker finished.
     """
     from optuna.trial import TrialState
 
     finished = 0
     while True:
         fail_stale(study)
-        trial = claim(study)
-        if trial is None:
+        claimed: Claimed = []
+        while len(claimed) < batch and (trial := claim(study)) is not None:
+            claimed.append((trial, int(trial.user_attrs.get(SLOT, trial.number))))
+        if not claimed:
             if not wait or not unfinished(study):
                 return finished
             time.sleep(poll)
             continue
-        slot = int(trial.user_attrs.get(SLOT, trial.number))
-        with heartbeat(study, trial):
+        with heartbeat(study, [trial for trial, _ in claimed]):
             try:
-                validation, test = run_trial(trial, slot)
-            except (ValueError, TrainingDiverged) as error:  # a sampled learning rate may diverge: that trial fails
-                reason = first_line(error)
+                outcomes = run_trials(claimed)
+            except BaseException:
+                for trial, _ in claimed:
+                    hand_back(study, trial)
+                raise
+        for (trial, slot), outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, Exception):  # a sampled learning rate may diverge: that trial fails
+                reason = first_line(outcome)
                 print(f"tune: notice: {study.study_name} slot {slot} failed: {reason}", file=sys.stderr)
                 trial.set_user_attr(ERROR, reason)
                 validation = test = math.nan
-            except BaseException:
-                hand_back(study, trial)
-                raise
-        if math.isfinite(test):
-            trial.set_user_attr("test", test)
-        if math.isfinite(validation):
-            study.tell(trial, validation)
-        else:
-            if ERROR not in trial.user_attrs:
-                trial.set_user_attr(ERROR, "the score is not a finite number")
-            study.tell(trial, state=TrialState.FAIL)
-        finished += 1
-        on_done(slot, validation)
+            else:
+                validation, test = outcome
+            if math.isfinite(test):
+                trial.set_user_attr("test", test)
+            if math.isfinite(validation):
+                study.tell(trial, validation)
+            else:
+                if ERROR not in trial.user_attrs:
+                    trial.set_user_attr(ERROR, "the score is not a finite number")
+                study.tell(trial, state=TrialState.FAIL)
+            finished += 1
+            on_done(slot, validation)
 
 
 def slots(study: optuna.Study, trials: int) -> list[Slot]:

@@ -123,6 +123,7 @@ def work(number: int, data_dir: Path, params: Params) -> None:
                 lower_is_better=plan.lower_is_better,
                 wait=wait,
                 who=who,
+                batch=plan.batch(name, params),
             )
     print(f"{who}: done, ran {ran} trials", file=sys.stderr)
 
