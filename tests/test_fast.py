@@ -155,3 +155,62 @@ def test_networks_with_their_own_learning_rate_dropout_and_l2_train_together_as_
         assert float(joint.model.optimizer.learning_rate) == pytest.approx(alone_spec.learning_rate)
         assert float(joint.model.get_layer("dropout_1").keep) == pytest.approx(1 - alone_spec.dropout_rate)
         assert joint.model.get_layer("hidden_1").kernel_regularizer.l2 == pytest.approx(alone_spec.l2)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_networks_split_over_cores_side_by_side_learn_what_one_program_learns(monkeypatch, cores):
+    """On a CPU the MLP's jobs train as one program per core, in threads (the last job repeated to even the
+    parts): each network, its curves and its hooks' epochs are those of one program over every job."""
+    from quest.learners import engine
+
+    x, y = blobs(90)
+    settings = spec(hidden_layers=[8, 4], epochs=25, batch_size=16, dropout_rate=0.1, learning_rate=0.01,
+                    early_stopping={"patience": 4, "validation_fraction": 0.25})  # fmt: skip
+    jobs = [*jobs_of_unequal_size(y), *jobs_of_unequal_size(y)[:2]]  # 5 jobs: 2 + 2 + 1 (its copy dropped)
+    monkeypatch.setattr(engine, "_cores", lambda: 1)
+    whole = fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings)
+    monkeypatch.setattr(engine, "_cores", lambda: cores)
+    seen = []
+
+    class Record:
+        def __init__(self, job):
+            self.job = job
+
+        def on_train_begin(self, logs=None):
+            pass
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((self.job, epoch))
+
+        def on_train_end(self, logs=None):
+            pass
+
+    hooks = [[Record(j)] for j in range(len(jobs))]
+    split = fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings, hooks=hooks)
+    for one, other in zip(whole, split, strict=True):
+        assert (one.best_epoch, one.epochs_run) == (other.best_epoch, other.epochs_run)
+        np.testing.assert_allclose(one.history["val_loss"], other.history["val_loss"], rtol=1e-5, atol=1e-6)
+        for a, b in zip(one.model.get_weights(), other.model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for j, result in enumerate(split):
+        assert [epoch for job, epoch in seen if job == j] == list(range(result.epochs_run))
+
+
+def test_a_divergence_side_by_side_names_the_earliest_epoch_then_the_lowest_network(monkeypatch):
+    """Parts in threads stop at different times: the network reported is the one a single program reports."""
+    from quest.learners import engine
+    from quest.learners.callbacks import NonFiniteLoss
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2)).astype(np.float32) * np.float32([1.0, 50.0])
+    y = (3 * x[:, 0] + rng.normal(size=200)).astype(np.float32)
+    settings = spec(optimizer="sgd", learning_rate=10.0, hidden_layers=[8], epochs=5)
+    jobs = [plan_job(np.arange(40 * (j + 1)), y, task="regression", validation_fraction=0.25, seed=j) for j in range(4)]
+    found = {}
+    for cores in (1, 4):
+        monkeypatch.setattr(engine, "_cores", lambda cores=cores: cores)
+        with pytest.raises(NonFiniteLoss) as raised:
+            fit_many(x, y, jobs, task="regression", n_classes=0, spec=settings)
+        found[cores] = (raised.value.job, raised.value.epoch, raised.value.curve)
+    # the first network to diverge is not the first one: with a part each, the others' halting decides
+    assert found[4] == found[1] and found[1][0] > 0, found

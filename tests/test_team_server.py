@@ -123,9 +123,9 @@ def bound_addresses(port: int) -> set[str]:
 
 def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, tmp_path: Path):
     """Two `quest sweep` workers share each model's Optuna study on the server's PostgreSQL, claiming the MLP's
-    trials three at a time (tune.together). One is killed in the middle of a trial, after finishing others: the other finishes the study, every trial completes
-    exactly once, the finished ones are kept, and `dvc repro` logs each trial once to MLflow. The results
-    equal a single in-memory search's, byte for byte."""
+    trials three at a time (tune.together). One is killed in the middle of a trial, after finishing others: the
+    other finishes the study, every trial completes exactly once, the finished ones are kept, and `dvc repro`
+    logs each trial once to MLflow. The results equal a single in-memory search's, byte for byte."""
     import mlflow
     import optuna
     from optuna.trial import TrialState

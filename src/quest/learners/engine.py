@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -81,18 +84,23 @@ def train_many(
         raise RuntimeError("the fast engine needs the jax backend: run quest.learners.backend.configure first")
     started = time.perf_counter()
     program = _Program.build(x, y, jobs, recipe)
+    parts = _parts(program, recipe, len(jobs))
     compiling = time.perf_counter()
-    block = program.block.lower(program.state, program.per_job, jnp.asarray(0, dtype="int32")).compile()
+    block = program.block.lower(*parts[0], jnp.asarray(0, dtype="int32")).compile()
     compiled = time.perf_counter()
     names = _history_names(recipe.task)
     job_hooks = [list(hooks[j]) if j < len(hooks) else [] for j in range(len(jobs))]
     for group in job_hooks:
         for hook in group:
             hook.on_train_begin()
-    progress = _ProgressLine(label, networks=len(jobs), epochs=recipe.epochs, started=started)
+    progress = _ProgressLine(label, networks=len(jobs), epochs=recipe.epochs, started=started, parts=len(parts))
     narrower = program.block if recipe.narrows else None
-    state = _train(block, program.state, program.per_job, epochs=recipe.epochs, names=names, hooks=job_hooks,
-                   progress=progress, narrower=narrower)  # fmt: skip
+    if len(parts) == 1:
+        state = _train(block, program.state, program.per_job, epochs=recipe.epochs, names=names, hooks=job_hooks,
+                       progress=progress, narrower=narrower)  # fmt: skip
+    else:
+        state = _train_side_by_side(block, parts, epochs=recipe.epochs, names=names, hooks=job_hooks,
+                                    progress=progress)  # fmt: skip
     for group in job_hooks:
         for hook in group:
             hook.on_train_end()
@@ -107,6 +115,83 @@ def train_many(
         _result(recipe, model, state, j, names, shift=program.shift[j], scale=program.scale[j])
         for j, model in enumerate(program.models)
     ]
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _parts(program: _Program, recipe: Recipe, jobs: int) -> list[tuple[dict, dict]]:
+    """The (state, per_job) of each program that runs side by side: the jobs split into equal parts, one per CPU
+    core, for a recipe that spreads (a small network's step keeps one core busy, whatever the jobs); the last
+    job is repeated to even them, and its copies are dropped afterwards. One part on other devices."""
+    count = min(jobs, _cores()) if recipe.spreads and jax.default_backend() == "cpu" else 1
+    if count <= 1 or jax.device_count() > 1 and str(recipe.data_parallel) != "1":
+        return [(program.state, program.per_job)]
+    size = math.ceil(jobs / count)
+    order = np.minimum(np.arange(size * count), jobs - 1)
+    # On the host: an eager slice of a device array would compile a program of its own for every weight.
+    return [
+        tuple(jax.tree.map(lambda value, taken=order[i * size : (i + 1) * size]: np.asarray(value)[taken], tree)
+              for tree in (program.state, program.per_job))
+        for i in range(math.ceil(jobs / size))
+    ]  # fmt: skip
+
+
+class _Halt:
+    """The earliest epoch at which parts run side by side stop (never, until a part meets a non-finite loss)."""
+
+    def __init__(self) -> None:
+        self.epoch: float = math.inf
+        self.lock = threading.Lock()
+
+    def at(self, epoch: int) -> None:
+        with self.lock:
+            self.epoch = min(self.epoch, epoch)
+
+
+def _train_side_by_side(
+    block: Callable,
+    parts: list[tuple[dict, dict]],
+    *,
+    epochs: int,
+    names: Sequence[str],
+    hooks: list[list[EpochHook]],
+    progress: _ProgressLine,
+) -> dict:
+    """`_train` on each part in a thread of its own (XLA runs a program's steps on the thread that calls it), then
+    the jobs' states back together in job order. A part that meets a non-finite loss halts the others once they
+    have checked the epochs before it, so the earliest such epoch (then the lowest job) is the one reported, as
+    in one program."""
+    size, jobs = parts[0][0]["epoch"].shape[0], len(hooks)
+    stop = _Halt()
+
+    def run(number: int) -> dict:
+        index = np.arange(number * size, (number + 1) * size)
+        part_hooks = [hooks[j] if j < jobs else [] for j in index]  # a repeated job reports nothing
+        state, per_job = parts[number]
+        return _train(block, state, per_job, epochs=epochs, names=names, hooks=part_hooks, progress=progress,
+                      part=number, stop=stop, numbers=np.minimum(index, jobs - 1))  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="quest-engine") as pool:
+        futures = [pool.submit(run, number) for number in range(len(parts))]
+        try:
+            states, failures = [], []
+            for future in futures:
+                try:
+                    states.append(future.result())
+                except NonFiniteLoss as found:
+                    failures.append(found)
+        except BaseException:
+            stop.at(0)
+            raise
+    if failures:
+        raise min(failures, key=lambda found: (found.epoch, found.job))
+    return jax.tree.map(lambda *values: np.concatenate([np.asarray(v) for v in values])[:jobs], *states)
 
 
 Loss = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -142,6 +227,7 @@ class Recipe(Protocol):
     later_ties: bool  # an epoch that ties the best criterion becomes the best (else: the first one stays)
     members: int  # rows a batch holds per sampled row: an ensemble's members each draw their own batches
     narrows: bool  # once at most half its jobs still train, go on with those alone (worth a recompile)
+    spreads: bool  # on a CPU, its jobs train as one program per core, side by side (a small network's steps)
 
     def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
         """A built network with the initial weights the job's seed (and, if the recipe looks, its rows) gives."""
@@ -237,6 +323,7 @@ class MlpRecipe:
     later_ties: bool = False
     members: int = 1
     narrows: bool = False
+    spreads: bool = True
 
     @property
     def epochs(self) -> int:
@@ -340,6 +427,9 @@ class _Program:
         # A job's own batches an epoch: its schedules run over its own steps, and with drop_last the scan stops
         # at the largest job's last whole batch.
         batches = [max(1, n // width) if recipe.drop_last else math.ceil(n / width) for n in sizes]
+        # Whether some job meets an empty batch (it has fewer batches than the scan, or no rows left for the tail
+        # step): only then must a step check that it has rows before it moves the weights.
+        skips = bool(tail) or len(set(batches)) > 1 or min(sizes) == 0
         if recipe.scheduled or recipe.drop_last:
             per_job["batches"] = jnp.asarray(batches, dtype="float32")
         if tail:
@@ -366,6 +456,7 @@ class _Program:
             width=width,
             slots=max(batches) if recipe.drop_last else (max(full) if tail else None),
             tail=tail,
+            skips=skips,
             batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
         )
         return cls(models=models, state=state, per_job=per_job, shift=shift, scale=scale, block=block)
@@ -381,6 +472,9 @@ def _train(
     hooks: list[list[EpochHook]],
     progress: _ProgressLine,
     narrower: Callable | None = None,
+    part: int = 0,
+    stop: _Halt | None = None,
+    numbers: np.ndarray | None = None,
 ) -> dict:
     """Run the compiled block until every job stopped or reached `epochs`, handing the host the epochs' logs
     after each block. The first block is one epoch and times it; the later ones last about BLOCK_SECONDS (or a
@@ -390,10 +484,14 @@ def _train(
     With a `narrower` (the jitted block, for recipes that narrow), a block also returns once at most half of
     its jobs are still training, and the host carries on with those alone, compiled afresh for their number:
     a vectorised program computes every job until the last one stops, and an early stopper's epochs are
-    thrown away. Where that happens depends only on when the jobs stop, so a run stays reproducible."""
+    thrown away. Where that happens depends only on when the jobs stop, so a run stays reproducible.
+
+    Run side by side (`_train_side_by_side`), this is `part` of the jobs, numbered `numbers` among all of them,
+    and it ends once it has checked the epochs before the one `stop` holds."""
     done, every, fifth = 0, 1, max(1, math.ceil(epochs / BLOCKS))
     index, whole = np.arange(len(hooks)), state
-    while done < epochs:
+    numbers = index if numbers is None else numbers
+    while done < min(epochs, math.inf if stop is None else stop.epoch):
         until = min(epochs, done + every)
         block_started = time.perf_counter()
         state = block(state, per_job, jnp.asarray(until, dtype="int32"))
@@ -405,13 +503,15 @@ def _train(
         try:
             _check_finite(history, epochs_run, names, start=done, until=reached)
         except NonFiniteLoss as found:
-            job = int(index[found.job])
+            if stop is not None:
+                stop.at(found.epoch)  # the others check every epoch up to this one, then halt
+            job = int(numbers[index[found.job]])
             raise NonFiniteLoss(job=job, epoch=found.epoch, curve=found.curve, value=found.value) from None
         _report_epochs(history, epochs_run, names, [hooks[j] for j in index], start=done, until=reached)
         done = reached
         training = ~np.asarray(state["stopped"]) & (epochs_run < epochs)
         active = int(np.sum(training))
-        progress.after_block(done, active=int(np.sum(~np.asarray(state["stopped"]))), fifth=fifth)
+        progress.after_block(done, active=int(np.sum(~np.asarray(state["stopped"]))), fifth=fifth, part=part)
         if active == 0:
             break
         if narrower is not None and 2 * active <= len(index):
@@ -466,13 +566,20 @@ class _ProgressLine:
     """`train: <label> N networks epoch e/E, k still improving, t s`: every fifth of the run, at least every
     PROGRESS_SECONDS, and at the end; silent without a label or for a single network."""
 
-    def __init__(self, label: str, *, networks: int, epochs: int, started: float) -> None:
+    def __init__(self, label: str, *, networks: int, epochs: int, started: float, parts: int = 1) -> None:
         self.label, self.networks, self.epochs, self.started = label, networks, epochs, started
         self.shown, self.last_line = 0, time.perf_counter()
+        self.parts = [(0, 0)] * parts  # (epochs done, networks still improving) of each part run side by side
+        self.lock = threading.Lock()
 
-    def after_block(self, done: int, *, active: int, fifth: int) -> None:
+    def after_block(self, done: int, *, active: int, fifth: int, part: int = 0) -> None:
         if not self.label or self.networks <= 1:
             return
+        with self.lock:  # parts side by side report from their threads: the line is the slowest part's epoch
+            self.parts[part] = (done, active)
+            self._after_block(min(d for d, _ in self.parts), sum(a for _, a in self.parts), fifth)
+
+    def _after_block(self, done: int, active: int, fifth: int) -> None:
         due = done - self.shown >= fifth or time.perf_counter() - self.last_line >= PROGRESS_SECONDS
         if due or active == 0 or done == self.epochs:
             self.shown, self.last_line = done, time.perf_counter()
@@ -546,6 +653,7 @@ def _compile_block(
     width: int,
     slots: int | None = None,
     tail: int = 0,
+    skips: bool = True,
     batch_sharding: NamedSharding | None = None,
 ) -> Callable:
     """block(state, per_job, until): every job trains on until it stops early or reaches epoch `until`.
@@ -553,10 +661,12 @@ def _compile_block(
     `slots` (drop_last, or with a `tail`) is how many whole batches the largest job takes an epoch: the scan stops
     there. `tail`, if not 0, is the width of one last step that takes each job's rows left over.
     `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split). `penalty`
-    is what the loss adds to its data term (the recipe's).
+    is what the loss adds to its data term (the recipe's). `skips`: some job meets batches without rows, which
+    must leave its weights as they are (else every batch has rows, and the steps skip that check: a tenth of a
+    small network's step).
     """
     labels = _labels(target, regression=recipe.task == "regression")
-    step = _step(model, updater, recipe, x, labels, batch_sharding, penalty)
+    step = _step(model, updater, recipe, x, labels, batch_sharding, penalty, skips=skips)
     epoch = _epoch(model, recipe, x, labels, step, penalty, width=width, slots=slots, tail=tail)
 
     def run(state: dict, job: dict, until: jax.Array) -> dict:
@@ -623,8 +733,11 @@ def _step(
     labels: Callable[[jax.Array, dict], jax.Array],
     batch_sharding: NamedSharding | None,
     penalty: Penalty,
+    *,
+    skips: bool,
 ) -> Callable:
-    """step(job, carry, batch): one mini-batch's gradient step, for lax.scan over an epoch's batches."""
+    """step(job, carry, batch): one mini-batch's gradient step, for lax.scan over an epoch's batches; with
+    `skips`, a batch without rows leaves everything as it was."""
     per_sample = recipe.train_loss()
 
     def step(job: dict, carry: tuple, batch: tuple) -> tuple:
@@ -651,7 +764,7 @@ def _step(
         live = count > 0  # a job with fewer rows than the widest one skips its trailing empty batches
 
         def keep(new: list, old: list) -> list:
-            return [jnp.where(live, a, b) for a, b in zip(new, old, strict=True)]
+            return [jnp.where(live, a, b) for a, b in zip(new, old, strict=True)] if skips else new
 
         sums = sums + jnp.stack([total * count, metric_sum, count])
         return (keep(new_trainable, trainable), keep(updated, non_trainable), keep(new_opt, opt), sums), None

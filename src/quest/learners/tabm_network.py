@@ -203,6 +203,7 @@ class TabmRecipe(UniformJobs):
 
     scheduled, drop_last, later_ties = False, False, False
     narrows = True  # its networks stop early, each when it will, and an epoch costs far more than a recompile
+    spreads = False  # one program: training side by side is measured for the MLP only
 
     def __init__(
         self,
