@@ -161,7 +161,8 @@ def _jax_child() -> dict:
         programs.clear()
         results = fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings)
         training = max(programs, key=len)  # the epoch loop; the others are Keras' small initialiser programs
-        forward = r"f32\[3,(\d+),5\]\{[\d,]*\} dot\([^\n]*/jvp\(hidden_1\)/dot_general"  # the training pass
+        # the training pass: (jobs, rows, units), the jobs those of one program (on a CPU, one per core side by side)
+        forward = r"f32\[\d+,(\d+),5\]\{[\d,]*\} dot\([^\n]*/jvp\(hidden_1\)/dot_general"
         found["fast"][str(devices)] = {
             "forward_rows": sorted({int(n) for n in re.findall(forward, training)}),
             "all_reduce": "all-reduce" in training,
