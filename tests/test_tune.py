@@ -263,15 +263,16 @@ def test_an_interrupted_trial_is_handed_back_and_rerun_with_the_same_values():
     space = {"C": {"low": 0.001, "high": 100.0, "log": True}}
     seen: list[tuple[int, float]] = []
 
-    def interrupted(trial: optuna.Trial, slot: int) -> tuple[float, float]:
+    def interrupted(claimed: studies.Claimed) -> list[studies.Outcome]:
+        ((trial, slot),) = claimed  # one at a time: work's default batch
         seen.append((slot, sample_space(trial, space)["C"]))
         if len(seen) == 2:
             raise KeyboardInterrupt
-        return 0.5, 0.5
+        return [(0.5, 0.5)]
 
     with pytest.raises(KeyboardInterrupt):
-        studies.work(study, studies.each(interrupted), wait=True)
-    assert studies.work(study, studies.each(interrupted), wait=True) == 3  # slots 2 and 3, then slot 1's copy
+        studies.work(study, interrupted, wait=True)
+    assert studies.work(study, interrupted, wait=True) == 3  # slots 2 and 3, then slot 1's copy
     found = studies.slots(study, 4)
     assert [(s.slot, s.runs) for s in found] == [(0, 1), (1, 2), (2, 1), (3, 1)]
     reruns = [value for slot, value in seen if slot == 1]
@@ -396,3 +397,11 @@ def test_a_trial_that_diverges_among_others_fails_alone_and_the_others_score_as_
     assert isinstance(outcomes[1], TrainingDiverged) and "learning_rate (this network's is 100)" in str(outcomes[1])
     for index in (0, 2):
         assert outcomes[index] == score([trials[index]])[0]
+
+
+def test_only_the_mlp_on_the_fast_engine_is_handed_several_trials_at_once():
+    params = params_from_dict(repo_params())
+    assert registry.subject(params).trials_together
+    assert not registry.subject(params_from_dict(repo_params(train={"engine": "fit"}))).trials_together
+    for name in ("realmlp", "logreg"):  # RealMLP trains its fits together, but only those with the same values
+        assert not registry.learner(name, params).trials_together

@@ -81,6 +81,7 @@ class Learner(ABC):
     kind: Kind
     requires: str | None = None  # the optional library it needs; skipped with a notice when it is missing
     trains_together: bool = False  # fit_predict trains every fit in one program: hand it all of them at once
+    trials_together: bool = False  # and fits whose values differ too: tuning hands it several trials at once
     fills_cores: bool = False  # one fit keeps every core busy (its own thread pool): never run it beside others
 
     def available(self) -> bool:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import jax
@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from quest.learners.backend import data_parallel_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
-from quest.learners.network import FitResult, Job, fresh_mlp, output_size, standardiser, to_target_units
+from quest.learners.network import FitResult, Job, fresh_mlp, job_spec, output_size, standardiser, to_target_units
 from quest.params import TrainParams
 
 BLOCKS = 5  # at least this many host round trips per run: progress lines and MLflow batches
@@ -133,12 +133,13 @@ def _parts(program: _Program, recipe: Recipe, jobs: int) -> list[tuple[dict, dic
     if count <= 1 or jax.device_count() > 1 and str(recipe.data_parallel) != "1":
         return [(program.state, program.per_job)]
     size = math.ceil(jobs / count)
-    order = np.minimum(np.arange(size * count), jobs - 1)
+    parts = math.ceil(jobs / size)  # 5 jobs on 4 cores: 3 parts of 2
+    order = np.minimum(np.arange(parts * size), jobs - 1).reshape(parts, size)
     # On the host: an eager slice of a device array would compile a program of its own for every weight.
     return [
-        tuple(jax.tree.map(lambda value, taken=order[i * size : (i + 1) * size]: np.asarray(value)[taken], tree)
+        tuple(jax.tree.map(lambda value, taken=taken: np.asarray(value)[taken], tree)
               for tree in (program.state, program.per_job))
-        for i in range(math.ceil(jobs / size))
+        for taken in order
     ]  # fmt: skip
 
 
@@ -341,12 +342,9 @@ class MlpRecipe:
     def data_parallel(self) -> int | str:
         return self.spec.data_parallel
 
-    def spec_of(self, job: Job) -> TrainParams:
-        """The job's own params: the recipe's, with the job's values (a tuning trial's) in place."""
-        return replace(self.spec, **dict(job.hyper)) if job.hyper else self.spec
-
     def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
-        return fresh_mlp(x.shape[1], task=self.task, n_classes=self.n_classes, spec=self.spec_of(job), seed=job.seed)
+        spec = job_spec(self.spec, job)
+        return fresh_mlp(x.shape[1], task=self.task, n_classes=self.n_classes, spec=spec, seed=job.seed)
 
     def updater(self, model: keras.Model) -> Updater:
         return KerasUpdater(model.optimizer)
@@ -360,7 +358,7 @@ class MlpRecipe:
         def penalty(losses: list, trainable: list, job: dict) -> jax.Array:
             return sum((job["l2"] * jnp.sum(jnp.square(trainable[i])) for i in kernels), jnp.zeros(()))
 
-        return penalty, {"l2": np.array([self.spec_of(job).l2 for job in jobs], dtype=np.float32)}
+        return penalty, {"l2": np.array([job_spec(self.spec, job).l2 for job in jobs], dtype=np.float32)}
 
     def target(self, y: np.ndarray) -> np.ndarray:
         return _target(y, task=self.task, n_classes=self.n_classes)
@@ -662,8 +660,8 @@ def _compile_block(
     there. `tail`, if not 0, is the width of one last step that takes each job's rows left over.
     `batch_sharding` splits every mini-batch's rows across its devices (the jobs axis is never split). `penalty`
     is what the loss adds to its data term (the recipe's). `skips`: some job meets batches without rows, which
-    must leave its weights as they are (else every batch has rows, and the steps skip that check: a tenth of a
-    small network's step).
+    must leave its weights as they are (else every batch has rows, and the steps skip that check: a few percent
+    of a small network's step).
     """
     labels = _labels(target, regression=recipe.task == "regression")
     step = _step(model, updater, recipe, x, labels, batch_sharding, penalty, skips=skips)

@@ -58,12 +58,13 @@ def fit_mlps(
 
             return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
         from quest.learners.fit import fit_one
+        from quest.learners.network import job_spec
 
         results = []
         for index, job in enumerate(jobs):
             try:
                 job_hooks = hooks[index] if index < len(hooks) else ()
-                own = dataclasses.replace(spec, **dict(job.hyper))
+                own = job_spec(spec, job)
                 results.append(fit_one(x, y, job, task=task, n_classes=n_classes, spec=own, hooks=job_hooks))
             except NonFiniteLoss as found:
                 raise NonFiniteLoss(job=index, epoch=found.epoch, curve=found.curve, value=found.value) from None
@@ -82,9 +83,11 @@ def diverged(
     feature_names: Sequence[str],
 ) -> str:
     """What went wrong, where, and what to try: a lower learning rate, or rescaling the most extreme input."""
+    from quest.learners.network import job_spec
+
     network = f"{label} network {found.job + 1}/{len(jobs)}" if label and len(jobs) > 1 else f"{label} network".strip()
     job = jobs[found.job]
-    rate = dict(job.hyper).get("learning_rate", spec.learning_rate)
+    rate = job_spec(spec, job).learning_rate
     rows = x[job.fit_rows]
     extremes = np.abs(rows).max(axis=0) if rows.size else np.zeros(x.shape[1])
     widest = int(np.argmax(extremes)) if extremes.size else -1
@@ -263,13 +266,17 @@ class MLP(NetworkLearner):
     def per_job(self, hyper: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
         """On the fast engine, tuning trials that differ only in learning rate, dropout rate and L2 (the latter two
         both on, or both off) train in one program."""
-        spec = dataclasses.replace(self.train, **hyper)
-        if spec.engine != "fast":
+        if not self.trials_together:
             return super().per_job(hyper)
+        spec = dataclasses.replace(self.train, **hyper)
         varied = {k: v for k, v in hyper.items() if k in PER_JOB}
         shared = {k: v for k, v in hyper.items() if k not in PER_JOB}
-        shared.update({"dropout": spec.dropout_rate > 0, "l2": spec.l2 > 0})
+        shared.update({"dropout_on": spec.dropout_rate > 0, "l2_on": spec.l2 > 0})
         return tuple(sorted(shared.items())), varied
+
+    @property
+    def trials_together(self) -> bool:  # the fast engine gives each network its own values of PER_JOB
+        return self.train.engine == "fast"
 
     def train_jobs(
         self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str

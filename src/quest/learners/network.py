@@ -8,6 +8,7 @@ Import this module only after `quest.learners.backend.configure`, which picks th
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,11 @@ class Job:
     # Values over the recipe's own for this job alone (tuning trials trained together: learning rate, dropout,
     # L2), as sorted (key, value) pairs.
     hyper: tuple[tuple[str, Any], ...] = ()
+
+
+def job_spec(spec: TrainParams, job: Job) -> TrainParams:
+    """The job's own train params: `spec` with the job's values (a tuning trial's) in place."""
+    return dataclasses.replace(spec, **dict(job.hyper)) if job.hyper else spec
 
 
 def fresh_mlp(n_features: int, *, task: str, n_classes: int, spec: TrainParams, seed: int) -> keras.Model:

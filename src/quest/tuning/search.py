@@ -106,7 +106,7 @@ def scorer(learner: Learner, data: TuneData, *, metric: str, seed: int) -> Score
 
     def score(trials: Sequence[tuple[dict[str, Any], int]]) -> list[studies.Outcome]:
         try:
-            return list(trial_scores(learner, trials, data, metric=metric, seed=seed))
+            return list(trial_scores(learner, trials, data, metric=metric, seed=seed))  # as Outcomes
         except (ValueError, TrainingDiverged) as error:
             if len(trials) == 1:
                 return [error]
@@ -128,7 +128,8 @@ def search(
     heartbeat: int = 30,
     batch: int = 1,
 ) -> list[TrialResult]:
-    """Random search of `space` for `trials` trials; `score(values, slot)` gives (validation, test).
+    """Random search of `space` for `trials` trials, `batch` at a time; `score([(values, slot), ...])` gives each
+    one's (validation, test), or the error that failed it.
 
     The study is shared (quest.tuning.studies): trials that other workers, or an earlier interrupted run, finished
     are kept, and this process runs the rest, then waits for any another worker holds. A trial whose fit
@@ -295,8 +296,8 @@ class Plan:
         return scorer(self.learners[name], self.data, metric=self.metric, seed=params.seed)
 
     def batch(self, name: str, params: Params) -> int:
-        """Trials a worker claims at once: tune.together for a learner that trains fits together, else 1."""
-        return params.tune.together if self.learners[name].trains_together else 1
+        """Trials a worker claims at once: tune.together for a learner that trains trials together, else 1."""
+        return params.tune.together if self.learners[name].trials_together else 1
 
     def open(self, name: str, params: Params) -> optuna.Study:
         return studies.open_study(

@@ -243,21 +243,6 @@ Outcome = tuple[float, float] | ValueError | TrainingDiverged  # (validation, te
 Claimed = list[tuple["optuna.Trial", int]]  # trials this worker holds, each with its slot
 
 
-def each(run_trial: Callable[[optuna.Trial, int], tuple[float, float]]) -> Callable[[Claimed], list[Outcome]]:
-    """`work`'s runner from one that runs a single trial: (trial, slot) -> (validation, test)."""
-
-    def run_trials(claimed: Claimed) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for trial, slot in claimed:
-            try:
-                outcomes.append(run_trial(trial, slot))
-            except (ValueError, TrainingDiverged) as error:
-                outcomes.append(error)
-        return outcomes
-
-    return run_trials
-
-
 def work(
     study: optuna.Study,
     run_trials: Callable[[Claimed], list[Outcome]],
