@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +86,7 @@ def train_many(
     program = _Program.build(x, y, jobs, recipe)
     parts = _parts(program, recipe, len(jobs))
     compiling = time.perf_counter()
-    block = program.block.lower(*parts[0], jnp.asarray(0, dtype="int32")).compile()
+    block = program.block.lower(*parts[0], np.int32(0)).compile()
     compiled = time.perf_counter()
     names = _history_names(recipe.task)
     job_hooks = [list(hooks[j]) if j < len(hooks) else [] for j in range(len(jobs))]
@@ -111,8 +111,11 @@ def train_many(
         timings["train"] = time.perf_counter() - compiled
         rows = sum(len(job.fit_rows) * int(e) for job, e in zip(jobs, epochs_run, strict=True))
         timings["samples"] = float(rows * recipe.members)
+    # Each job's weights are sliced on the host: an eager slice of a device array compiles a program per weight.
+    kept = {key: jax.tree.map(np.asarray, state[key]) for key in ("best_trainable", "best_non_trainable", "epoch")}
+    history = np.asarray(state["history"])
     return [
-        _result(recipe, model, state, j, names, shift=program.shift[j], scale=program.scale[j])
+        _result(recipe, model, {**kept, "history": history}, j, names, shift=program.shift[j], scale=program.scale[j])
         for j, model in enumerate(program.models)
     ]
 
@@ -292,8 +295,8 @@ class TorchAdam:
         raise NotImplementedError
 
     def variables(self, model: keras.Model) -> list[jax.Array]:
-        moments = [jnp.zeros(v.shape, dtype="float32") for v in model.trainable_variables]
-        return [jnp.zeros((), dtype="float32"), *moments, *moments]
+        moments = [np.zeros(v.shape, dtype="float32") for v in model.trainable_variables]
+        return [np.zeros((), dtype="float32"), *moments, *moments]
 
     def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
         beta1, beta2, epsilon = self.beta1, self.beta2, self.epsilon
@@ -414,13 +417,13 @@ class _Program:
         fit_rows, fit_mask = _pad([job.fit_rows for job in jobs], multiple=width, least=max(full) * width + tail)
         validation_rows, validation_mask = _pad([job.validation_rows for job in jobs], multiple=1)
         per_job = {
-            "key": jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs]),
-            "fit_rows": jnp.asarray(fit_rows),
-            "fit_mask": jnp.asarray(fit_mask),
-            "validation_rows": jnp.asarray(validation_rows),
-            "validation_mask": jnp.asarray(validation_mask),
-            "shift": jnp.asarray(shift, dtype="float32"),
-            "scale": jnp.asarray(scale, dtype="float32"),
+            "key": np.stack([np.asarray(jax.random.PRNGKey(job.seed)) for job in jobs]),
+            "fit_rows": fit_rows,
+            "fit_mask": fit_mask,
+            "validation_rows": validation_rows,
+            "validation_mask": validation_mask,
+            "shift": np.asarray(shift, dtype="float32"),
+            "scale": np.asarray(scale, dtype="float32"),
         }
         # A job's own batches an epoch: its schedules run over its own steps, and with drop_last the scan stops
         # at the largest job's last whole batch.
@@ -429,22 +432,25 @@ class _Program:
         # step): only then must a step check that it has rows before it moves the weights.
         skips = bool(tail) or len(set(batches)) > 1 or min(sizes) == 0
         if recipe.scheduled or recipe.drop_last:
-            per_job["batches"] = jnp.asarray(batches, dtype="float32")
+            per_job["batches"] = np.asarray(batches, dtype="float32")
         if tail:
-            per_job["full"] = jnp.asarray(full, dtype="int32")
+            per_job["full"] = np.asarray(full, dtype="int32")
         template = models[0]
         penalty, values = recipe.penalty(template, jobs)
-        per_job.update({name: jnp.asarray(value) for name, value in values.items()})
+        per_job.update({name: np.asarray(value) for name, value in values.items()})
         updater = recipe.updater(template)
         if any(job.hyper for job in jobs):  # each job's optimiser state its own: its learning rate lives there
             optimizer = [recipe.updater(model).variables(model) for model in models]
         else:
             optimizer = [updater.variables(template)] * len(models)
         state = _initial_state(models, optimizer, epochs=recipe.epochs)
-        data = (jnp.asarray(x, dtype="float32"), jnp.asarray(target))
+        # Built on the host and put on the device as they are: jnp.asarray, jnp.zeros and the like on the host's
+        # values would each compile a small program per shape, which on a small table costs more than its training.
+        data = (np.asarray(x, dtype="float32"), np.asarray(target))
         mesh = batch_mesh(devices)
-        if mesh is not None:  # everything on every device; only the batches are split, inside the program
-            state, per_job, data = jax.device_put((state, per_job, data), NamedSharding(mesh, PartitionSpec()))
+        # everything on every device; only the batches are split, inside the program
+        to = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+        state, per_job, data = jax.device_put((state, per_job, data), to)
         block = _compile_block(
             template,
             updater,
@@ -492,7 +498,7 @@ def _train(
     while done < min(epochs, math.inf if stop is None else stop.epoch):
         until = min(epochs, done + every)
         block_started = time.perf_counter()
-        state = block(state, per_job, jnp.asarray(until, dtype="int32"))
+        state = block(state, per_job, np.int32(until))
         history = np.asarray(state["history"])  # waits for the block: the dispatch above returns at once
         epochs_run = np.asarray(state["epoch"])
         reached = max(done + 1, int(epochs_run.max()))  # the jobs still training move in step
@@ -515,9 +521,11 @@ def _train(
         if narrower is not None and 2 * active <= len(index):
             whole = _merge(whole, state, index)
             keep = np.nonzero(training)[0]
-            state, per_job = (jax.tree.map(lambda value, keep=keep: value[keep], tree) for tree in (state, per_job))
+            state, per_job = jax.device_put(
+                tuple(jax.tree.map(lambda value, keep=keep: np.asarray(value)[keep], tree) for tree in (state, per_job))
+            )  # sliced on the host, as everywhere here: an eager gather compiles a program per shape
             index = index[keep]
-            block = narrower.lower(state, per_job, jnp.asarray(0, dtype="int32")).compile()
+            block = narrower.lower(state, per_job, np.int32(0)).compile()
     return _merge(whole, state, index) if len(index) < len(hooks) else state
 
 
@@ -525,7 +533,13 @@ def _merge(whole: dict, part: dict, index: np.ndarray) -> dict:
     """The stacked state of every job, with the jobs at `index` taken from `part`."""
     if len(index) == whole["epoch"].shape[0]:
         return part
-    return jax.tree.map(lambda full, some: full.at[index].set(some), whole, part)
+
+    def merged(full: Any, some: Any) -> np.ndarray:  # on the host: an eager scatter compiles a program per shape
+        values = np.array(full)
+        values[index] = np.asarray(some)
+        return values
+
+    return jax.tree.map(merged, whole, part)
 
 
 def _check_finite(history: np.ndarray, epochs_run: np.ndarray, names: Sequence[str], *, start: int, until: int) -> None:
@@ -620,8 +634,8 @@ def _pad(rows: Sequence[np.ndarray], *, multiple: int, least: int = 1) -> tuple[
 
 
 def _initial_state(models: Sequence[keras.Model], optimizer: Sequence[Sequence[jax.Array]], *, epochs: int) -> dict:
-    def stacked(values: list[list]) -> list:
-        return [jnp.stack(column) for column in zip(*values, strict=True)]
+    def stacked(values: list[list]) -> list:  # on the host: an eager stack compiles a program per weight shape
+        return [np.stack([np.asarray(v) for v in column]) for column in zip(*values, strict=True)]
 
     trainable = stacked([[v.value for v in m.trainable_variables] for m in models])
     non_trainable = stacked([[v.value for v in m.non_trainable_variables] for m in models])
@@ -632,11 +646,11 @@ def _initial_state(models: Sequence[keras.Model], optimizer: Sequence[Sequence[j
         "optimizer": stacked([list(values) for values in optimizer]),
         "best_trainable": trainable,
         "best_non_trainable": non_trainable,
-        "best_loss": jnp.full((jobs,), jnp.inf, dtype="float32"),
-        "wait": jnp.zeros((jobs,), dtype="int32"),
-        "epoch": jnp.zeros((jobs,), dtype="int32"),
-        "stopped": jnp.zeros((jobs,), dtype=bool),
-        "history": jnp.full((jobs, epochs, 4), jnp.nan, dtype="float32"),
+        "best_loss": np.full((jobs,), np.inf, dtype="float32"),
+        "wait": np.zeros((jobs,), dtype="int32"),
+        "epoch": np.zeros((jobs,), dtype="int32"),
+        "stopped": np.zeros((jobs,), dtype=bool),
+        "history": np.full((jobs, epochs, 4), np.nan, dtype="float32"),
     }
 
 
@@ -887,7 +901,8 @@ def _result(
 def _best_epoch(recipe: Recipe, rows: np.ndarray, epochs_run: int) -> int:
     """The 1-based epoch whose weights were kept: the first (or, for later_ties, the last) with the lowest
     criterion, as the program chose."""
-    criterion = np.asarray(recipe.criterion(jnp.asarray(rows[:, 2]), jnp.asarray(rows[:, 3])), dtype=np.float64)
+    # In float32 on the host, as the program computed it (jax arrays here would compile programs of their own).
+    criterion = np.asarray(recipe.criterion(rows[:, 2].astype(np.float32), rows[:, 3].astype(np.float32)), np.float64)
     if not np.isfinite(criterion).any():
         return epochs_run
     if recipe.later_ties:
