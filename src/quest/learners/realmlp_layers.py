@@ -162,6 +162,15 @@ class NtkDense(keras.layers.Dense):
         return keras.ops.matmul(x, self.kernel) / math.sqrt(self.kernel.shape[0]) + self.bias
 
 
+def mish(x):
+    """x·tanh(softplus(x)) with one exponential: tanh(log(1 + e)) = n / (n + 2) for n = e·(e + 2), e = exp(x). Past
+    x = 20 the ratio is 1 in float32, so the exponential stops there. XLA's log1p, exp and tanh took a tenth of
+    RealMLP's regression step on this CPU; this takes a third of that."""
+    e = keras.ops.exp(keras.ops.minimum(x, 20.0))
+    n = e * (e + 2.0)
+    return x * (n / (n + 2.0))
+
+
 @keras.saving.register_keras_serializable(package="quest")
 class ParametricActivation(ShapePreserving):
     """x + α(σ(x) − x) with α per unit, initialised to 1 (σ exactly at the start); σ is SELU, Mish or ReLU."""
@@ -179,7 +188,7 @@ class ParametricActivation(ShapePreserving):
         elif self.function == "relu":
             activated = keras.ops.relu(x)
         else:
-            activated = x * keras.ops.tanh(keras.ops.softplus(x))  # mish
+            activated = mish(x)
         return x + self.alpha * (activated - x)
 
     def get_config(self) -> dict:
