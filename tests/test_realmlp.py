@@ -15,7 +15,7 @@ from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.network import load_mlp, plan_job, predict, save_mlp
-from quest.learners.realmlp_layers import NtkDense, RobustInputs, cos_turns
+from quest.learners.realmlp_layers import ClampOutput, NtkDense, RobustInputs, cos_turns
 from quest.learners.realmlp_network import (
     Layout,
     RealMlpRecipe,
@@ -23,6 +23,7 @@ from quest.learners.realmlp_network import (
     build_realmlp,
     coslog4,
     flat_cos,
+    host_output,
     initialise,
 )
 from quest.params import params_from_dict
@@ -89,6 +90,26 @@ def test_data_dependent_initialisation():
             shifted = pre + bias  # each unit's zero lies among its training pre-activations
             assert np.all((shifted.min(axis=0) <= 0) & (shifted.max(axis=0) >= 0))
         h = np.asarray(layer(h, training=False))
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_hosts_pass_for_initialisation_is_each_layers_own(task):
+    # Every kind of layer (a category embedded, SELU or Mish), its weights drawn by the initialisation.
+    columns = (("numeric", "age"), ("numeric", "fare"), *(("categorical", "grade"),) * 3)
+    names = ("numeric__age", "numeric__fare", "categorical__grade_a", "categorical__grade_b", "categorical__grade_c")
+    layout = Layout.of(5, columns, names, one_hot_max=2)
+    assert layout.large
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=(64, 2)) * 3, np.eye(3)[rng.integers(0, 3, 64)]]).astype(np.float32)
+    model = build_realmlp(layout, task=task, n_classes=3, spec=spec(hidden_layers=[16, 16]), seed=2)
+    initialise(model, layout, x, rng.normal(size=64), seed=2)
+    h = x
+    for layer in model.layers:
+        if isinstance(layer, ClampOutput):
+            continue
+        ours = np.asarray(layer(h, training=False), dtype=np.float64)
+        np.testing.assert_allclose(host_output(layer, h), ours, rtol=1e-4, atol=1e-5, err_msg=layer.name)
+        h = ours
 
 
 def test_cos_turns_is_cos():
