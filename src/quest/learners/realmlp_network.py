@@ -262,7 +262,9 @@ class RealMlpRecipe(UniformJobs):
     """RealMLP-TD for quest.learners.engine.train_many: its networks, optimiser, schedules and losses."""
 
     scheduled, drop_last, later_ties, members, narrows = True, True, True, 1, False
-    spreads = False  # one program: training side by side is measured for the MLP only
+    # One program per core, side by side: many of its steps' operations (activations, dropout, Adam) run on one thread
+    # each, so one program leaves a core idle; side by side, 10 networks on diamonds train in 35 s instead of 47 s.
+    spreads = True
     patience = 0  # every epoch runs; the best one is kept
 
     def __init__(self, spec: RealMlpParams, layout: Layout, *, task: str, n_classes: int, data_parallel: int | str = 1):

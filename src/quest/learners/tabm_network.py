@@ -203,7 +203,7 @@ class TabmRecipe(UniformJobs):
 
     scheduled, drop_last, later_ties = False, False, False
     narrows = True  # its networks stop early, each when it will, and an epoch costs far more than a recompile
-    spreads = False  # one program: training side by side is measured for the MLP only
+    spreads = False  # 32 members keep both cores busy in one program: wine's 10 networks, 31.0 s (32.7 side by side)
 
     def __init__(
         self,
