@@ -96,10 +96,11 @@ def test_two_jax_devices_split_every_batch_and_learn_what_one_learns():
     fast, fit = found["fast"], found["fit"]
     assert found["device"] == f"cpu:{backend.cpu_name()} x2 (jax)"
     # fast: in the compiled program each device pushes 8 of a batch's 16 rows (per job) through the first
-    # layer, and the gradients are summed across devices; weights and data are replicated.
+    # layer, and the gradients are summed across devices; weights and data enter it whole on every device.
     assert fast["1"]["forward_rows"] == [16] and fast["2"]["forward_rows"] == [8]
     assert not fast["1"]["all_reduce"] and fast["2"]["all_reduce"]
-    assert fast["1"]["weight_devices"] == 1 and fast["2"]["weight_devices"] == 2
+    assert fast["1"]["input_devices"] == [1] and fast["2"]["input_devices"] == [2]
+    assert fast["2"]["replicated"]
     # fit: Keras' DataParallel hands each device half of every batch and keeps the weights on both.
     assert fit["1"]["batch_rows"] == [] and max(fit["2"]["batch_rows"]) == 8
     assert fit["1"]["weight_devices"] == 1 and fit["2"]["weight_devices"] == 2
@@ -130,12 +131,12 @@ def _jax_child() -> dict:
     from quest.learners.mlp import fit_mlp
     from quest.learners.network import plan_job, predict
 
-    programs: list[str] = []
+    programs: list[jax.stages.Compiled] = []
     compile_program = jax.stages.Lowered.compile
 
     def recording(self, *args, **kwargs):
         compiled = compile_program(self, *args, **kwargs)
-        programs.append(compiled.as_text())
+        programs.append(compiled)
         return compiled
 
     batch_rows: list[int] = []  # per device, of each batch Keras distributes (features, targets alike)
@@ -160,13 +161,17 @@ def _jax_child() -> dict:
         ]
         programs.clear()
         results = fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings)
-        training = max(programs, key=len)  # the epoch loop; the others are Keras' small initialiser programs
+        # the epoch loop; the others are Keras' small initialiser programs
+        program = max(programs, key=lambda compiled: len(compiled.as_text()))
+        training = program.as_text()
+        inputs = jax.tree.leaves(program.input_shardings)  # the stacked weights, optimiser state, data and batches
         # the training pass: (jobs, rows, units), the jobs those of one program (on a CPU, one per core side by side)
         forward = r"f32\[\d+,(\d+),5\]\{[\d,]*\} dot\([^\n]*/jvp\(hidden_1\)/dot_general"
         found["fast"][str(devices)] = {
             "forward_rows": sorted({int(n) for n in re.findall(forward, training)}),
             "all_reduce": "all-reduce" in training,
-            "weight_devices": len(results[0].model.layers[0].kernel.value.sharding.device_set),
+            "input_devices": sorted({len(sharding.device_set) for sharding in inputs}),
+            "replicated": all(sharding.is_fully_replicated for sharding in inputs),
             "val_loss": [r.history["val_loss"] for r in results],
             "proba": predict(results[0].model, x, task="classification").tolist(),
         }
