@@ -15,6 +15,14 @@ wall times (quest's with its programs compiled afresh: JAX's compilation cache i
 quest's>`. Targets: parity >= -0.005, each dataset's interval reaching 0 or above, speed-up >= 3 on two
 cores. Results go to benchmarks/results/<--output>.{txt,json}.
 
+For tabm, whose time is mostly matrix products, it also prints how fast quest could be at all on this machine:
+the floating-point operations of the matrix products in the training quest did (every network's epochs, its fit
+rows through forward and backward passes and its validation rows through a forward pass, per member), at the
+fastest float32 matrix product measured in the same run (`peak`, XLA's and numpy's, several shapes). `floor s`
+is that time, and `tabm_speedup_ceiling=<reference seconds / floor seconds>` the largest speed-up that any
+program doing quest's training could reach here: an upper bound, since it counts no other operation and no
+memory traffic.
+
 The datasets: breast_cancer, wine and diabetes (embedded in scikit-learn), the shared Titanic and a seeded
 3 000-row sample of the shared diamonds (price, regression); the shared ones are skipped when absent.
 """
@@ -109,18 +117,77 @@ def split_table(name: str, data: dict, repeats: int, folder: Path, threads: int)
     return prepared, held_out
 
 
-def quest_scores(model: str, prepared, metric: str) -> tuple[np.ndarray, float]:  # noqa: ANN001
-    """quest's learner on every split together, as compare runs it: per-split scores and wall seconds."""
+def quest_scores(model: str, prepared, metric: str) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
+    """quest's learner on every split together, as compare runs it: per-split scores, wall seconds and the
+    floating-point operations of its training's matrix products (0 where they are not counted)."""
     from quest.evaluation.scoring import cv_cells, scores_of
-    from quest.learners import registry
+    from quest.learners import engine, registry
     from quest.learners.base import Problem
     from quest.params import load_params
 
     learner = registry.learner(model, load_params(REPO / "params.yaml"))
-    started = time.perf_counter()
-    found = scores_of(learner, prepared.x_train, prepared.y_train, cv_cells(prepared), Problem.of(prepared), seed=SEED)
-    seconds = time.perf_counter() - started
-    return np.array([split[0][metric] for split in found]), seconds
+    flops = [0.0]
+    train_many = engine.train_many
+
+    def counting(x, y, jobs, recipe, **kwargs):  # noqa: ANN001, ANN202 (train_many's own signature)
+        results = train_many(x, y, jobs, recipe, **kwargs)
+        if model == "tabm":
+            pairs = zip(jobs, results, strict=True)
+            flops[0] += sum(tabm_training_flops(result.model, job, result.epochs_run) for job, result in pairs)
+        return results
+
+    engine.train_many = counting
+    try:
+        started = time.perf_counter()
+        cells = cv_cells(prepared)
+        found = scores_of(learner, prepared.x_train, prepared.y_train, cells, Problem.of(prepared), seed=SEED)
+        seconds = time.perf_counter() - started
+    finally:
+        engine.train_many = train_many
+    return np.array([split[0][metric] for split in found]), seconds, flops[0]
+
+
+def tabm_training_flops(model, job, epochs: int) -> float:  # noqa: ANN001 (a Keras model, a quest Job)
+    """The floating-point operations of the matrix products in training one TabM network for `epochs` epochs.
+
+    Each epoch every member sees every fit row once: forward, then the backward pass's two products (the weights'
+    gradient and the input's; the piecewise-linear embedding needs no input gradient, its input is data). The
+    validation rows go forward once an epoch, through the embedding once and the rest once per member."""
+    from quest.learners.tabm_layers import BatchEnsembleDense, EnsembleHeads, PiecewiseLinearEmbedding
+
+    embedding, per_member = 0, 0  # multiply-adds per row
+    for layer in model.layers:
+        if isinstance(layer, PiecewiseLinearEmbedding):
+            embedding += int(np.prod(layer.piecewise.shape))
+        elif isinstance(layer, BatchEnsembleDense) and layer.kind != "adapter":
+            per_member += int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, EnsembleHeads):
+            per_member += int(np.prod(layer.kernel.shape[1:]))
+    members = next(layer.members for layer in model.layers if isinstance(layer, EnsembleHeads))
+    fit = len(job.fit_rows) * members * (2 * embedding * 2 + 2 * per_member * 3)
+    validation = len(job.validation_rows) * 2 * (embedding + members * per_member)
+    return float(epochs * (fit + validation))
+
+
+def matmul_peak() -> float:
+    """The fastest float32 matrix product measured here, in floating-point operations a second: XLA's and numpy's,
+    on the shapes of TabM's layers (8 192 rows of 256 x 32 members, 512 wide) and a square one, best of five."""
+    import jax
+    import jax.numpy as jnp
+
+    best = 0.0
+    rng = np.random.default_rng(0)
+    for m, k, n in ((8192, 512, 512), (8192, 480, 512), (512, 8192, 512), (2048, 2048, 2048)):
+        a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+        product = jax.jit(jnp.matmul)
+        on_device = jax.device_put(a), jax.device_put(b)
+        for run in (lambda: product(*on_device).block_until_ready(), lambda: np.matmul(a, b)):  # noqa: B023
+            run()  # XLA compiles on the first call
+            for _ in range(5):
+                started = time.perf_counter()
+                run()
+                best = max(best, 2.0 * m * k * n / (time.perf_counter() - started))
+    return best
 
 
 def reference_scores(model: str, python: str, folder: Path, prepared, held_out, metric: str):  # noqa: ANN001, ANN201
@@ -152,11 +219,17 @@ def main() -> None:
     threads = len(os.sched_getaffinity(0))
     out = Report(args.output)
     started = time.perf_counter()
+    peak = 0.0
+    if "tabm" in args.models.split(","):
+        peak = matmul_peak()
+        out.line(f"float32 matrix product peak here: {peak / 1e9:.0f} GFLOP/s (the best of XLA's and numpy's)")
+        out.figure("matmul_peak_gflops", peak / 1e9)
     for model in args.models.split(","):
+        counted = model == "tabm"
         out.section(f"{model}: quest's port against the reference, on quest's splits ({threads} cores)")
         out.line(f"{'dataset':<14} {'metric':<8} {'quest':>7} {'reference':>9} {'quest-ref':>9}  {'95% interval':<19} "
-                 f"{'quest s':>8} {'ref s':>8}")  # fmt: skip
-        differences, quest_total, reference_total, within = [], 0.0, 0.0, True
+                 f"{'quest s':>8} {'ref s':>8}" + (f" {'floor s':>8}" if counted else ""))  # fmt: skip
+        differences, quest_total, reference_total, within, floor_total = [], 0.0, 0.0, True, 0.0
         for name in args.datasets.split(","):
             with tempfile.TemporaryDirectory() as scratch:
                 folder = Path(scratch)
@@ -166,7 +239,7 @@ def main() -> None:
                     continue
                 prepared, held_out = split_table(name, data, args.repeats, folder, threads)
                 metric = primary_metric("auto", prepared.schema.task)
-                ours, our_seconds = quest_scores(model, prepared, metric)
+                ours, our_seconds, flops = quest_scores(model, prepared, metric)
                 theirs, their_seconds = reference_scores(
                     model, args.reference_python, folder, prepared, held_out, metric
                 )
@@ -176,20 +249,27 @@ def main() -> None:
             within &= high >= 0
             differences.append(float(gap.mean()))
             quest_total, reference_total = quest_total + our_seconds, reference_total + their_seconds
+            floor = flops / peak if counted else 0.0
+            floor_total += floor
             out.line(
                 f"{name:<14} {metric:<8} {ours.mean():7.4f} {theirs.mean():9.4f} {gap.mean():+9.4f}  "
                 f"[{low:+.4f}, {high:+.4f}]  {our_seconds:8.1f} {their_seconds:8.1f}"
+                + (f" {floor:8.1f}" if counted else "")
             )
             out.figures[f"{model}_{name}"] = {
                 "metric": metric, "quest": ours.tolist(), "reference": theirs.tolist(), "interval": [low, high],
                 "quest_seconds": our_seconds, "reference_seconds": their_seconds,
+                **({"matmul_flops": flops, "floor_seconds": floor} if counted else {}),
             }  # fmt: skip
         if differences:
+            floor_column = f" {floor_total:8.1f}" if counted else ""
             out.line(f"{'overall':<14} {'':<8} {'':>7} {'':>9} {np.mean(differences):+9.4f}  {'':<19} "
-                     f"{quest_total:8.1f} {reference_total:8.1f}")  # fmt: skip
+                     f"{quest_total:8.1f} {reference_total:8.1f}{floor_column}")  # fmt: skip
             out.figure(f"{model}_parity", float(np.mean(differences)))
             out.figure(f"{model}_speedup", reference_total / quest_total)
             out.figure(f"{model}_every_interval_reaches_zero", str(within), text=True)
+            if counted:
+                out.figure(f"{model}_speedup_ceiling", reference_total / floor_total)
     out.line(f"\n(benchmark wall time {time.perf_counter() - started:.0f}s)")
     out.save()
 
