@@ -117,9 +117,9 @@ def split_table(name: str, data: dict, repeats: int, folder: Path, threads: int)
     return prepared, held_out
 
 
-def quest_scores(model: str, prepared, metric: str) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
-    """quest's learner on every split together, as compare runs it: per-split scores, wall seconds and the
-    floating-point operations of its training's matrix products (0 where they are not counted)."""
+def quest_scores(model: str, prepared, metric: str, *, counted: bool) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
+    """quest's learner on every split together, as compare runs it: per-split scores, wall seconds and, when
+    `counted` (tabm), the floating-point operations of its training's matrix products (else 0)."""
     from quest.evaluation.scoring import cv_cells, scores_of
     from quest.learners import engine, registry
     from quest.learners.base import Problem
@@ -131,12 +131,12 @@ def quest_scores(model: str, prepared, metric: str) -> tuple[np.ndarray, float, 
 
     def counting(x, y, jobs, recipe, **kwargs):  # noqa: ANN001, ANN202 (train_many's own signature)
         results = train_many(x, y, jobs, recipe, **kwargs)
-        if model == "tabm":
-            pairs = zip(jobs, results, strict=True)
-            flops[0] += sum(tabm_training_flops(result.model, job, result.epochs_run) for job, result in pairs)
+        pairs = zip(jobs, results, strict=True)
+        flops[0] += sum(tabm_training_flops(result.model, job, result.epochs_run) for job, result in pairs)
         return results
 
-    engine.train_many = counting
+    if counted:
+        engine.train_many = counting
     try:
         started = time.perf_counter()
         cells = cv_cells(prepared)
@@ -177,9 +177,9 @@ def matmul_peak() -> float:
 
     best = 0.0
     rng = np.random.default_rng(0)
+    product = jax.jit(jnp.matmul)
     for m, k, n in ((8192, 512, 512), (8192, 480, 512), (512, 8192, 512), (2048, 2048, 2048)):
         a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
-        product = jax.jit(jnp.matmul)
         on_device = jax.device_put(a), jax.device_put(b)
         for run in (lambda: product(*on_device).block_until_ready(), lambda: np.matmul(a, b)):  # noqa: B023
             run()  # XLA compiles on the first call
@@ -239,7 +239,7 @@ def main() -> None:
                     continue
                 prepared, held_out = split_table(name, data, args.repeats, folder, threads)
                 metric = primary_metric("auto", prepared.schema.task)
-                ours, our_seconds, flops = quest_scores(model, prepared, metric)
+                ours, our_seconds, flops = quest_scores(model, prepared, metric, counted=counted)
                 theirs, their_seconds = reference_scores(
                     model, args.reference_python, folder, prepared, held_out, metric
                 )
