@@ -169,7 +169,7 @@ class BatchEnsembleDense(keras.layers.Layer):
             x = x * self.r
         # The shared W as one product over every (row, member) pair, flattened to two dimensions: XLA's CPU then
         # reads the input of the weights' gradient in place; as a product over (rows, members, d) it transposed
-        # it first. A TabM step (5 networks vectorised) took 15 % less time.
+        # it first. Two 512-wide layers forward and back, 5 networks vectorised: 15 % less time a step.
         flat = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), self.kernel)
         y = ops.reshape(flat, (*ops.shape(x)[:-1], self.units))
         return y * self.s + self.bias if self.kind == "ensemble" else y + self.bias
