@@ -117,7 +117,7 @@ def log_to_mlflow(
 
     store.start(experiment, origin)
     run_id = runs.mlp_run(experiment, model_path, origin)
-    with mlflow.start_run(run_id=run_id):
+    with runs.reopened(run_id):
         mlflow.log_metrics({f"test_{name}": value for name, value in test_metrics.items() if np.isfinite(value)})
         for image in images:
             mlflow.log_artifact(str(image), artifact_path="plots")

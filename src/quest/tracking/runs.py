@@ -14,8 +14,9 @@ import numpy as np
 
 from quest.errors import QuestError, Terminated, first_line
 from quest.files import file_md5
+from quest.processes import this_process
 from quest.tracking.provenance import Provenance
-from quest.tracking.tags import TAG_FAILURE, TAG_MODEL, TAG_MODEL_MD5
+from quest.tracking.tags import TAG_FAILURE, TAG_MODEL, TAG_MODEL_MD5, TAG_PROCESS
 
 
 @contextmanager
@@ -41,6 +42,18 @@ def failed_with_reason() -> Iterator[None]:
 
         mlflow.set_tag(TAG_FAILURE, first_line(error))
         raise
+
+
+@contextmanager
+def reopened(run_id: str) -> Iterator[Any]:
+    """The finished run `run_id`, active again for this process to add to, then FINISHED again. The run names
+    this process first: RUNNING under a tag naming the process that created it, gone by now, another worker's
+    store.end_orphans would take it for a run that process left behind and end it KILLED."""
+    import mlflow
+
+    mlflow.MlflowClient().set_tag(run_id, TAG_PROCESS, this_process())
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
 
 
 def log_provenance(fingerprint: dict, params: object) -> None:

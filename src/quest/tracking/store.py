@@ -124,20 +124,28 @@ def end_orphans(experiment: str) -> list[str]:
     ended = []
     running = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500)
     for run in running:
-        where, _, pid = run.data.tags.get(TAG_PROCESS, "").rpartition(":")
-        if where == host and pid.isdigit() and not alive(int(pid)):
-            # The search may predate the process's own end_run: a process ends its runs before it exits, so
-            # once it is gone, the run's status as stored now is the last word.
-            if client.get_run(run.info.run_id).info.status != "RUNNING":
-                continue
-            client.set_terminated(run.info.run_id, status="KILLED")
-            ended.append(run.info.run_id)
-            print(
-                f"notice: MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process {pid}, "
-                f"which is gone; it is now KILLED",
-                file=sys.stderr,
-            )
+        if not _orphaned(run, host):
+            continue
+        # The search may predate the run's end (a process ends its runs before it exits) or its reopening by a
+        # live process (evaluate's, which names itself in the tag before the run turns RUNNING): the run as
+        # stored now is the last word, its status and its process together.
+        run = client.get_run(run.info.run_id)
+        if run.info.status != "RUNNING" or not _orphaned(run, host):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        ended.append(run.info.run_id)
+        print(
+            f"notice: MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process "
+            f"{run.data.tags[TAG_PROCESS].rpartition(':')[2]}, which is gone; it is now KILLED",
+            file=sys.stderr,
+        )
     return ended
+
+
+def _orphaned(run: Any, host: str) -> bool:
+    """Whether the process `run` names was one of this host's and is gone."""
+    where, _, pid = run.data.tags.get(TAG_PROCESS, "").rpartition(":")
+    return where == host and pid.isdigit() and not alive(int(pid))
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
