@@ -44,6 +44,9 @@ TINY = {
     "tabm": {"members": 4, "width": 16, "bins": 8, "embedding_dims": 4, "batch_size": 32, "patience": 4},
     "compare": {"baselines": MODELS[1:]},
 }
+# The tests of plumbing (queues, temporary copies, servers) compare the MLP with one quick baseline: what they check
+# does not depend on how many models run, and a tiny run of every model costs about 30 s more on 2 cores.
+LIGHT = ["logreg"]
 OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
 
 
@@ -364,9 +367,9 @@ def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "first results", "--allow-empty")
     before = len(mlflow_runs(project))
-    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2"], project)
+    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2", "-S", f"compare.baselines={LIGHT}"], project)
     runs = mlflow_runs(project)
-    assert len(runs) == before + len(MODELS) + 1  # the MLP, every baseline, one parent
+    assert len(runs) == before + 1 + len(LIGHT) + 1  # the MLP, every baseline, one parent
     newest_mlp = max((r for r in runs if r.info.run_name == "mlp"), key=lambda r: r.info.start_time)
     assert newest_mlp.data.params["train.epochs"] == "2"
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
@@ -423,9 +426,10 @@ def run_queue(project: Path, overrides: list[list[str]], env: dict[str, str]) ->
 
 def test_queued_experiments_on_two_workers_all_land_once(project: Path):
     before = {r.info.run_id for r in mlflow_runs(project)}
-    names, _ = run_queue(project, [["-S", f"train.epochs={epochs}"] for epochs in (2, 4)], environment(project))
+    light = ["-S", f"compare.baselines={LIGHT}"]
+    names, _ = run_queue(project, [["-S", f"train.epochs={epochs}", *light] for epochs in (2, 4)], environment(project))
     new = [r for r in mlflow_runs(project) if r.info.run_id not in before]
-    assert len(new) == 2 * (len(MODELS) + 1) and all(r.info.status == "FINISHED" for r in new)
+    assert len(new) == 2 * (1 + len(LIGHT) + 1) and all(r.info.status == "FINISHED" for r in new)
     mlps = [r for r in new if r.info.run_name == "mlp"]
     assert sorted(r.data.tags["quest.dvc_exp"] for r in mlps) == sorted(names)
     assert sorted(r.data.params["train.epochs"] for r in mlps) == ["2", "4"]
@@ -471,23 +475,24 @@ def test_a_tampered_cache_file_is_reported_and_never_used(project: Path, tmp_pat
     assert file_md5(clone / "models" / "mlp.keras") == md5
 
 
-def test_verify_reproduces_every_byte_then_catches_a_tampered_metric(project: Path):
+def test_verify_reproduces_every_byte_and_catches_the_one_tampered_metric(project: Path):
+    # One recomputation (85 s on 2 cores) checks both: every output byte-identical and every other metric within
+    # tolerance, the tampered one reported with its committed and fresh values. CI's `make verify` runs the
+    # passing case on the real repository.
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results", "--allow-empty")
-    done = run(["python", "-m", "quest.verify"], project)
-    identical = re.search(r"byte-identical to the committed dvc.lock: (\d+)/(\d+)", done.stdout)
-    assert identical and identical[1] == identical[2]  # every output of every stage, the model included
-    assert int(identical[2]) >= 10
-    assert "verify: OK:" in done.stdout
-
     metrics_path = project / "reports" / "metrics.json"
     metrics = read_json(metrics_path)
     metrics["mlp"]["test"]["accuracy"] += 0.001
     metrics_path.write_text(json.dumps(metrics))
     git(project, "commit", "-qam", "tampered")
     tampered = run(["python", "-m", "quest.verify"], project, check=False)
+    identical = re.search(r"byte-identical to the committed dvc.lock: (\d+)/(\d+)", tampered.stdout)
+    assert identical and identical[1] == identical[2]  # every output of every stage, the model included
+    assert int(identical[2]) >= 10
     assert tampered.returncode == 1
-    assert "verify: FAILED: 1 of" in tampered.stdout
+    failed = re.search(r"verify: FAILED: 1 of (\d+) metrics differ", tampered.stdout)
+    assert failed and int(failed[1]) >= 100, tampered.stdout  # the others reproduced
     row = next(
         line for line in tampered.stdout.splitlines() if line.startswith("reports/metrics.json:mlp.test.accuracy")
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, merge, repo_params
-from tests.test_pipeline import MODELS, TINY, copy_repo, environment, run, run_queue
+from tests.test_pipeline import LIGHT, TINY, copy_repo, environment, run, run_queue
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,7 @@ def test_the_pipeline_logs_every_run_to_the_postgresql_backed_server(server, tmp
 
     port = int(server["uri"].rsplit(":", 1)[1])
     assert bound_addresses(server["pg_port"]) == bound_addresses(port) == {"127.0.0.1"}  # loopback only
-    project = copy_repo(tmp_path / "quest", repo_params(**TINY))
+    project = copy_repo(tmp_path / "quest", repo_params(**{**TINY, "compare": {"baselines": LIGHT}}))
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
     done = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,7 +80,7 @@ def test_the_pipeline_logs_every_run_to_the_postgresql_backed_server(server, tmp
     mlflow.set_tracking_uri(server["uri"])
     runs = mlflow.search_runs(experiment_names=["quest"], output_format="list")
     by_name = {run.info.run_name: run for run in runs}
-    assert set(MODELS) <= set(by_name) and all(run.info.status == "FINISHED" for run in runs)
+    assert {"mlp", *LIGHT} <= set(by_name) and all(run.info.status == "FINISHED" for run in runs)
     mlp = by_name["mlp"]
     assert {"test_accuracy", "cv_mean"} <= set(mlp.data.metrics)
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(mlp.info.run_id)}
@@ -103,12 +103,12 @@ def test_a_sweep_on_two_queue_workers_lands_every_trial_once_on_the_server(serve
 
     mlflow.set_tracking_uri(server["uri"])
     before = {r.info.run_id for r in mlflow.search_runs(experiment_names=["quest"], output_format="list")}
-    project = copy_repo(tmp_path / "quest", repo_params(**TINY))
+    project = copy_repo(tmp_path / "quest", repo_params(**{**TINY, "compare": {"baselines": LIGHT}}))
     sweep = [["-S", f"train.hidden_layers=[{units}]"] for units in (4, 8, 16)]
     names, _ = run_queue(project, sweep, {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]})
     everything = mlflow.search_runs(experiment_names=["quest"], output_format="list")
     new = [r for r in everything if r.info.run_id not in before]
-    assert len(new) == len(sweep) * (len(MODELS) + 1) and all(r.info.status == "FINISHED" for r in new)
+    assert len(new) == len(sweep) * (1 + len(LIGHT) + 1) and all(r.info.status == "FINISHED" for r in new)
     mlps = [r for r in new if r.info.run_name == "mlp"]
     assert sorted(r.data.tags["quest.dvc_exp"] for r in mlps) == sorted(names)  # each trial once
     assert sorted(r.data.params["train.hidden_layers"] for r in mlps) == ["[16]", "[4]", "[8]"]
@@ -136,7 +136,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     storage = optuna.storages.RDBStorage(url)  # one connection pool for the test's every look
     trials = 12
     params = repo_params(**TINY, tune={"trials": trials, "storage": url, "heartbeat": 1, "together": 3})
-    params["compare"]["baselines"] = ["logreg"]
+    params["compare"]["baselines"] = LIGHT
     project = copy_repo(tmp_path / "quest", params)
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
     run(["dvc", "repro", "prepare"], project)
