@@ -26,7 +26,7 @@ setup: $(STAMP) ## create .venv from the lock file
 repro: $(STAMP) ## run the whole pipeline (dvc repro) on the dataset named in params.yaml
 	$(BIN)/dvc repro
 
-check: lint ## quick tier for development: ruff, then the tests not marked e2e (under 3 minutes)
+check: lint ## quick tier for development: ruff, then the tests not marked e2e (3 to 6 minutes on 2 cores)
 	$(BIN)/python -m pytest -m "not e2e" -q
 
 test: $(STAMP) ## run the whole test suite (what CI runs)
