@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from quest.files import dvc_md5, file_md5, read_json
-from tests.conftest import REPO, SHARED_DATASETS, repo_params
+from tests.conftest import REPO, SHARED_DATASETS, merge, repo_params
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +47,7 @@ TINY = {
 # The tests of plumbing (queues, temporary copies, servers) compare the MLP with one quick baseline: what they check
 # does not depend on how many models run, and a tiny run of every model costs about 30 s more on 2 cores.
 LIGHT = ["logreg"]
+TINY_LIGHT = merge(TINY, {"compare": {"baselines": LIGHT}})
 OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
 
 

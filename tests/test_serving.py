@@ -21,7 +21,7 @@ import pytest
 
 from quest.files import read_json
 from tests.conftest import SHARED_DATASETS, repo_params
-from tests.test_pipeline import LIGHT, TINY, copy_repo, environment, evaluated, raw_test_rows, run, same_answers
+from tests.test_pipeline import TINY_LIGHT, copy_repo, environment, evaluated, raw_test_rows, run, same_answers
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +40,8 @@ def served(tmp_path_factory) -> SimpleNamespace:
     data = {}
     if TITANIC.is_file():
         data = {"source": "csv", "path": "data/raw/titanic.csv", "target": "survived", "drop": ["alive"]}
-    light = {**TINY, "compare": {"baselines": LIGHT}}  # the MLP is what is served
-    project = copy_repo(root / "quest", repo_params(**light, **({"data": data} if data else {})))
+    # The MLP is what is served: one baseline beside it is enough.
+    project = copy_repo(root / "quest", repo_params(**TINY_LIGHT, **({"data": data} if data else {})))
     if data:
         (project / "data" / "raw").mkdir(parents=True, exist_ok=True)
         shutil.copy(TITANIC, project / "data" / "raw" / "titanic.csv")

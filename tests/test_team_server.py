@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, merge, repo_params
-from tests.test_pipeline import LIGHT, TINY, copy_repo, environment, run, run_queue
+from tests.test_pipeline import LIGHT, TINY_LIGHT, copy_repo, environment, run, run_queue
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,7 @@ def test_the_pipeline_logs_every_run_to_the_postgresql_backed_server(server, tmp
 
     port = int(server["uri"].rsplit(":", 1)[1])
     assert bound_addresses(server["pg_port"]) == bound_addresses(port) == {"127.0.0.1"}  # loopback only
-    project = copy_repo(tmp_path / "quest", repo_params(**{**TINY, "compare": {"baselines": LIGHT}}))
+    project = copy_repo(tmp_path / "quest", repo_params(**TINY_LIGHT))
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
     done = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -103,7 +103,7 @@ def test_a_sweep_on_two_queue_workers_lands_every_trial_once_on_the_server(serve
 
     mlflow.set_tracking_uri(server["uri"])
     before = {r.info.run_id for r in mlflow.search_runs(experiment_names=["quest"], output_format="list")}
-    project = copy_repo(tmp_path / "quest", repo_params(**{**TINY, "compare": {"baselines": LIGHT}}))
+    project = copy_repo(tmp_path / "quest", repo_params(**TINY_LIGHT))
     sweep = [["-S", f"train.hidden_layers=[{units}]"] for units in (4, 8, 16)]
     names, _ = run_queue(project, sweep, {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]})
     everything = mlflow.search_runs(experiment_names=["quest"], output_format="list")
@@ -135,8 +135,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     url = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
     storage = optuna.storages.RDBStorage(url)  # one connection pool for the test's every look
     trials = 12
-    params = repo_params(**TINY, tune={"trials": trials, "storage": url, "heartbeat": 1, "together": 3})
-    params["compare"]["baselines"] = LIGHT
+    params = repo_params(**TINY_LIGHT, tune={"trials": trials, "storage": url, "heartbeat": 1, "together": 3})
     project = copy_repo(tmp_path / "quest", params)
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
     run(["dvc", "repro", "prepare"], project)

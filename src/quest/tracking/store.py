@@ -124,28 +124,29 @@ def end_orphans(experiment: str) -> list[str]:
     ended = []
     running = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500)
     for run in running:
-        if not _orphaned(run, host):
+        if _dead_process(run, host) is None:
             continue
         # The search may predate the run's end (a process ends its runs before it exits) or its reopening by a
         # live process (evaluate's, which names itself in the tag before the run turns RUNNING): the run as
         # stored now is the last word, its status and its process together.
         run = client.get_run(run.info.run_id)
-        if run.info.status != "RUNNING" or not _orphaned(run, host):
+        pid = _dead_process(run, host)
+        if run.info.status != "RUNNING" or pid is None:
             continue
         client.set_terminated(run.info.run_id, status="KILLED")
         ended.append(run.info.run_id)
         print(
-            f"notice: MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process "
-            f"{run.data.tags[TAG_PROCESS].rpartition(':')[2]}, which is gone; it is now KILLED",
+            f"notice: MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process {pid}, "
+            "which is gone; it is now KILLED",
             file=sys.stderr,
         )
     return ended
 
 
-def _orphaned(run: Any, host: str) -> bool:
-    """Whether the process `run` names was one of this host's and is gone."""
+def _dead_process(run: Any, host: str) -> str | None:
+    """The pid `run` names when it was a process of this host that is gone; None otherwise."""
     where, _, pid = run.data.tags.get(TAG_PROCESS, "").rpartition(":")
-    return where == host and pid.isdigit() and not alive(int(pid))
+    return pid if where == host and pid.isdigit() and not alive(int(pid)) else None
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
