@@ -106,6 +106,7 @@ def project(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("quest"), repo_params(**TINY))
     done = run(["dvc", "repro"], root)
     assert "Running stage 'compare'" in done.stdout
+    assert "Warning: " not in done.stderr, done.stderr  # no library's advice on the user's console
     return root
 
 

@@ -13,14 +13,16 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from quest.tracking.models import CONFIG, NETWORK, PREPROCESSING, SCHEMA
 
 
 class RawRowsModel(mlflow.pyfunc.PythonModel):
-    # No type hints on predict's arguments: MLflow would read them as a schema of their own; the signature
-    # quest logs (quest.tracking.models.signature) is the schema.
+    # predict's input is hinted as a DataFrame, a hint MLflow reads no schema from: the signature quest logs
+    # (quest.tracking.models.signature) is the schema, and the preprocessing checks the rows against it.
+    # Without a hint MLflow printed advice to add one at every logging of the model.
     def load_context(self, context) -> None:
         from quest.learners import backend
 
@@ -37,9 +39,7 @@ class RawRowsModel(mlflow.pyfunc.PythonModel):
             schema=Path(context.artifacts[SCHEMA]),
         )
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         from quest.errors import QuestError
 
         rows = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

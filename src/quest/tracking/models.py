@@ -3,6 +3,7 @@ signature naming the table's columns and their types."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,16 @@ def log_raw_rows_model(
     the active run. MLflow stores the model as code (no pickle): loading it runs quest's own serve.py."""
     import mlflow
 
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(SERVED_MODEL_CODE),
-        artifacts={key: str(path) for key, path in artifacts.items()},
-        code_paths=[str(QUEST_CODE)],
-        signature=signature(schema),
-        pip_requirements=requirements,
-    )
+    with warnings.catch_warnings():
+        # MLflow asks for an input example, to infer or check a signature: this one is given, from prepare's
+        # schema, and an example would copy training rows into the store and load the model once more to
+        # check it. Left alone, the request printed at every train and compare.
+        warnings.filterwarnings("ignore", message=r".*An input example was not provided", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(SERVED_MODEL_CODE),
+            artifacts={key: str(path) for key, path in artifacts.items()},
+            code_paths=[str(QUEST_CODE)],
+            signature=signature(schema),
+            pip_requirements=requirements,
+        )
