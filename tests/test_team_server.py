@@ -135,8 +135,8 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     url = f"postgresql+psycopg://quest@127.0.0.1:{server['pg_port']}/optuna"
     storage = optuna.storages.RDBStorage(url)  # one connection pool for the test's every look
     trials = 12
-    # Beats every 2 s, so a worker is taken for dead after 4 s of silence: short, yet a live worker's heartbeat
-    # thread is never that late, even with make test's second process beside it on two cores.
+    # Beats every 2 s, so a worker is taken for dead after 4 s of silence: short for the test, with room for a
+    # live worker's heartbeat thread to be late while make test's second process shares the two cores.
     params = repo_params(**TINY_LIGHT, tune={"trials": trials, "storage": url, "heartbeat": 2, "together": 3})
     project = copy_repo(tmp_path / "quest", params)
     env = {**environment(project), "MLFLOW_TRACKING_URI": server["uri"]}
