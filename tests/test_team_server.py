@@ -204,11 +204,14 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
 
 def _kill_a_worker_mid_trial(printed: Path, storage, launcher: subprocess.Popen, space: dict) -> tuple[int, dict]:
     """SIGKILL a worker once it has finished an MLP trial and is training another (every value drawn);
-    which worker, and the trials concerned."""
+    which worker, and the trials concerned.
+
+    The worker is frozen (SIGSTOP) and its trials looked at again before the kill: it tells the trials it trained
+    together one by one, so between one look and the kill it could complete the trial the test means to leave
+    behind. Frozen, it changes nothing more once its last statement has reached the store."""
     import re
 
     import optuna
-    from optuna.trial import TrialState
 
     from quest.tuning import studies
 
@@ -219,24 +222,37 @@ def _kill_a_worker_mid_trial(printed: Path, storage, launcher: subprocess.Popen,
         if len(pids) == 2 and names:
             study = optuna.load_study(study_name=names[0], storage=storage)
             for number, pid in pids.items():
-                mine = [
-                    t
-                    for t in study.get_trials(deepcopy=False)
-                    if t.system_attrs.get(studies.WORKER, "").endswith(f":{pid}")
-                ]
-                finished = [t.number for t in mine if t.state == TrialState.COMPLETE]
-                holding = [t for t in mine if t.state == TrialState.RUNNING and len(t.params) == len(space)]
-                if finished and holding:
-                    os.kill(int(pid), signal.SIGKILL)
-                    worker = holding[0].system_attrs[studies.WORKER]
-                    return int(number), {
-                        "study": names[0],
-                        "number": holding[0].number,
-                        "finished": finished,
-                        "worker": worker,
-                    }
+                if not _mid_trial(study, pid, space):
+                    continue
+                os.kill(int(pid), signal.SIGSTOP)
+                time.sleep(0.5)  # a statement it sent just before is applied by the server all the same
+                caught = _mid_trial(study, pid, space)
+                if not caught:
+                    os.kill(int(pid), signal.SIGCONT)  # it completed them between the two looks
+                    continue
+                os.kill(int(pid), signal.SIGKILL)
+                finished, holding = caught
+                return int(number), {
+                    "study": names[0],
+                    "number": holding[0].number,
+                    "finished": finished,
+                    "worker": holding[0].system_attrs[studies.WORKER],
+                }
         time.sleep(0.1)
     raise AssertionError(f"no worker was caught mid-trial\n{printed.read_text()}")
+
+
+def _mid_trial(study, pid: str, space: dict) -> tuple[list[int], list] | None:
+    """Process `pid`'s completed trial numbers and its running trials with every value drawn, as the store has
+    them now, when it has both; else None."""
+    from optuna.trial import TrialState
+
+    from quest.tuning import studies
+
+    mine = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get(studies.WORKER, "").endswith(f":{pid}")]
+    finished = [t.number for t in mine if t.state == TrialState.COMPLETE]
+    holding = [t for t in mine if t.state == TrialState.RUNNING and len(t.params) == len(space)]
+    return (finished, holding) if finished and holding else None
 
 
 def test_stopping_the_server_stops_its_database(server):  # last: the module's server is gone after it
