@@ -16,6 +16,7 @@ from quest import __version__
 from quest.errors import QuestError
 from quest.files import dvc_md5
 from quest.processes import this_process
+from quest.tracking import machine
 from quest.tracking.tags import TAG_GIT_COMMIT, TAG_PROCESS
 
 LOCK_FILE = "requirements.lock"
@@ -47,6 +48,9 @@ class Provenance:
             tags["quest.device"] = device
         if backend:
             tags["quest.backend"] = backend
+        numerics = machine.numerical_fingerprint()
+        tags["quest.fingerprint"] = machine.fingerprint_id(numerics)
+        tags["quest.cpu"] = machine.summary(numerics)
         return tags
 
     def fingerprint(self, *, seed: int, backend: str, device: str) -> dict:
@@ -122,15 +126,19 @@ def installed_versions(names: list[str]) -> dict[str, str]:
 
 
 def fingerprint(root: Path, *, commit: str, dirty: bool, seed: int, backend: str, device: str) -> dict:
-    """Python, platform, every locked package (and any drift from the lock), Keras, device, git state, seed."""
+    """Python, platform, every locked package (and any drift from the lock), Keras, device, git state, seed, and
+    the numerical fingerprint (quest.tracking.machine) with its id."""
     locked = locked_versions(root / LOCK_FILE)
     installed = installed_versions(sorted(locked))
+    numerics = machine.numerical_fingerprint()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "keras": {"version": installed_versions(["keras"])["keras"], "backend": backend},
         "device": device,
+        "numerics": numerics,
+        "fingerprint": machine.fingerprint_id(numerics),
         "git": {"commit": commit, "dirty": dirty},
         "seed": seed,
         "packages": installed,
