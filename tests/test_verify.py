@@ -1,81 +1,30 @@
 import math
 
-import pytest
-
-from quest.params import VerifyParams
-from quest.verify import Row, compare_metrics, flatten, format_table, from_clean_tree, metric_name, recorded_device
-
-COMPARISON = "model,metric,cv_mean,cv_std,test_score\nmlp,accuracy,0.9,0.05,0.85\nlogreg,accuracy,0.7,0.0,0.75\n"
+from quest.verify import Row, format_table, from_clean_tree, share, split_sizes
 
 
-def test_flatten_reads_every_number_of_json_and_csv():
-    assert flatten("reports/comparison.csv", COMPARISON) == {
-        "reports/comparison.csv:mlp.cv_mean": 0.9,
-        "reports/comparison.csv:mlp.cv_std": 0.05,
-        "reports/comparison.csv:mlp.test_score": 0.85,
-        "reports/comparison.csv:logreg.cv_mean": 0.7,
-        "reports/comparison.csv:logreg.cv_std": 0.0,
-        "reports/comparison.csv:logreg.test_score": 0.75,
-    }
-    folds = '{"mlp": {"accuracy": [0.5, 1]}, "winner": "mlp", "flag": true}'
-    assert flatten("reports/cv_folds.json", folds) == {
-        "reports/cv_folds.json:mlp.accuracy[0]": 0.5,
-        "reports/cv_folds.json:mlp.accuracy[1]": 1.0,
-    }
-
-
-@pytest.mark.parametrize(
-    ("key", "name"),
-    [
-        ("reports/metrics.json:mlp.test.log_loss", "log_loss"),
-        ("reports/cv_folds.json:knn5.accuracy[3]", "accuracy"),
-        ("reports/comparison.csv:mlp.cv_std", "cv_std"),
-        ("reports/verdict.json:margin_in_std", "margin_in_std"),
-    ],
-)
-def test_tolerances_are_looked_up_by_metric_name(key, name):
-    assert metric_name(key) == name
-
-
-def test_a_tampered_metric_fails_and_tolerances_apply_per_metric():
-    committed = flatten("reports/comparison.csv", COMPARISON)
-    fresh = dict(committed)
-    fresh["reports/comparison.csv:mlp.cv_mean"] = 0.9 + 1e-9
-    fresh["reports/comparison.csv:logreg.test_score"] = 0.74
-    strict = compare_metrics(committed, fresh, VerifyParams(tolerance={"default": 0.0}, other_machine=1e-6))
-    assert [row.key for row in strict if not row.ok] == [
-        "reports/comparison.csv:logreg.test_score",
-        "reports/comparison.csv:mlp.cv_mean",
-    ]
-    lenient = compare_metrics(
-        committed, fresh, VerifyParams(tolerance={"default": 0.0, "cv_mean": 1e-6}, other_machine=0.0)
-    )
-    assert [row.key for row in lenient if not row.ok] == ["reports/comparison.csv:logreg.test_score"]
-    bad = next(row for row in lenient if not row.ok)
-    assert bad.difference == pytest.approx(0.01)
-    table = format_table([bad]).splitlines()
+def test_the_table_names_each_number_its_values_and_on_another_machine_its_bound():
+    row = Row("reports/comparison.csv:logreg.test_score", 0.75, 0.74, 0.0)
+    table = format_table([row]).splitlines()
     assert table[0].split() == ["metric", "committed", "fresh", "difference", "tolerance"]
     assert table[1].split() == ["reports/comparison.csv:logreg.test_score", "0.75", "0.74", "0.01", "0"]
-    # Committed on another CPU model or a GPU: every metric gets at least verify.other_machine.
-    elsewhere = VerifyParams(tolerance={"default": 0.0}, other_machine=1e-6)
-    moved = compare_metrics(committed, fresh, elsewhere, same_machine=False)
-    assert [row.key for row in moved if not row.ok] == ["reports/comparison.csv:logreg.test_score"]
-    assert {row.tolerance for row in moved} == {1e-6}
+    bounded = Row("reports/comparison.csv:realmlp.cv_mean", 0.97, 0.9707, 0.0028, "0.75 SE of a mean (0.00373)")
+    lines = format_table([bounded], bounds=True).splitlines()
+    assert lines[0].split()[-2:] == ["share", "bound"]
+    assert lines[1].split()[5:] == ["0.25", "0.75", "SE", "of", "a", "mean", "(0.00373)"]
 
 
-def test_the_device_a_fingerprint_names():
-    assert recorded_device('{"device": "cpu:AMD EPYC (jax)", "seed": 1}') == "cpu:AMD EPYC (jax)"
-    assert recorded_device(None) == recorded_device("not json") == ""
+def test_share_of_the_bound():
+    assert share(Row("k", 1.0, 1.0, 0.0)) == 0.0
+    assert share(Row("k", 1.0, 1.5, 1.0)) == 0.5
+    assert share(Row("k", 1.0, 1.5, 0.0)) == math.inf
+    assert share(Row("k", math.nan, math.nan, 0.0)) == 0.0
 
 
-def test_missing_keys_and_nans():
-    rows = compare_metrics(
-        {"f:a.x": 1.0, "f:a.nan": math.nan},
-        {"f:a.y": 1.0, "f:a.nan": math.nan},
-        VerifyParams({"default": 1.0}, other_machine=0.0),
-    )
-    assert {row.key: row.ok for row in rows} == {"f:a.nan": True, "f:a.x": False, "f:a.y": False}
-    assert not Row("f:a.z", 1.0, math.nan, 10.0).ok
+def test_split_sizes_come_from_prepares_schema(tmp_path):
+    (tmp_path / "schema.json").write_text('{"n_train": 455, "n_test": 114, "folds": 5}')
+    assert split_sizes(tmp_path / "schema.json") == (91.0, 114.0)
+    assert split_sizes(tmp_path / "missing.json") is None
 
 
 def test_results_from_a_dirty_tree_are_refused_and_the_committed_ones_are_clean():

@@ -363,19 +363,34 @@ class MlflowParams:
 
 
 @dataclass(frozen=True)
-class VerifyParams:
-    tolerance: dict[str, float]  # metric name (or "default") -> allowed absolute difference
-    other_machine: float  # at least this much for every metric when the results came from another device
+class OtherMachineParams:
+    """How far a number may move when the results are recomputed on another numerical fingerprint (another CPU,
+    BLAS kernel, GPU): in units of its own standard error, as quest.evaluation.reproduction derives them."""
+
+    mean: float  # a summary over the splits (CV mean, std, interval, a pair's difference): standard errors
+    split: float  # one split's score (a CV fold, the test split): standard errors
+    probability: float  # posterior probabilities and p-values: absolute
+    splits: float  # wins, ties and losses: this fraction of the splits
 
     def __post_init__(self) -> None:
-        _require(self.other_machine >= 0, "verify.other_machine", "non-negative", self.other_machine)
+        for name in ("mean", "split", "probability", "splits"):
+            _require(getattr(self, name) >= 0, f"verify.other_machine.{name}", "non-negative", getattr(self, name))
+        _require(self.probability <= 1, "verify.other_machine.probability", "at most 1", self.probability)
+        _require(self.splits <= 1, "verify.other_machine.splits", "at most 1", self.splits)
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    tolerance: dict[str, float]  # metric name (or "default") -> allowed absolute difference, on any machine
+    other_machine: OtherMachineParams  # on another numerical fingerprint: the conclusions, and these bounds
+
+    def __post_init__(self) -> None:
         _require("default" in self.tolerance, "verify.tolerance", "a mapping with a `default` entry", self.tolerance)
         for name, value in self.tolerance.items():
             _require(value >= 0, f"verify.tolerance.{name}", "non-negative", value)
 
-    def allowed(self, metric: str, *, same_machine: bool = True) -> float:
-        own = self.tolerance.get(metric, self.tolerance["default"])
-        return own if same_machine else max(own, self.other_machine)
+    def allowed(self, metric: str) -> float:
+        return self.tolerance.get(metric, self.tolerance["default"])
 
 
 @dataclass(frozen=True)
