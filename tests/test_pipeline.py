@@ -506,6 +506,27 @@ def test_verify_reproduces_every_byte_and_catches_the_one_tampered_metric(projec
     git(project, "revert", "--no-edit", "HEAD")
 
 
+# A second numerical path on one machine: OpenBLAS's AVX kernel instead of the one it picks, and XLA's code
+# generated for SSE4.2: the fingerprint records both, and the networks' numbers move.
+OTHER_PATH = {"OPENBLAS_CORETYPE": "Sandybridge", "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}
+
+
+def test_verify_on_another_numerical_path_checks_the_conclusions_and_each_numbers_uncertainty(project: Path):
+    assert run(["python", "-m", "quest.verify", "--workspace"], project).stdout.startswith(
+        "repro: identical to the committed results of HEAD"
+    )
+    elsewhere = run(["python", "-m", "quest.verify"], project, env=OTHER_PATH, check=False)
+    assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
+    lines = elsewhere.stdout.splitlines()
+    machine = next(line for line in lines if line.startswith("verify: another machine:"))
+    assert "env.OPENBLAS_CORETYPE unset -> Sandybridge" in machine and "env.XLA_FLAGS unset -> " in machine
+    assert any(line.startswith("verify: conclusions unchanged: 15 models; the headline ") for line in lines)
+    ok = re.search(
+        r"verify: OK: reproduced on another machine: the same conclusions, and (\d+) of (\d+) numbers", lines[-1]
+    )
+    assert ok and 0 < int(ok[1]) < int(ok[2]), elsewhere.stdout  # a second path indeed, and most numbers unmoved
+
+
 def test_tuning_and_learning_curves_run_in_the_pipeline_and_reach_the_report(project: Path):
     before = {r.info.run_id for r in mlflow_runs(project)}
     run(["dvc", "exp", "run", "-S", "tune.trials=2", "-S", "learning.fractions=[0.5,1.0]"], project)
