@@ -39,7 +39,7 @@ from quest.evaluation.reproduction import (
     uncertainty,
 )
 from quest.params import VerifyParams, load_params
-from quest.tracking.machine import differences, fingerprint_id, summary
+from quest.tracking.machine import differences, summary
 
 __all__ = ["Row", "flatten", "metric_name", "main"]
 EXIT_MISMATCH = 1
@@ -221,7 +221,7 @@ def output_hashes(lock_text: str | None) -> dict[str, str]:
 def fingerprint_line(committed: Side, fresh: Side, judged: Judgement) -> str:
     if judged.same_fingerprint:
         return (
-            f"verify: the same machine: numerical fingerprint {fingerprint_id(fresh.numerics or {})} "
+            f"verify: the same machine: numerical fingerprint {(fresh.environment or {}).get('fingerprint', '?')} "
             f"({summary(fresh.numerics or {})}), the committed results' own: every number must match within "
             "verify.tolerance"
         )
