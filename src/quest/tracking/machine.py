@@ -53,6 +53,7 @@ NUMERICAL_PACKAGES = (
     "lightgbm",
     "catboost",
     "jax-cuda12-plugin",
+    "nvidia-cuda-runtime-cu12",
     "nvidia-cudnn-cu12",
     "nvidia-cublas-cu12",
 )
