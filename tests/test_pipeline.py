@@ -527,6 +527,115 @@ def test_verify_on_another_numerical_path_checks_the_conclusions_and_each_number
     assert ok and 0 < int(ok[1]) < int(ok[2]), elsewhere.stdout  # a second path indeed, and most numbers unmoved
 
 
+# The compare stage stopped in each of its phases, at a seeded moment within it: the pool of classic models (with
+# RealMLP training beside it), CatBoost on the main thread after the pool, the logging to MLflow; the signal to
+# the stage or to its whole process group, as Ctrl-C, `timeout` or a CI runner sends it.
+STOPS = [
+    ("pool", signal.SIGINT, "group", 1),
+    ("after the pool", signal.SIGTERM, "process", 2),
+    ("logging", signal.SIGTERM, "group", 3),
+]
+NOISE = ("Traceback", "terminate called", "FATAL", "Aborted", "core dumped")
+
+
+@pytest.mark.parametrize(("phase", "sent", "to", "seed"), STOPS)
+def test_compare_stopped_in_any_phase_says_so_in_one_line_and_leaves_nothing(project, tmp_path, phase, sent, to, seed):
+    import random
+
+    import mlflow
+
+    before = {path: file_md5(path) for path in sorted((project / "reports").rglob("*")) if path.is_file()}
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "quest.stages.compare", "--params", "params.yaml", "--data", "data/processed",
+         "--model", "models/mlp.keras", "--reports", "reports"],
+        cwd=project, env=environment(project) | {"MLFLOW_TRACKING_URI": store}, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    printed = _until_phase(stage, phase)
+    time.sleep(random.Random(seed).uniform(0.0, 0.3))
+    os.killpg(stage.pid, sent) if to == "group" else stage.send_signal(sent)
+    try:
+        printed += stage.communicate(timeout=60)[1]
+    finally:
+        stage.kill()
+    assert stage.returncode == (130 if sent == signal.SIGINT else 143), printed
+    word = "interrupted" if sent == signal.SIGINT else "terminated"
+    last = printed.strip().splitlines()[-1]
+    assert re.fullmatch(rf"quest compare: {word} while .+; nothing half-written was kept", last), printed
+    assert not any(noise in printed for noise in NOISE), printed
+    after = {path: file_md5(path) for path in sorted((project / "reports").rglob("*")) if path.is_file()}
+    assert after == before  # nothing half-written, nothing staged left beside the outputs
+    assert not _children(stage.pid)
+    mlflow.set_tracking_uri(store)
+    mine = [run for run in mlflow.search_runs(search_all_experiments=True, output_format="list")
+            if run.data.tags.get("quest.process", "").endswith(f":{stage.pid}")]  # fmt: skip
+    statuses = [(run.info.run_name, run.info.status) for run in mine]
+    assert not any(status in ("RUNNING", "FAILED") for _, status in statuses), statuses  # every open one KILLED
+    if phase != "logging":
+        assert not mine  # runs are opened only once the comparison is computed
+
+
+def _until_phase(stage: subprocess.Popen, phase: str) -> str:
+    """What the stage printed until `phase` began: its pool has workers; the model listed before CatBoost is
+    done, so CatBoost fits on the main thread; the table is printed, so the logging to MLflow begins."""
+    seen: list[str] = []
+    if phase == "pool":
+        deadline = time.monotonic() + 300
+        while not _children(stage.pid):
+            assert time.monotonic() < deadline and stage.poll() is None, "no pool"
+            time.sleep(0.05)
+        return ""
+    marker = "compare: lightgbm" if phase == "after the pool" else "cv_mean"
+    while not seen or marker not in seen[-1]:
+        seen.append(stage.stderr.readline())
+        assert seen[-1], "".join(seen)  # the stage ended before the phase
+    return "".join(seen)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs: an exited process its new parent has not reaped yet (a zombie) does not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_stage_whose_dvc_is_killed_stops_instead_of_running_on(project: Path, tmp_path: Path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    before = {path: file_md5(path) for path in sorted((project / "reports").rglob("*")) if path.is_file()}
+    log = tmp_path / "repro.log"  # a file, not a pipe: the stage holds on to what dvc gave it
+    with log.open("w") as printed:
+        dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "compare"], cwd=project,
+                               env=environment(project) | {"MLFLOW_TRACKING_URI": store},
+                               stdout=printed, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (stages := _children(dvc.pid)):
+        assert time.monotonic() < deadline and dvc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    time.sleep(3.0)  # well into its imports or its pool
+    dvc.kill()  # as a CI job's time-out kills it: no signal reaches the stage
+    dvc.wait()
+    deadline = time.monotonic() + 10  # the stage alone would run on for longer: it imports for about 8 s
+    while any(map(_running, stages)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, stages)), "the stage ran on after dvc was killed"
+    assert re.search(r"quest compare: terminated \(its parent process \d+ \(dvc\) is gone\)", log.read_text())
+    time.sleep(2.0)
+    after = {path: file_md5(path) for path in sorted((project / "reports").rglob("*")) if path.is_file()}
+    # DVC removes a stage's outputs before it runs it (git or its cache restores them); the stage wrote none.
+    assert after.items() <= before.items()
+    run(["git", "checkout", "--", "reports", "dvc.lock"], project, check=False)  # committed by the verify test
+
+
 def test_tuning_and_learning_curves_run_in_the_pipeline_and_reach_the_report(project: Path):
     before = {r.info.run_id for r in mlflow_runs(project)}
     run(["dvc", "exp", "run", "-S", "tune.trials=2", "-S", "learning.fractions=[0.5,1.0]"], project)

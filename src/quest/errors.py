@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 
-from quest import timing
+from quest import interrupts, timing
+from quest.interrupts import Terminated  # raised on SIGTERM; commands that must clean up catch it from here
 
 
 class QuestError(Exception):
@@ -20,10 +20,6 @@ class TrainingDiverged(QuestError):
 class StoreFailure(Exception):
     """The tracking store or the disk failed mid-stage (locked, full, gone): one line, exit 75, and what was
     kept of the stage's work."""
-
-
-class Terminated(BaseException):  # noqa: N818 (a signal, like KeyboardInterrupt, not an error)
-    """SIGTERM, raised in the main thread so that cleanup runs: staging directories go, MLflow runs end KILLED."""
 
 
 EXIT_USER_ERROR = 2
@@ -63,23 +59,26 @@ def store_failure(error: BaseException) -> str | None:
     return None
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a stage's main(); user errors become `prog: error: message` on stderr and exit code 2."""
+    """Run a command's main(); user errors become `prog: error: message` on stderr and exit code 2, a signal one
+    line and exit 130 or 143 at whatever moment it comes (quest.interrupts)."""
     startup = timing.process_age()
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.arm(prog)
     try:
         main(argv)
+        interrupts.completed()
+    except (KeyboardInterrupt, Terminated):
+        raise SystemExit(interrupts.finish()) from None
     except QuestError as error:
+        _unless_stopped()
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
     except StoreFailure as error:
+        _unless_stopped()
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(EXIT_STORE_FAILURE) from None
     except Exception as error:
+        _unless_stopped()
         reason = store_failure(error)
         if reason is None:
             raise
@@ -87,11 +86,11 @@ def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str]
         print(f"{prog}: error: the MLflow store or the disk failed: {reason}; the outputs are as they were",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(EXIT_STORE_FAILURE) from None
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; nothing half-written was kept", file=sys.stderr)
-        raise SystemExit(130) from None
-    except Terminated:
-        print(f"{prog}: terminated; nothing half-written was kept", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
     finally:
         timing.record(prog, startup)
+
+
+def _unless_stopped() -> None:
+    """An error raised after a signal came is the signal's doing (a worker it killed, a store it interrupted)."""
+    if interrupts.received() is not None:
+        raise SystemExit(interrupts.finish()) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from quest import interrupts
 from quest.errors import QuestError, first_line
 
 
@@ -68,12 +70,14 @@ def staged_into(directory: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staged.", suffix=".tmp"))
     staging.chmod(0o777 & ~_umask())
     try:
-        yield staging
-        for entry in sorted(staging.iterdir()):
-            if entry.is_dir():
-                _swap_in(entry, directory / entry.name)
-            else:
-                os.replace(entry, directory / entry.name)
+        with interrupts.cleanup(functools.partial(shutil.rmtree, staging, ignore_errors=True)):
+            yield staging
+            with interrupts.publishing():  # a signal now waits for every output to be in place
+                for entry in sorted(staging.iterdir()):
+                    if entry.is_dir():
+                        _swap_in(entry, directory / entry.name)
+                    else:
+                        os.replace(entry, directory / entry.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from quest import processes
+from quest import interrupts, processes
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError, first_line
 from quest.evaluation.metrics import scores
@@ -137,7 +138,8 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
     started = time.perf_counter()
     try:
         cells = [*cv_cells(prepared), final_cell(prepared)]
-        found = scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
+        with interrupts.during(f"fitting {learner.name}"):
+            found = scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
     except ValueError as error:  # the estimator refused the table: name it, in one line
         raise QuestError(
             f"{learner.name} cannot be fitted on this table ({first_line(error)}); leave it out of compare.baselines"
@@ -167,11 +169,17 @@ def evaluate_all(
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     work = _Work(tuple(spread), prepared, problem, seed, threads)
     context = multiprocessing.get_context("fork")
+    names = [learner.name for learner in spread]
+    pooled = f"the process pool ({', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''})"
     with (
         ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start, initargs=(work,)) as pool,
         ThreadPoolExecutor(max_workers=1) as beside,
+        interrupts.during(pooled) as pool_done,
+        _stopped_on_interrupt(),
     ):
         spread_results = pool.map(_evaluate, range(len(spread)))  # in order, each as soon as it is done
+        for child in multiprocessing.active_children():  # the pool's workers, started by now
+            interrupts.add_worker(child.pid)
         # Forked above, before any network is built: a compiled network's training leaves a core idle part of
         # the time (compiling is single-threaded), so it runs on a thread beside the workers, not after them.
         networks = {
@@ -179,9 +187,13 @@ def evaluate_all(
             for learner in learners
             if learner.trains_together
         }
+        left = len(spread)
         for learner in learners:
             if learner in spread:
                 yield next(spread_results)
+                left -= 1
+                if not left:
+                    pool_done()
             elif learner.name in networks:
                 yield networks[learner.name].result()
             else:
@@ -200,9 +212,25 @@ class _Work:
 _work: _Work | None = None  # set only inside a forked worker, by _start, from the pool's initargs
 
 
+@contextmanager
+def _stopped_on_interrupt() -> Iterator[None]:
+    """The pool's workers ignore signals (a Ctrl-C or `timeout` reaches the whole process group): when the
+    stage is stopped, quest.interrupts kills them; when the pool ends, they are no longer its to kill."""
+    children = multiprocessing.active_children
+    try:
+        yield
+    except BaseException:
+        for child in children():  # at once: the pool's shutdown would wait for each to finish its model
+            child.kill()
+        raise
+    for child in children():
+        interrupts.remove_worker(child.pid)
+
+
 def _start(work: _Work) -> None:
     global _work
     _work = work
+    interrupts.as_worker(os.getppid())
     processes.share_cores(work.threads)  # libraries with their own thread pools (CatBoost, LightGBM) read it
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quest import paths, timing
+from quest import interrupts, paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
@@ -216,6 +216,22 @@ def log_to_mlflow(
 ) -> None:
     """A parent run per comparison; one child per model carrying the same keys (cv_mean, cv_std, test_score).
     The MLP's own run, from train, joins the group; then the MLP is registered with the alias it earned."""
+    with interrupts.during("logging to MLflow"):
+        _log_to_mlflow(
+            params, prepared, comparison, origin=origin, model_path=model_path, data_dir=data_dir, reports=reports
+        )
+
+
+def _log_to_mlflow(
+    params: Params,
+    prepared: Prepared,
+    comparison: Comparison,
+    *,
+    origin: provenance.Provenance,
+    model_path: Path,
+    data_dir: Path,
+    reports: Path,
+) -> None:
     import mlflow
 
     experiment, outcome, metric = params.mlflow.experiment, comparison.outcome, comparison.metric

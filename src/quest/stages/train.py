@@ -3,6 +3,7 @@ training split and save it as models/mlp.keras with its history and resolved con
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quest import paths, timing
+from quest import interrupts, paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import StoreFailure, run_cli, store_failure
 from quest.evaluation import scoring
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         training_run(params, prepared, learner, device, origin, data_dir=args.data) as run_id,
     ):
         epochs = MlflowEpochLogger(run_id)
-        with timing.phase("compute"):
+        with timing.phase("compute"), interrupts.during("training the MLP"):
             trained = train(params, prepared, learner, device=device, hooks=[epochs])
         fingerprint = origin.fingerprint(seed=params.seed, backend=device.backend, device=device.describe())
         write_outputs(staged, trained, fingerprint)
@@ -226,9 +227,11 @@ def published_when_logged(outputs: Outputs, root: Path) -> Iterator[Outputs]:
     staging = Path(tempfile.mkdtemp(dir=outputs.model.parent, prefix=f".train.{os.getpid()}.", suffix=".tmp"))
     staged = outputs.staged_in(staging)
     try:
-        yield staged
-        for final, path in zip(outputs.all(), staged.all(), strict=True):
-            os.replace(path, final)
+        with interrupts.cleanup(functools.partial(shutil.rmtree, staging, ignore_errors=True)):
+            yield staged
+            with interrupts.publishing():  # a signal now waits for every output to be in place
+                for final, path in zip(outputs.all(), staged.all(), strict=True):
+                    os.replace(path, final)
     except Exception as error:
         reason = store_failure(error)
         if reason is None:

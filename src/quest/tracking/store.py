@@ -5,6 +5,7 @@ Nothing here runs at import; stages call `start` after their computation is set 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -12,9 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from quest import interrupts
 from quest.compat import MLFLOW_DB_ERROR_LOGGER
 from quest.errors import QuestError, first_line, shown_uri
-from quest.processes import alive, this_host
+from quest.processes import alive, this_host, this_process
 from quest.tracking.provenance import Provenance, check_strict
 from quest.tracking.tags import TAG_PROCESS
 
@@ -64,6 +66,24 @@ def start(experiment: str, provenance: Provenance) -> None:
     except Exception as error:  # whatever the store raises (OSError, SQLAlchemy, MLflow): one line, no work lost
         raise QuestError(f"MLflow store {shown_uri(uri)} cannot be opened: {first_line(error)}") from None
     end_orphans(experiment)
+    interrupts.on_stop(functools.partial(end_own_runs, experiment))
+
+
+def end_own_runs(experiment: str) -> list[str]:
+    """This process's runs that are not FINISHED (open, or ended FAILED by the interruption that stops it) end
+    KILLED; their ids. Called once when a signal stops the process (quest.interrupts)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    client = MlflowClient()
+    mine = client.search_runs([found.experiment_id], filter_string=f"tags.`{TAG_PROCESS}` = '{this_process()}'")
+    ended = [run.info.run_id for run in mine if run.info.status in ("RUNNING", "FAILED", "SCHEDULED")]
+    for run_id in ended:
+        client.set_terminated(run_id, status="KILLED")
+    return ended
 
 
 def _open_store(mlflow: Any, uri: str, experiment: str, root: Path) -> None:
