@@ -1,7 +1,8 @@
 """quest's benchmarks: every figure is measured side by side in one run and printed as a ratio.
 
     python benchmarks/bench.py cpu     # make bench-cpu: engines on the default dataset, the pipeline's split,
-                                       # MLflow's cost per epoch, baseline growth from n to 2n rows
+                                       # MLflow's cost per epoch, baseline growth from n to 2n rows,
+                                       # each model's seconds and memory on a grid of table shapes
     python benchmarks/bench.py gpu     # make bench-gpu: engines on a synthetic 1 M x 64 set on the GPU
 
 Each training engine runs in its own process (a Keras backend is chosen once per process). Results are
@@ -569,6 +570,91 @@ def baseline_growth(out: Report, n: int) -> None:
             out.line(f"{label:<22}{seconds[0]:>9.3f}{seconds[1]:>9.3f}{ratio:>7.2f}   k = {np.log2(ratio):.2f}")
 
 
+SHAPES = ((50_000, 20), (2_000, 500), (2_000, 1_000), (200, 3_000))  # rows x numeric columns
+
+
+def shape_grid(out: Report, shapes: tuple[tuple[int, int], ...], limit: float) -> None:
+    """Each model's seconds and peak memory as the table grows in rows and in columns: a synthetic numeric table
+    (binary target, 20 informative columns) of each shape through the real prepare, then each model's CV on
+    the shared splits and final fit (quest.evaluation.scoring.evaluate, as compare runs it), alone in a process
+    of its own on every core. `limit` seconds at most a model; one that runs past it is reported as such."""
+    out.section(
+        "Cost growth in rows and columns: seconds and peak memory per model (CV on the shared splits + final fit)"
+    )
+    sys.path.insert(0, str(REPO / "src"))
+    from quest.learners import registry
+
+    models = [registry.SUBJECT, *registry.others()]
+    out.line(f"{'shape':<14}" + "".join(f"{name:>18}" for name in models))
+    for rows, columns in shapes:
+        with tempfile.TemporaryDirectory(prefix="quest-shape-") as scratch:
+            folder = Path(scratch)
+            prepared = _prepared_table(folder, rows, columns)
+            cells = []
+            for name in models:
+                cells.append(_one_model(name, folder, prepared, limit))
+            out.line(f"{f'{rows} x {columns}':<14}" + "".join(f"{cell:>18}" for cell in cells))
+            out.figures[f"shape_{rows}x{columns}"] = dict(zip(models, cells, strict=True))
+    out.line("(cell: seconds / peak resident MB of the process, imports included; 'over' past the time limit)")
+
+
+def _prepared_table(folder: Path, rows: int, columns: int) -> Path:
+    import numpy as np
+    import yaml
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, columns)).astype(np.float32)
+    weights = np.zeros(columns)
+    weights[: min(20, columns)] = rng.normal(size=min(20, columns))
+    y = (x @ weights + rng.normal(size=rows) > 0).astype(int)
+    header = ",".join([*(f"f{i}" for i in range(columns)), "target"])
+    np.savetxt(folder / "table.csv", np.column_stack([x, y]), delimiter=",", header=header, comments="", fmt="%.6g")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(source="csv", path=str(folder / "table.csv"), target="target", task="classification")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    subprocess.run([sys.executable, "-m", "quest.stages.prepare", "--params", str(folder / "params.yaml"), "--out",
+                    str(folder / "processed")], check=True, env=env, capture_output=True)  # fmt: skip
+    return folder / "processed"
+
+
+def _one_model(name: str, folder: Path, prepared: Path, limit: float) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    args = [sys.executable, str(Path(__file__)), "_shape", name, str(folder / "params.yaml"), str(prepared)]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=limit, env=env)
+    except subprocess.TimeoutExpired:
+        return f"over {limit:.0f} s"
+    if done.returncode != 0:
+        return "failed"
+    seconds, peak = json.loads(done.stdout.strip().splitlines()[-1])
+    return f"{seconds:.1f} / {peak:.0f}"
+
+
+def shape_main(argv: list[str]) -> None:
+    """In its own process: one model's CV and final fit on a prepared table; prints [seconds, peak MB]."""
+    import resource
+
+    name, params_path, prepared_dir = argv
+    from quest.data.artifacts import read_prepared
+    from quest.evaluation.scoring import evaluate
+    from quest.learners import registry
+    from quest.learners.base import Problem
+    from quest.params import load_params
+
+    params = load_params(Path(params_path))
+    learner = registry.learner(name, params)
+    if hasattr(learner, "configure"):
+        learner.configure()
+    prepared = read_prepared(Path(prepared_dir))
+    problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))
+    started = time.perf_counter()
+    evaluate(learner, prepared, problem, seed=params.seed)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps([seconds, peak]))
+
+
 # --- the GPU part -------------------------------------------------------------------------------------------
 
 
@@ -636,6 +722,8 @@ def main() -> None:
         return peer_main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "_mlflow":
         return mlflow_main()
+    if len(sys.argv) > 1 and sys.argv[1] == "_shape":
+        return shape_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["cpu", "gpu"])
     parser.add_argument("--epochs", type=int, default=None, help="cpu: 100 per fold; gpu: 3 timed epochs")
@@ -643,6 +731,12 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, default=2000, help="cpu: n of the baseline growth table")
     parser.add_argument("--skip-pipeline", action="store_true", help="cpu: leave out the dvc repro timings")
     parser.add_argument("--allow-cpu", action="store_true", help="gpu: run the GPU part on the CPU (smoke test)")
+    parser.add_argument(
+        "--shapes",
+        default=",".join(f"{r}x{c}" for r, c in SHAPES),
+        help="cpu: the shape grid's tables, rows x columns (default: %(default)s; empty: none)",
+    )
+    parser.add_argument("--shape-limit", type=float, default=900, help="cpu: seconds at most per model and shape")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     # A smoke run of the GPU part on a CPU must not pass for GPU figures.
@@ -655,6 +749,9 @@ def main() -> None:
         if not args.skip_pipeline:
             pipeline(out)
         baseline_growth(out, args.baseline_rows)
+        shapes = tuple(tuple(map(int, shape.split("x"))) for shape in args.shapes.split(",") if shape)
+        if shapes:
+            shape_grid(out, shapes, args.shape_limit)
     else:
         gpu(out, args.rows, args.epochs or 3, args.allow_cpu)
     out.line(f"\n(benchmark wall time {time.perf_counter() - started:.0f}s)")
