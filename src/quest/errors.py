@@ -17,6 +17,10 @@ class TrainingDiverged(QuestError):
     """A network's loss became non-finite while it trained: which network, at which epoch, and what to try."""
 
 
+class TooLarge(QuestError):
+    """A model that would not fit in the memory available: skipped, with this reason, before it trains."""
+
+
 class StoreFailure(Exception):
     """The tracking store or the disk failed mid-stage (locked, full, gone): one line, exit 75, and what was
     kept of the stage's work."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
+
+from quest.errors import QuestError
 
 
 def this_process() -> str:
@@ -40,3 +43,52 @@ def share_cores(count: int) -> None:
     """Say that this process may use `count` threads (a worker of a pool that splits the cores)."""
     global _threads
     _threads = max(1, count)
+
+
+MEMORY_LIMIT_ENV = "QUEST_MEMORY_LIMIT"
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def memory_available() -> int:
+    """Bytes this process may still take: QUEST_MEMORY_LIMIT when set (`4G`, `512M`, bytes), else the smaller of
+    the kernel's MemAvailable and what the cgroup the process runs in leaves it."""
+    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip().upper().removesuffix("B").removesuffix("I")
+    if text:
+        number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "")
+        try:
+            return int(float(number) * _UNITS[unit])
+        except ValueError:
+            raise QuestError(
+                f"{MEMORY_LIMIT_ENV} must be a size such as 4G, 512M or a number of bytes (got {text!r})"
+            ) from None
+    found = [value for value in (_meminfo_available(), _cgroup_left()) if value is not None]
+    return min(found) if found else 2**62  # nothing says: no guard
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_left() -> int | None:
+    """cgroup v2: memory.max less memory.current for this process's group; None where there is no limit."""
+    try:
+        group = Path("/proc/self/cgroup").read_text(encoding="utf-8").strip().split("::", 1)[1]
+        base = Path(f"/sys/fs/cgroup{group}")
+        limit = (base / "memory.max").read_text(encoding="utf-8").strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((base / "memory.current").read_text(encoding="utf-8").strip())
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def size_text(count: float) -> str:
+    """Bytes for a person: `9.1 GB`, `512 MB`."""
+    return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"

@@ -259,6 +259,7 @@ def report_markdown(
     descriptions: Mapping[str, str],
     rope_note: str = "",
     large: bool = False,
+    skipped: Mapping[str, str] | None = None,
 ) -> str:
     """The short report: the answer in words and as a picture, then the table ranked by CV mean. `descriptions`
     says what each row's model is; `rope_note` what ±rope means in the metric's units, when that needs saying."""
@@ -327,6 +328,17 @@ def report_markdown(
                 "",
             ]
             if large
+            else []
+        ),
+        *(
+            [
+                "Left out before they trained, because they would not fit in the memory available "
+                "(`QUEST_MEMORY_LIMIT` sets another limit):",
+                "",
+                *(f"- {name}: {reason}." for name, reason in skipped.items()),
+                "",
+            ]
+            if skipped
             else []
         ),
         "![comparison](comparison.png)",

@@ -20,7 +20,7 @@ import numpy as np
 
 from quest import interrupts, processes
 from quest.data.artifacts import Prepared
-from quest.errors import QuestError, first_line
+from quest.errors import QuestError, TooLarge, first_line
 from quest.evaluation.metrics import scores
 from quest.learners.base import Fit, Learner, OnFailure, Problem
 
@@ -33,6 +33,14 @@ class ModelResult:
     folds: dict[str, list[float]]  # metric -> one score per shared fold
     test: dict[str, float]  # metric -> held-out test score
     seconds: float = 0.0  # wall time of CV + final fit (logged, never written to DVC-tracked files)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A model left out of the comparison before it trained, and why (it would not fit in memory)."""
+
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,11 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
     """CV on the shared folds and a fit on the whole training split scored on the test split, handed to the
     learner together (a learner that trains its fits together trains them all in one program)."""
     started = time.perf_counter()
+    need, available = learner.memory_needed(*prepared.x_train.shape), processes.memory_available()
+    if need > available:
+        raise TooLarge(
+            f"one fit would need about {processes.size_text(need)} and {processes.size_text(available)} is available"
+        )
     try:
         cells = [*cv_cells(prepared), final_cell(prepared)]
         with interrupts.during(f"fitting {learner.name}"):
@@ -148,10 +161,19 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
     return ModelResult(name=learner.name, folds=folds, test=test, seconds=time.perf_counter() - started)
 
 
+def evaluate_or_skip(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> ModelResult | Skipped:
+    """`evaluate`, or why the learner was skipped: it would not fit in the memory available (quest.errors.TooLarge,
+    raised before any of its fits trains)."""
+    try:
+        return evaluate(learner, prepared, problem, seed=seed)
+    except TooLarge as error:
+        return Skipped(learner.name, str(error))
+
+
 def evaluate_all(
     learners: Sequence[Learner], prepared: Prepared, problem: Problem, *, seed: int, workers: int | None = None
-) -> Iterator[ModelResult]:
-    """`evaluate` for each learner, in order, spread over `workers` processes (all cores).
+) -> Iterator[ModelResult | Skipped]:
+    """`evaluate_or_skip` for each learner, in order, spread over `workers` processes (all cores).
 
     Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
     result is the same as in one process (its model, data and seed do not depend on where it runs). Learners
@@ -164,7 +186,7 @@ def evaluate_all(
     forkable = workers > 1 and not any(runtime in sys.modules for runtime in ("jax", "tensorflow", "torch"))
     spread = [learner for learner in learners if forkable and not (learner.trains_together or learner.fills_cores)]
     if len(spread) < 2:
-        yield from (evaluate(learner, prepared, problem, seed=seed) for learner in learners)
+        yield from (evaluate_or_skip(learner, prepared, problem, seed=seed) for learner in learners)
         return
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     work = _Work(tuple(spread), prepared, problem, seed, threads)
@@ -183,7 +205,7 @@ def evaluate_all(
         # Forked above, before any network is built: a compiled network's training leaves a core idle part of
         # the time (compiling is single-threaded), so it runs on a thread beside the workers, not after them.
         networks = {
-            learner.name: beside.submit(evaluate, learner, prepared, problem, seed=seed)
+            learner.name: beside.submit(evaluate_or_skip, learner, prepared, problem, seed=seed)
             for learner in learners
             if learner.trains_together
         }
@@ -197,7 +219,7 @@ def evaluate_all(
             elif learner.name in networks:
                 yield networks[learner.name].result()
             else:
-                yield evaluate(learner, prepared, problem, seed=seed)
+                yield evaluate_or_skip(learner, prepared, problem, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -234,10 +256,10 @@ def _start(work: _Work) -> None:
     processes.share_cores(work.threads)  # libraries with their own thread pools (CatBoost, LightGBM) read it
 
 
-def _evaluate(index: int) -> ModelResult:
+def _evaluate(index: int) -> ModelResult | Skipped:
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     assert _work is not None, "_evaluate runs in a worker that _start set up"
     # The workers already fill the cores: OpenMP/BLAS threads on top would only fight over them.
     with threadpool_limits(limits=_work.threads):
-        return evaluate(_work.learners[index], _work.prepared, _work.problem, seed=_work.seed)
+        return evaluate_or_skip(_work.learners[index], _work.prepared, _work.problem, seed=_work.seed)

@@ -73,6 +73,9 @@ class Model(Protocol):
 OnFailure = Callable[[Fit, ValueError], None]  # told when a fit is refused (too few rows, a rejected value)
 
 
+COPIES = 4  # float64 copies of a training split a fit may hold at once (Learner.memory_needed)
+
+
 class Learner(ABC):
     """A row of the comparison. Subclasses set `name` and `kind` and implement `describe` and `build`, or
     `fit_predict` when they train many fits together."""
@@ -95,6 +98,12 @@ class Learner(ABC):
     @abstractmethod
     def describe(self, problem: Problem) -> str:
         """What the row is, in a few words, for the report's table."""
+
+    def memory_needed(self, rows: int, columns: int) -> int:
+        """Bytes one of its fits may take on a training split of this shape, beyond the arrays the stage holds: a
+        few float64 copies of the rows (validation, the split's rows, the library's own layout). A learner whose
+        networks train together returns 0 here: XLA's layout of its compiled program is checked instead."""
+        return 0 if self.trains_together else rows * columns * 8 * COPIES
 
     def has_stand_in(self) -> bool:
         """Whether a scalable model stands in for this one past compare.scale_threshold."""

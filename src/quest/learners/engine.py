@@ -34,6 +34,8 @@ import keras
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from quest import processes
+from quest.errors import TooLarge
 from quest.learners.backend import data_parallel_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
 from quest.learners.network import FitResult, Job, fresh_mlp, job_spec, output_size, standardiser, to_target_units
@@ -88,6 +90,7 @@ def train_many(
     compiling = time.perf_counter()
     block = program.block.lower(*parts[0], np.int32(0)).compile()
     compiled = time.perf_counter()
+    check_memory(block, parts=len(parts), jobs=len(jobs))
     names = _history_names(recipe.task)
     job_hooks = [list(hooks[j]) if j < len(hooks) else [] for j in range(len(jobs))]
     for group in job_hooks:
@@ -118,6 +121,24 @@ def train_many(
         _result(recipe, model, {**kept, "history": history}, j, names, shift=program.shift[j], scale=program.scale[j])
         for j, model in enumerate(program.models)
     ]
+
+
+def check_memory(block: Any, *, parts: int, jobs: int) -> None:
+    """Before a step runs: a TooLarge error when the compiled programs would not fit in the memory available.
+    XLA's own buffer assignment says what one program holds (its inputs, outputs and temporaries); `parts` of
+    them run side by side."""
+    stats = block.memory_analysis()
+    if stats is None:
+        return
+    one = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+    need = (one - stats.alias_size_in_bytes) * parts
+    available = processes.memory_available()
+    if need > available:
+        raise TooLarge(
+            f"its {jobs} networks would need about {processes.size_text(need)} "
+            f"({parts} program{'s' if parts > 1 else ''} of {processes.size_text(one)}, as XLA laid them out) "
+            f"and {processes.size_text(available)} is available"
+        )
 
 
 def _cores() -> int:

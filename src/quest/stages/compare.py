@@ -27,7 +27,7 @@ from quest.evaluation.comparison import (
     verdict,
 )
 from quest.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
-from quest.evaluation.scoring import ModelResult, evaluate_all
+from quest.evaluation.scoring import ModelResult, Skipped, evaluate_all
 from quest.files import file_md5, read_json, require, staged_into, write_json, write_logged, write_text
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
@@ -97,6 +97,7 @@ class Comparison:
     learners: dict[str, Learner]
     descriptions: dict[str, str]  # what each row's model is, in words
     report: str  # comparison.md
+    skipped: dict[str, str]  # models left out before they trained, and why (too large for the memory available)
 
 
 def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Comparison:
@@ -110,8 +111,12 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
         registry.stand_in_notice(
             "compare", entrants, n_train=len(prepared.y_train), threshold=params.compare.scale_threshold
         )
-    results = [subject]
+    results, skipped = [subject], {}
     for result in evaluate_all(entrants, prepared, problem, seed=params.seed):
+        if isinstance(result, Skipped):
+            skipped[result.name] = result.reason
+            print(f"compare: notice: skipping {result.name}: {result.reason}", file=sys.stderr)
+            continue
         folds = result.folds[metric]
         print(
             f"compare: {result.name:<10} CV {metric} {np.mean(folds):.4f} ± {np.std(folds):.4f}  "
@@ -120,7 +125,8 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
         )
         results.append(result)
     n_train, n_test = prepared.split_sizes
-    learners = {learner.name: learner for learner in [registry.subject(params), *entrants]}
+    ran = [learner for learner in entrants if learner.name not in skipped]
+    learners = {learner.name: learner for learner in [registry.subject(params), *ran]}
     kinds = {name: learner.kind for name, learner in learners.items()}
     if "classic" not in kinds.values():
         raise QuestError("params.yaml: compare.baselines must name at least one classic model to compare with")
@@ -142,8 +148,9 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
         descriptions=descriptions,
         rope_note=rope_note,
         large=problem.large,
+        skipped=skipped,
     )
-    return Comparison(metric, results, table, outcome, learners, descriptions, report)
+    return Comparison(metric, results, table, outcome, learners, descriptions, report, skipped)
 
 
 def write_outputs(out: Path, comparison: Comparison) -> None:
@@ -245,6 +252,11 @@ def _log_to_mlflow(
             TAG_MODEL: "comparison",
             TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name),
             "quest.winner": outcome["winner"],
+            **(
+                {"quest.skipped": "; ".join(f"{k}: {v}" for k, v in comparison.skipped.items())[:5000]}
+                if comparison.skipped
+                else {}
+            ),  # fmt: skip
         },
     ) as parent:
         log_comparison(params, prepared, rows, outcome, metric=metric, models=len(comparison.results), reports=reports)
