@@ -132,13 +132,24 @@ def check_memory(block: Any, *, parts: int, jobs: int) -> None:
         return
     one = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
     need = (one - stats.alias_size_in_bytes) * parts
-    available = processes.memory_available()
-    if need > available:
+    available = _device_free()
+    if available is not None and need > available:
         raise TooLarge(
             f"its {jobs} networks would need about {processes.size_text(need)} "
             f"({parts} program{'s' if parts > 1 else ''} of {processes.size_text(one)}, as XLA laid them out) "
             f"and {processes.size_text(available)} is available"
         )
+
+
+def _device_free() -> int | None:
+    """Bytes the programs may take where they run: the host's (quest.processes) on the CPU, the accelerator's
+    free memory elsewhere (None where it does not say); QUEST_MEMORY_LIMIT, when set, in either case."""
+    if jax.default_backend() == "cpu" or os.environ.get(processes.MEMORY_LIMIT_ENV):
+        return processes.memory_available()
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
 
 def _cores() -> int:
