@@ -43,10 +43,10 @@ class Stats:
 
 def test_networks_are_judged_by_xlas_own_layout_of_their_programs(monkeypatch):
     block = type("Block", (), {"memory_analysis": lambda self: Stats()})()
-    monkeypatch.setenv("QUEST_MEMORY_LIMIT", "2000")
-    check_memory(block, parts=2, jobs=16)  # 2 x 1000 bytes: fits
-    monkeypatch.setenv("QUEST_MEMORY_LIMIT", "1999")
-    with pytest.raises(TooLarge, match=r"^its 16 networks would need about 0 MB \(2 programs of 0 MB, as XLA"):
+    monkeypatch.setenv("QUEST_MEMORY_LIMIT", "4000")
+    check_memory(block, parts=2, jobs=16)  # twice 2 x 1000 bytes: fits
+    monkeypatch.setenv("QUEST_MEMORY_LIMIT", "3999")
+    with pytest.raises(TooLarge, match=r"^its 16 networks would need about 0 MB \(2 x XLA's layout of 2 programs"):
         check_memory(block, parts=2, jobs=16)
 
 
