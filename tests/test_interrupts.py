@@ -34,6 +34,11 @@ COMMAND = textwrap.dedent(
                         time.sleep(0.01)
                 elif sys.argv[1] == "native":  # the main thread in C for a long time: the watchdog ends it
                     hashlib.pbkdf2_hmac("sha256", b"x", b"y", 10**9)
+                elif sys.argv[1] == "gc":  # most of the time inside a callback whose exceptions Python ignores
+                    import gc
+                    gc.callbacks.append(lambda phase, info: time.sleep(0.05))
+                    while True:
+                        gc.collect()
                 elif sys.argv[1] == "publishing":  # a signal while outputs are replaced waits for them
                     with interrupts.publishing():
                         time.sleep(1.5)
@@ -79,6 +84,16 @@ def test_a_signal_ends_the_command_in_one_line_whatever_its_main_thread_is_doing
     assert (tmp_path / "marker.stopped").read_text() == "ran"  # on_stop: however it ends
     # The scoped cleanup is for the watchdog's ending only; a main thread that unwinds runs its own.
     assert (tmp_path / "marker.cleaned").exists() == (mode == "native")
+
+
+def test_a_signal_inside_a_callback_whose_exceptions_python_ignores_still_stops_the_command(tmp_path):
+    # JAX collects garbage with a callback: a Terminated raised there was printed as 'Exception ignored' and lost.
+    process = start(tmp_path, "gc")
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr == "quest demo: terminated while doing gc; nothing half-written was kept\n"
 
 
 def test_the_watchdog_never_ends_the_process_between_two_outputs(tmp_path):

@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class Terminated(BaseException):  # noqa: N818 (a signal, like KeyboardInterrupt, not an error)
@@ -59,6 +60,7 @@ def arm(prog: str, *, grace: float = GRACE) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _interrupt)
     threading.excepthook = functools.partial(_thread_failed, threading.excepthook)
+    sys.unraisablehook = functools.partial(_unraisable, sys.unraisablehook)
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
@@ -72,6 +74,18 @@ def _thread_failed(original: Callable, failure: threading.ExceptHookArgs) -> Non
     fails its bookkeeping thread): no traceback for it; before a signal, Python's usual report."""
     if received() is None:
         original(failure)
+
+
+def _unraisable(original: Callable, failure: Any) -> None:
+    """Our Terminated or KeyboardInterrupt raised inside a callback whose exceptions Python ignores (JAX runs one
+    on every garbage collection): lost there, so the signal is sent again for the main thread to take up where
+    it can raise (the watchdog ends the process after `grace` seconds if it never can). Other ones as usual."""
+    if isinstance(failure.exc_value, Terminated | KeyboardInterrupt) and received() is not None:
+        _raised.clear()
+        # From another thread, a moment later: sent from here, it would raise inside this hook at once.
+        threading.Timer(0.05, os.kill, (os.getpid(), received())).start()
+        return
+    original(failure)
 
 
 def _terminate(signum: int, frame: object) -> None:
