@@ -134,9 +134,9 @@ def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path):
     dvc.kill()
     dvc.wait()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(stage):
+    while time.monotonic() < deadline and running(stage):
         time.sleep(0.1)
-    assert not _alive(stage), "the stage ran on after its parent was killed"
+    assert not running(stage), "the stage ran on after its parent was killed"
     printed = (tmp_path / "stage.err").read_text()
     assert printed == (
         f"quest demo: terminated (its parent process {dvc.pid} (dvc) is gone) while doing python; "
@@ -144,10 +144,9 @@ def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path):
     )
 
 
-def _alive(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether `pid` runs: an exited process its new parent has not reaped yet (a zombie) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
         return False
-    # A zombie (exited, not yet reaped by init) counts as gone.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"

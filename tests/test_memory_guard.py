@@ -29,7 +29,9 @@ def test_the_limit_reads_as_a_size(monkeypatch, text, count):
 
 def test_a_limit_that_is_no_size_is_one_line(monkeypatch):
     monkeypatch.setenv("QUEST_MEMORY_LIMIT", "lots")
-    with pytest.raises(QuestError, match="QUEST_MEMORY_LIMIT must be a size such as 4G"):
+    with pytest.raises(
+        QuestError, match=r"QUEST_MEMORY_LIMIT must be a size such as 4G, 512M or a number of bytes \(got .lots.\)"
+    ):
         processes.memory_available()
 
 

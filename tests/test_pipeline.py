@@ -24,6 +24,7 @@ import yaml
 
 from quest.files import dvc_md5, file_md5, read_json
 from tests.conftest import REPO, SHARED_DATASETS, merge, repo_params
+from tests.test_interrupts import running
 
 pytestmark = pytest.mark.e2e
 
@@ -601,14 +602,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` runs: an exited process its new parent has not reaped yet (a zombie) does not."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_stage_whose_dvc_is_killed_stops_instead_of_running_on(project: Path, tmp_path: Path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     before = {path: file_md5(path) for path in sorted((project / "reports").rglob("*")) if path.is_file()}
@@ -625,9 +618,9 @@ def test_a_stage_whose_dvc_is_killed_stops_instead_of_running_on(project: Path, 
     dvc.kill()  # as a CI job's time-out kills it: no signal reaches the stage
     dvc.wait()
     deadline = time.monotonic() + 10  # the stage alone would run on for longer: it imports for about 8 s
-    while any(map(_running, stages)) and time.monotonic() < deadline:
+    while any(map(running, stages)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(map(_running, stages)), "the stage ran on after dvc was killed"
+    assert not any(map(running, stages)), "the stage ran on after dvc was killed"
     assert re.search(r"quest compare: terminated \(its parent process \d+ \(dvc\) is gone\)", log.read_text())
     time.sleep(2.0)
     after = {path: file_md5(path) for path in sorted((project / "reports").rglob("*")) if path.is_file()}

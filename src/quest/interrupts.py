@@ -66,7 +66,7 @@ def arm(prog: str, *, grace: float = GRACE) -> None:
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     threading.Thread(target=_watch, args=(read,), name="quest-interrupts", daemon=True).start()
     if os.environ.get("DVC_STAGE") is not None:
-        threading.Thread(target=_watch_parent, args=(os.getppid(),), name="quest-parent", daemon=True).start()
+        _watch_parent(os.getppid(), _parent_gone, _ended)
 
 
 def _thread_failed(original: Callable, failure: threading.ExceptHookArgs) -> None:
@@ -140,21 +140,31 @@ def _watch(read: int) -> None:
         signals = [number for number in data if number in EXIT_CODES]
         if signals:
             _note(signals[0])
-            _stop_workers()
+            stop_workers()
             if not _ended.wait(_grace):
                 _end_here()
             return
 
 
-def _watch_parent(parent: int) -> None:
-    while not _ended.wait(PARENT_POLL):
-        if os.getppid() != parent:
-            _reason.append(f"its parent process {parent} (dvc) is gone")
-            os.kill(os.getpid(), signal.SIGTERM)  # the same path as a SIGTERM from outside
-            return
+def _watch_parent(parent: int, gone: Callable[[int], None], stop: threading.Event) -> None:
+    """On a thread, until `stop` is set: when `parent` is no longer this process's parent, `gone(parent)`."""
+
+    def watch() -> None:
+        while not stop.wait(PARENT_POLL):
+            if os.getppid() != parent:
+                gone(parent)
+                return
+
+    threading.Thread(target=watch, name="quest-parent", daemon=True).start()
 
 
-def _stop_workers() -> None:
+def _parent_gone(parent: int) -> None:
+    _reason.append(f"its parent process {parent} (dvc) is gone")
+    os.kill(os.getpid(), signal.SIGTERM)  # the same path as a SIGTERM from outside
+
+
+def stop_workers() -> None:
+    """Kill the registered worker processes now (a stopped command's pool would wait for their models)."""
     with _state:
         pids = list(_workers)
     for pid in pids:
@@ -174,7 +184,7 @@ def finish() -> int:
     """The main thread has unwound after a signal: say so in one line (once) and return the exit code."""
     with _publishing:  # the watchdog may be ending the process from its side at this moment
         _ended.set()
-        _stop_workers()
+        stop_workers()
         _run(_on_stop)
         _say()
     return EXIT_CODES[received() or signal.SIGTERM]
@@ -205,7 +215,7 @@ def _end_here() -> None:
     """The main thread is stuck in native code: end the process from here, cleanly."""
     with _publishing:  # never between two outputs of one publication
         _ended.set()
-        _stop_workers()
+        stop_workers()
         _run(_cleanups)
         _run(_on_stop)
         _say()
@@ -289,11 +299,4 @@ def as_worker(parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
-    threading.Thread(target=_orphaned, args=(parent,), name="quest-worker-parent", daemon=True).start()
-
-
-def _orphaned(parent: int) -> None:
-    while True:
-        threading.Event().wait(PARENT_POLL)
-        if os.getppid() != parent:
-            os._exit(1)
+    _watch_parent(parent, lambda _: os._exit(1), threading.Event())  # a fresh event: the command's was forked

@@ -52,14 +52,15 @@ _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 def memory_available() -> int:
     """Bytes this process may still take: QUEST_MEMORY_LIMIT when set (`4G`, `512M`, bytes), else the smaller of
     the kernel's MemAvailable and what the cgroup the process runs in leaves it."""
-    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip().upper().removesuffix("B").removesuffix("I")
+    given = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    text = given.upper().removesuffix("B").removesuffix("I")
     if text:
         number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "")
         try:
             return int(float(number) * _UNITS[unit])
         except ValueError:
             raise QuestError(
-                f"{MEMORY_LIMIT_ENV} must be a size such as 4G, 512M or a number of bytes (got {text!r})"
+                f"{MEMORY_LIMIT_ENV} must be a size such as 4G, 512M or a number of bytes (got {given!r})"
             ) from None
     found = [value for value in (_meminfo_available(), _cgroup_left()) if value is not None]
     return min(found) if found else 2**62  # nothing says: no guard

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -32,16 +32,13 @@ from quest.evaluation.reproduction import (
     compare_elsewhere,
     compare_exactly,
     conclusions,
-    flatten,
     flatten_all,
-    metric_name,
     other_machine_tolerances,
     uncertainty,
 )
 from quest.params import VerifyParams, load_params
 from quest.tracking.machine import differences, summary
 
-__all__ = ["Row", "flatten", "metric_name", "main"]
 EXIT_MISMATCH = 1
 # Outputs that record when and from which commit they were made; they cannot match a later commit's rerun.
 RECORDS_COMMIT = (paths.ENVIRONMENT.as_posix(),)
@@ -73,7 +70,6 @@ class Judgement:
     differ: list[str]  # outputs that are not byte-identical
     compared: int  # outputs compared
     exact: bool  # every verify.tolerance is 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def bad(self) -> list[Row]:

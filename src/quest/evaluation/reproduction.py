@@ -189,14 +189,13 @@ def other_machine_tolerances(
         sd = spread.pair_sd(str(neural), str(classic), metric)
         if sd is not None:
             found[f"{VERDICT}:{prefix}difference"] = mean(sd * mean_factor, "a difference")
+            if not prefix:  # the headline pair: its posterior is kept for the picture
+                found[f"{VERDICT}:posterior.mean"] = found[f"{VERDICT}:difference"]
+                scale = verdict.get("posterior", {}).get("scale")
+                if scale is not None:
+                    found[f"{VERDICT}:posterior.scale"] = mean(float(scale) * sd_factor, "a std")
         for name in PROBABILITIES:
             found[f"{VERDICT}:{prefix}{name}"] = (rule.probability, f"{rule.probability:g} absolute")
-    sd = spread.pair_sd(str(verdict.get("best_neural")), str(verdict.get("best_classic")), metric)
-    if sd is not None:
-        found[f"{VERDICT}:posterior.mean"] = mean(sd * mean_factor, "a difference")
-        scale = verdict.get("posterior", {}).get("scale")
-        if scale is not None:
-            found[f"{VERDICT}:posterior.scale"] = mean(float(scale) * sd_factor, "a std")
     return {key: value for key, value in found.items() if value is not None}
 
 

@@ -238,14 +238,12 @@ _work: _Work | None = None  # set only inside a forked worker, by _start, from t
 def _stopped_on_interrupt() -> Iterator[None]:
     """The pool's workers ignore signals (a Ctrl-C or `timeout` reaches the whole process group): when the
     stage is stopped, quest.interrupts kills them; when the pool ends, they are no longer its to kill."""
-    children = multiprocessing.active_children
     try:
         yield
     except BaseException:
-        for child in children():  # at once: the pool's shutdown would wait for each to finish its model
-            child.kill()
+        interrupts.stop_workers()  # at once: the pool's shutdown would wait for each to finish its model
         raise
-    for child in children():
+    for child in multiprocessing.active_children():
         interrupts.remove_worker(child.pid)
 
 

@@ -197,9 +197,10 @@ def main(argv: list[str] | None = None) -> None:
         write_outputs(out, comparison)
         shown = comparison.table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
         print(shown, file=sys.stderr)
-        log_to_mlflow(
-            params, prepared, comparison, origin=origin, model_path=args.model, data_dir=args.data, reports=out
-        )
+        with interrupts.during("logging to MLflow"):
+            log_to_mlflow(
+                params, prepared, comparison, origin=origin, model_path=args.model, data_dir=args.data, reports=out
+            )
         logged = [out / name for name in OUTPUTS]
         write_logged(out / paths.LOGGED.format(stage="compare"), experiment=params.mlflow.experiment, outputs=logged)
     outcome = comparison.outcome
@@ -223,22 +224,6 @@ def log_to_mlflow(
 ) -> None:
     """A parent run per comparison; one child per model carrying the same keys (cv_mean, cv_std, test_score).
     The MLP's own run, from train, joins the group; then the MLP is registered with the alias it earned."""
-    with interrupts.during("logging to MLflow"):
-        _log_to_mlflow(
-            params, prepared, comparison, origin=origin, model_path=model_path, data_dir=data_dir, reports=reports
-        )
-
-
-def _log_to_mlflow(
-    params: Params,
-    prepared: Prepared,
-    comparison: Comparison,
-    *,
-    origin: provenance.Provenance,
-    model_path: Path,
-    data_dir: Path,
-    reports: Path,
-) -> None:
     import mlflow
 
     experiment, outcome, metric = params.mlflow.experiment, comparison.outcome, comparison.metric
