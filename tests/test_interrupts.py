@@ -114,15 +114,29 @@ def test_a_second_signal_while_the_first_is_handled_changes_nothing(tmp_path):
     assert process.returncode == 130 and stderr.count("\n") == 1 and "Traceback" not in stderr
 
 
-def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path):
+# A stage still in its imports: quest.stages is imported first, the command is armed seconds later.
+IMPORTING = textwrap.dedent(
+    """
+    import time
+    import quest.stages
+    time.sleep(600)
+    from quest.errors import run_cli
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("script", "doing"), [(COMMAND, " while doing python"), (IMPORTING, "")], ids=["armed", "importing"]
+)
+def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path, script, doing):
     # A stand-in for dvc: it starts the stage with DVC_STAGE set, says the stage's pid, and is killed.
-    script = tmp_path / "demo.py"
-    script.write_text(COMMAND)
+    demo = tmp_path / "demo.py"
+    demo.write_text(script)
     launcher = textwrap.dedent(
         f"""
         import os, subprocess, sys, time
         env = {{**os.environ, "DVC_STAGE": "demo", "PYTHONPATH": {str(REPO / "src")!r}}}
-        stage = subprocess.Popen([sys.executable, {str(script)!r}, "python", {str(tmp_path / "marker")!r}],
+        stage = subprocess.Popen([sys.executable, {str(demo)!r}, "python", {str(tmp_path / "marker")!r}],
                                  env=env, stdout=subprocess.DEVNULL, stderr=open({str(tmp_path / "stage.err")!r}, "w"))
         print(stage.pid, flush=True)
         time.sleep(600)
@@ -130,7 +144,7 @@ def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path):
     )
     dvc = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
     stage = int(dvc.stdout.readline())
-    time.sleep(1.0)
+    time.sleep(1.0)  # the stage is in its loop, or (IMPORTING) was never armed
     dvc.kill()
     dvc.wait()
     deadline = time.monotonic() + 30
@@ -139,8 +153,7 @@ def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path):
     assert not running(stage), "the stage ran on after its parent was killed"
     printed = (tmp_path / "stage.err").read_text()
     assert printed == (
-        f"quest demo: terminated (its parent process {dvc.pid} (dvc) is gone) while doing python; "
-        "nothing half-written was kept\n"
+        f"quest demo: terminated (its parent process {dvc.pid} (dvc) is gone){doing}; nothing half-written was kept\n"
     )
 
 

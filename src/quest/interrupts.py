@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -37,6 +38,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 128 + signal.SIGTERM}
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 GRACE = 3.0  # seconds the main thread has to unwind by itself before the watchdog ends the process
 PARENT_POLL = 0.5  # seconds between two looks at whether the parent is still there
+_PARENT = os.getppid()  # at import: a stage imports this first, and its dvc may be gone before it is armed
 
 _state = threading.Lock()
 _cleanups: dict[int, Callable[[], None]] = {}  # for the moment: run only when the watchdog ends the process
@@ -65,8 +67,23 @@ def arm(prog: str, *, grace: float = GRACE) -> None:
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     threading.Thread(target=_watch, args=(read,), name="quest-interrupts", daemon=True).start()
-    if os.environ.get("DVC_STAGE") is not None:
-        _watch_parent(os.getppid(), _parent_gone, _ended)
+    watch_dvc()
+
+
+_watching: list[bool] = []
+
+
+def watch_dvc() -> None:
+    """Under DVC (DVC_STAGE is set), from now on: when the process that started this one is gone, terminate.
+    Once per process; quest.stages calls it on import, before the stage's imports (seconds), so that a dvc
+    killed during them is seen too (by `arm`, the orphan's parent would already be its new one)."""
+    if os.environ.get("DVC_STAGE") is None:
+        return
+    with _state:
+        if _watching:
+            return
+        _watching.append(True)
+    _watch_parent(_PARENT, _parent_gone, _ended)
 
 
 def _thread_failed(original: Callable, failure: threading.ExceptHookArgs) -> None:
@@ -160,6 +177,10 @@ def _watch_parent(parent: int, gone: Callable[[int], None], stop: threading.Even
 
 def _parent_gone(parent: int) -> None:
     _reason.append(f"its parent process {parent} (dvc) is gone")
+    if not _prog:  # still importing, not armed: nothing written yet, nothing to undo
+        _note(signal.SIGTERM)
+        _say()
+        os._exit(EXIT_CODES[signal.SIGTERM])
     os.kill(os.getpid(), signal.SIGTERM)  # the same path as a SIGTERM from outside
 
 
@@ -177,7 +198,8 @@ def line() -> str:
     signum = received() or signal.SIGTERM
     doing = f" while {'; '.join(_doing)}" if _doing else ""
     why = f" ({_reason[0]})" if _reason else ""
-    return f"{_prog}: {WORDS[signum]}{why}{doing}; nothing half-written was kept"
+    prog = _prog or f"quest {Path(sys.argv[0]).stem}"  # before `arm`: python -m quest.stages.compare → compare
+    return f"{prog}: {WORDS[signum]}{why}{doing}; nothing half-written was kept"
 
 
 def finish() -> int:
