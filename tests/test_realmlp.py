@@ -15,7 +15,7 @@ from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.network import load_mlp, plan_job, predict, save_mlp
-from quest.learners.realmlp_layers import ClampOutput, NtkDense, RobustInputs, cos_turns
+from quest.learners.realmlp_layers import ClampOutput, NtkDense, RobustInputs, cos_turns, encoded
 from quest.learners.realmlp_network import (
     Layout,
     RealMlpRecipe,
@@ -50,13 +50,15 @@ def test_layout_encodes_categories_as_realmlp_does():
              "categorical__grade_c")  # fmt: skip
     layout = Layout.of(9, columns, names)
     assert layout.numeric == 1 and layout.large == ()
-    expected = np.zeros((9, 7))
-    expected[0, 0] = 1  # age
-    expected[1, 1] = 1  # alone: one column
-    expected[2, 2], expected[3, 2] = 1, -1  # port: +1 for C, -1 for S, 0 when missing
-    expected[5, 3] = 1  # deck
-    expected[6, 4] = expected[7, 5] = expected[8, 6] = 1  # grade: 0/1 per category
-    np.testing.assert_array_equal(layout.encode, expected)
+    assert layout.sources == (
+        (0, -1),  # age
+        (1, -1),  # alone: one column
+        (2, 3),  # port: +1 for C, -1 for S, 0 when missing
+        (5, -1),  # deck
+        (6, -1), (7, -1), (8, -1),  # grade: 0/1 per category
+    )  # fmt: skip
+    x = np.arange(18, dtype=np.float32).reshape(2, 9) ** 2
+    np.testing.assert_array_equal(encoded(x, layout.sources, np.take)[:, 2], x[:, 2] - x[:, 3])
     # With at most 3 categories one-hot (the missing slot counts), grade's three are embedded instead.
     assert Layout.of(9, columns, names, one_hot_max=3).large == ((6, 7, 8),)
 

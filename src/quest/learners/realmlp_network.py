@@ -42,6 +42,7 @@ from quest.learners.realmlp_layers import (
     PeriodicEmbedding,
     RobustInputs,
     ScheduledDropout,
+    encoded,
 )
 from quest.params import RealMlpParams
 
@@ -65,10 +66,13 @@ PERIODIC = ("frequencies", "phases", "mixing", "mixing_bias")
 
 @dataclass(frozen=True)
 class Layout:
-    """How prepare's inputs become RealMLP's: `encode` maps them to the scaled columns (numeric first), and
+    """How prepare's inputs become RealMLP's: `sources` maps them to the scaled columns (numeric first), and
     `large` lists the one-hot blocks of the categorical columns embedded instead."""
 
-    encode: np.ndarray  # (inputs, numeric + small): identity for numbers, RealMLP's encoding of small categories
+    inputs: int  # prepare's columns
+    # Per scaled column (numbers, then small categories as RealMLP encodes them): (plus, minus), the input it is
+    # less the input it subtracts, -1 for none (quest.learners.realmlp_layers.encoded).
+    sources: tuple[tuple[int, int], ...]
     numeric: int  # how many of the scaled columns are numbers (they get the periodic embedding)
     large: tuple[tuple[int, ...], ...]  # per embedded categorical column, the indices of its one-hot inputs
 
@@ -85,8 +89,8 @@ class Layout:
         numeric = [i for i, (kind, _) in enumerate(kinds) if kind == "numeric"]
         # Each scaled column as {input: weight}: numbers and booleans (pytabkit reads a boolean as a
         # two-category column: one ±1 column) are their input; small categories are encoded as RealMLP does.
-        columns: list[dict[int, float]] = [{i: 1.0} for i in numeric]
-        columns += [{i: 1.0} for i, (kind, _) in enumerate(kinds) if kind == "boolean"]
+        columns = [(i, -1) for i in numeric]
+        columns += [(i, -1) for i, (kind, _) in enumerate(kinds) if kind == "boolean"]
         groups: dict[str, list[int]] = {}
         for i, (kind, column) in enumerate(kinds):
             if kind == "categorical":
@@ -99,24 +103,20 @@ class Layout:
                 large.append(tuple(members))
                 continue
             if len(seen) == 1:  # one category: +1, missing -1 (0/1 here: the same after robust scaling)
-                columns.append({seen[0]: 1.0})
+                columns.append((seen[0], -1))
             elif len(seen) == 2:  # two: +1 and -1, missing 0
-                columns.append({seen[0]: 1.0, seen[1]: -1.0})
+                columns.append((seen[0], seen[1]))
             else:  # 0/1 per category, missing all zeros
-                columns += [{i: 1.0} for i in seen]
-        encode = np.zeros((n_features, len(columns)), dtype=np.float32)
-        for column, weights in enumerate(columns):
-            for feature, weight in weights.items():
-                encode[feature, column] = weight
-        return cls(encode=encode, numeric=len(numeric), large=tuple(large))
+                columns += [(i, -1) for i in seen]
+        return cls(inputs=n_features, sources=tuple(columns), numeric=len(numeric), large=tuple(large))
 
 
 def build_realmlp(layout: Layout, *, task: str, n_classes: int, spec: RealMlpParams, seed: int) -> keras.Sequential:
     """RealMLP's layers for prepare's `layout`, every weight still to be set by `initialise`."""
     regression = task == "regression"
-    layers: list[keras.layers.Layer] = [keras.Input(shape=(layout.encode.shape[0],), name="features")]
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(layout.inputs,), name="features")]
     passed = [i for block in layout.large for i in block]
-    layers.append(RobustInputs(layout.encode.shape[1], passed, name="robust_inputs"))
+    layers.append(RobustInputs(len(layout.sources), passed, layout.sources, name="robust_inputs"))
     if layout.numeric and spec.embedding_frequencies:
         layers.append(
             PeriodicEmbedding(
@@ -145,12 +145,12 @@ def initialise(model: keras.Sequential, layout: Layout, x: np.ndarray, target: n
     h = np.asarray(x, dtype=np.float32)
     for layer in model.layers:
         if isinstance(layer, RobustInputs):
-            encoded = h @ layout.encode
-            center = np.quantile(encoded, 0.5, axis=0) if len(encoded) else np.zeros(encoded.shape[1])
-            spread = np.quantile(encoded, 0.75, axis=0) - np.quantile(encoded, 0.25, axis=0) if len(encoded) else 0
-            spread = np.where(spread == 0, 0.5 * (encoded.max(axis=0) - encoded.min(axis=0)), spread)
+            z = encoded(h, layout.sources, np.take)
+            center = np.quantile(z, 0.5, axis=0) if len(z) else np.zeros(z.shape[1])
+            spread = np.quantile(z, 0.75, axis=0) - np.quantile(z, 0.25, axis=0) if len(z) else 0
+            spread = np.where(spread == 0, 0.5 * (z.max(axis=0) - z.min(axis=0)), spread)
             multiplier = np.where(spread == 0, 0.0, 1.0 / (spread + 1e-30))
-            layer.set_weights([layout.encode, center.astype(np.float32), multiplier.astype(np.float32)])
+            layer.set_weights([center.astype(np.float32), multiplier.astype(np.float32)])
         elif isinstance(layer, PeriodicEmbedding):
             n, f, d = layer.numeric, layer.frequencies, layer.dims - 1
             bound = 1.0 / math.sqrt(f)
@@ -191,8 +191,9 @@ def host_output(layer: keras.layers.Layer, h: np.ndarray) -> np.ndarray:
     new table's 10 networks, more than their preprocessing and initialisation otherwise cost)."""
     weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
     if isinstance(layer, RobustInputs):
-        encode, center, multiplier = weights
-        z = (h @ encode - center) * multiplier
+        *encode, center, multiplier = weights  # `encode` only in a network saved before `sources`
+        z = ((h @ encode[0]) if encode else encoded(h, layer.sources, np.take)) - center
+        z = z * multiplier
         z = z / np.sqrt(1.0 + np.square(z / SMOOTH_CLIP))
         return np.concatenate([z, h[:, layer.passed]], axis=1)
     if isinstance(layer, PeriodicEmbedding):
