@@ -725,7 +725,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_shape":
         return shape_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["cpu", "gpu"])
+    parser.add_argument("part", choices=["cpu", "gpu", "shapes"], help="shapes: the cpu part's shape grid alone")
     parser.add_argument("--epochs", type=int, default=None, help="cpu: 100 per fold; gpu: 3 timed epochs")
     parser.add_argument("--rows", type=int, default=1_000_000, help="gpu: rows of the synthetic set")
     parser.add_argument("--baseline-rows", type=int, default=2000, help="cpu: n of the baseline growth table")
@@ -749,10 +749,10 @@ def main() -> None:
         if not args.skip_pipeline:
             pipeline(out)
         baseline_growth(out, args.baseline_rows)
-        shapes = tuple(tuple(map(int, shape.split("x"))) for shape in args.shapes.split(",") if shape)
-        if shapes:
-            shape_grid(out, shapes, args.shape_limit)
-    else:
+    shapes = tuple(tuple(map(int, shape.split("x"))) for shape in args.shapes.split(",") if shape)
+    if args.part in ("cpu", "shapes") and shapes:
+        shape_grid(out, shapes, args.shape_limit)
+    if args.part == "gpu":
         gpu(out, args.rows, args.epochs or 3, args.allow_cpu)
     out.line(f"\n(benchmark wall time {time.perf_counter() - started:.0f}s)")
     out.save()
