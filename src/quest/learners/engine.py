@@ -137,8 +137,10 @@ def check_memory(block: Any, *, parts: int, jobs: int) -> None:
     stats = block.memory_analysis()
     if stats is None:
         return
+    # An output that reuses a donated input (the networks' state) is not held twice.
     one = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-    need = (one - stats.alias_size_in_bytes) * parts * BEYOND_LAYOUT
+    one -= stats.alias_size_in_bytes
+    need = one * parts * BEYOND_LAYOUT
     available = _device_free()
     if available is not None and need > available:
         raise TooLarge(
