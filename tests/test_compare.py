@@ -183,3 +183,23 @@ def test_baselines_spread_over_processes_give_what_one_process_gives(tmp_path):
         "names": ["logreg", "tree", "forest", "knn5"],
         "jax": False,
     }
+
+
+def test_a_long_silence_says_how_far_compare_is_and_what_is_still_at_work(monkeypatch, capsys):
+    import re
+    import time
+
+    from quest import interrupts
+    from quest.stages import compare as stage
+
+    monkeypatch.setattr(stage, "HEARTBEAT", 0.2)
+    with stage.heartbeat(3) as scored:
+        scored()
+        with interrupts.during("fitting slowpoke"):
+            time.sleep(0.6)
+        scored()  # a line arrived: the next one is due a whole HEARTBEAT later
+        time.sleep(0.1)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(
+        re.fullmatch(r"compare: 1 of 3 models scored, 0m 00s; at work: fitting slowpoke", x) for x in lines
+    )

@@ -304,6 +304,12 @@ def during(activity: str) -> Iterator[Callable[[], None]]:
         done()
 
 
+def activities() -> list[str]:
+    """What the command is doing now (its open `during` blocks), oldest first."""
+    with _state:
+        return list(_activities)
+
+
 def add_worker(pid: int) -> None:
     with _state:
         _workers.add(pid)

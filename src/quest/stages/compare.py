@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,40 @@ class Comparison:
     skipped: dict[str, str]  # models left out before they trained, and why (too large for the memory available)
 
 
+HEARTBEAT = 60.0  # seconds without a line after which compare says what it is still doing
+
+
+@contextmanager
+def heartbeat(models: int) -> Iterator[Callable[[], None]]:
+    """Inside the block, a line after every HEARTBEAT seconds in which no model was scored: how many are, how
+    long it has taken, and what is still at work (quest.interrupts' activities). A wide table keeps CatBoost
+    and RealMLP at work for many minutes after the last line otherwise. The block calls what this yields as
+    each model's result arrives."""
+    started = time.monotonic()
+    last, done, stop = [started], [0], threading.Event()
+
+    def scored() -> None:
+        last[0], done[0] = time.monotonic(), done[0] + 1
+
+    def beat() -> None:
+        while not stop.wait(min(5.0, HEARTBEAT / 4)):
+            now = time.monotonic()
+            if now - last[0] >= HEARTBEAT:
+                last[0] = now
+                minutes, seconds = divmod(int(now - started), 60)
+                at_work = "; ".join(interrupts.activities()) or "scoring"
+                print(f"compare: {done[0]} of {models} models scored, {minutes}m {seconds:02d}s; at work: {at_work}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+    thread = threading.Thread(target=beat, name="quest-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield scored
+    finally:
+        stop.set()
+        thread.join()
+
+
 def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Comparison:
     """Score every entrant on the shared splits and the test split, then set the neural family against the
     classic one."""
@@ -112,18 +149,20 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
             "compare", entrants, n_train=len(prepared.y_train), threshold=params.compare.scale_threshold
         )
     results, skipped = [subject], {}
-    for result in evaluate_all(entrants, prepared, problem, seed=params.seed):
-        if isinstance(result, Skipped):
-            skipped[result.name] = result.reason
-            print(f"compare: notice: skipping {result.name}: {result.reason}", file=sys.stderr)
-            continue
-        folds = result.folds[metric]
-        print(
-            f"compare: {result.name:<10} CV {metric} {np.mean(folds):.4f} ± {np.std(folds):.4f}  "
-            f"test {result.test[metric]:.4f}  ({result.seconds:.1f}s)",
-            file=sys.stderr,
-        )
-        results.append(result)
+    with heartbeat(len(entrants)) as scored:
+        for result in evaluate_all(entrants, prepared, problem, seed=params.seed):
+            scored()
+            if isinstance(result, Skipped):
+                skipped[result.name] = result.reason
+                print(f"compare: notice: skipping {result.name}: {result.reason}", file=sys.stderr)
+                continue
+            folds = result.folds[metric]
+            print(
+                f"compare: {result.name:<10} CV {metric} {np.mean(folds):.4f} ± {np.std(folds):.4f}  "
+                f"test {result.test[metric]:.4f}  ({result.seconds:.1f}s)",
+                file=sys.stderr,
+            )
+            results.append(result)
     n_train, n_test = prepared.split_sizes
     ran = [learner for learner in entrants if learner.name not in skipped]
     learners = {learner.name: learner for learner in [registry.subject(params), *ran]}
