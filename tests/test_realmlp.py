@@ -63,6 +63,20 @@ def test_layout_encodes_categories_as_realmlp_does():
     assert Layout.of(9, columns, names, one_hot_max=3).large == ((6, 7, 8),)
 
 
+def test_a_network_saved_with_the_dense_encoding_still_reads_it():
+    # Before `sources`, RobustInputs held its encoding as an inputs x columns weight; such a saved config loads.
+    x = np.array([[1, 5, 0], [2, 7, 1], [3, 5, 1]], dtype=np.float32)
+    old = RobustInputs.from_config({"name": "robust_inputs", "scaled": 2, "passed": []})
+    new = RobustInputs(2, [], [(0, -1), (1, 2)])
+    old.build(x.shape), new.build(x.shape)
+    dense = np.array([[1, 0], [0, 1], [0, -1]], dtype=np.float32)
+    center, multiplier = np.array([2, 5], np.float32), np.array([0.5, 0.25], np.float32)
+    old.set_weights([dense, center, multiplier])
+    new.set_weights([center, multiplier])
+    np.testing.assert_array_equal(np.asarray(old(x)), np.asarray(new(x)))
+    assert "sources" not in old.get_config() and new.get_config()["sources"] == [[0, -1], [1, 2]]
+
+
 def test_robust_scaling_and_smooth_clip_by_hand():
     x = np.array([[1, 5, 0], [2, 5, 0], [3, 5, 0], [4, 5, 0], [100, 5, 1]], dtype=np.float32)
     layout = Layout.of(3, (), ())

@@ -87,7 +87,7 @@ class Layout:
     ) -> Layout:
         kinds = list(feature_columns) or [("numeric", str(i)) for i in range(n_features)]
         numeric = [i for i, (kind, _) in enumerate(kinds) if kind == "numeric"]
-        # Each scaled column as {input: weight}: numbers and booleans (pytabkit reads a boolean as a
+        # Each scaled column as (plus, minus): numbers and booleans (pytabkit reads a boolean as a
         # two-category column: one ±1 column) are their input; small categories are encoded as RealMLP does.
         columns = [(i, -1) for i in numeric]
         columns += [(i, -1) for i, (kind, _) in enumerate(kinds) if kind == "boolean"]
