@@ -586,16 +586,23 @@ def shape_grid(out: Report, shapes: tuple[tuple[int, int], ...], limit: float) -
 
     models = [registry.SUBJECT, *registry.others()]
     out.line(f"{'shape':<14}" + "".join(f"{name:>18}" for name in models))
+    skipped: list[str] = []
     for rows, columns in shapes:
         with tempfile.TemporaryDirectory(prefix="quest-shape-") as scratch:
             folder = Path(scratch)
             prepared = _prepared_table(folder, rows, columns)
-            cells = []
+            cells, notes = [], []
             for name in models:
-                cells.append(_one_model(name, folder, prepared, limit))
+                cell, note = _one_model(name, folder, prepared, limit)
+                cells.append(cell)
+                notes += [f"  {rows} x {columns}, {name}: {note}"] if note else []
             out.line(f"{f'{rows} x {columns}':<14}" + "".join(f"{cell:>18}" for cell in cells))
             out.figures[f"shape_{rows}x{columns}"] = dict(zip(models, cells, strict=True))
-    out.line("(cell: seconds / peak resident MB of the process, imports included; 'over' past the time limit)")
+            skipped.extend(notes)
+    out.line("(cell: seconds / peak resident MB of the process, imports included; 'over' past the time limit;")
+    out.line(" 'too large': compare's memory guard would leave it out, before its first step:)")
+    for note in skipped:
+        out.line(note)
 
 
 def _prepared_table(folder: Path, rows: int, columns: int) -> Path:
@@ -618,17 +625,21 @@ def _prepared_table(folder: Path, rows: int, columns: int) -> Path:
     return folder / "processed"
 
 
-def _one_model(name: str, folder: Path, prepared: Path, limit: float) -> str:
+def _one_model(name: str, folder: Path, prepared: Path, limit: float) -> tuple[str, str]:
+    """The cell of `name` on the prepared table, and a note to print under the grid (why it was left out)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     args = [sys.executable, str(Path(__file__)), "_shape", name, str(folder / "params.yaml"), str(prepared)]
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=limit, env=env)
     except subprocess.TimeoutExpired:
-        return f"over {limit:.0f} s"
+        return f"over {limit:.0f} s", ""
     if done.returncode != 0:
-        return "failed"
-    seconds, peak = json.loads(done.stdout.strip().splitlines()[-1])
-    return f"{seconds:.1f} / {peak:.0f}"
+        return "failed", done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if isinstance(figures, str):  # the memory guard's reason
+        return "too large", figures
+    seconds, peak = figures
+    return f"{seconds:.1f} / {peak:.0f}", ""
 
 
 def shape_main(argv: list[str]) -> None:
@@ -637,7 +648,7 @@ def shape_main(argv: list[str]) -> None:
 
     name, params_path, prepared_dir = argv
     from quest.data.artifacts import read_prepared
-    from quest.evaluation.scoring import evaluate
+    from quest.evaluation.scoring import Skipped, evaluate_or_skip
     from quest.learners import registry
     from quest.learners.base import Problem
     from quest.params import load_params
@@ -649,7 +660,10 @@ def shape_main(argv: list[str]) -> None:
     prepared = read_prepared(Path(prepared_dir))
     problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))
     started = time.perf_counter()
-    evaluate(learner, prepared, problem, seed=params.seed)
+    result = evaluate_or_skip(learner, prepared, problem, seed=params.seed)
+    if isinstance(result, Skipped):
+        print(json.dumps(result.reason))
+        return
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps([seconds, peak]))
