@@ -121,7 +121,7 @@ def heartbeat(models: int) -> Iterator[Callable[[], None]]:
     def beat() -> None:
         while not stop.wait(min(5.0, HEARTBEAT / 4)):
             now = time.monotonic()
-            if now - last[0] >= HEARTBEAT:
+            if now - last[0] >= HEARTBEAT and interrupts.received() is None:  # a stopped command's line is its last
                 last[0] = now
                 minutes, seconds = divmod(int(now - started), 60)
                 at_work = "; ".join(interrupts.activities()) or "scoring"
