@@ -13,8 +13,9 @@ returns, minutes later. So a watchdog thread wakes on each signal too (`signal.s
    staging directory goes), prints the one line and exits.
 Either way the callbacks registered with `on_stop` run once (an MLflow store ends this process's runs KILLED).
 
-Under DVC (DVC_STAGE is set) the watchdog also watches the parent, so a stage whose `dvc` is gone (killed, or a
-CI job that timed out) terminates as on SIGTERM instead of running on as an orphan that could still write.
+Under DVC (DVC_STAGE is set) a thread also watches the parent from the moment quest.stages is imported
+(`watch_dvc`), so a stage whose `dvc` is gone (killed, or a CI job that timed out) terminates as on SIGTERM
+instead of running on as an orphan that could still write.
 """
 
 from __future__ import annotations
@@ -177,10 +178,9 @@ def _watch_parent(parent: int, gone: Callable[[int], None], stop: threading.Even
 
 def _parent_gone(parent: int) -> None:
     _reason.append(f"its parent process {parent} (dvc) is gone")
-    if not _prog:  # still importing, not armed: nothing written yet, nothing to undo
+    if not _prog:  # still importing, not armed: no handler to raise in, nothing written yet; end it from here
         _note(signal.SIGTERM)
-        _say()
-        os._exit(EXIT_CODES[signal.SIGTERM])
+        _end_here()
     os.kill(os.getpid(), signal.SIGTERM)  # the same path as a SIGTERM from outside
 
 
