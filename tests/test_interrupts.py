@@ -4,6 +4,8 @@ dvc parent is gone stops too. Real processes and real signals, on a command smal
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,20 +127,36 @@ IMPORTING = textwrap.dedent(
 )
 
 
+DASH = shutil.which("dash")
+
+
 @pytest.mark.parametrize(
-    ("script", "doing"), [(COMMAND, " while doing python"), (IMPORTING, "")], ids=["armed", "importing"]
+    ("script", "doing", "shell"),
+    [
+        (COMMAND, " while doing python", None),
+        (IMPORTING, "", None),
+        pytest.param(COMMAND, " while doing python", DASH, marks=pytest.mark.skipif(not DASH, reason="no dash")),
+    ],
+    ids=["armed", "importing", "dash"],
 )
-def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path, script, doing):
-    # A stand-in for dvc: it starts the stage with DVC_STAGE set, says the stage's pid, and is killed.
+def test_a_stage_whose_dvc_is_gone_terminates(tmp_path, script, doing, shell):
+    # A stand-in for dvc: it starts the stage with DVC_STAGE set, says the stage's pid, and is killed. dvc runs a
+    # command through $SHELL -c, /bin/sh where SHELL is unset: bash becomes the command; dash (Debian's /bin/sh)
+    # waits for it, so the stage's parent lives on when dvc is killed.
     demo = tmp_path / "demo.py"
     demo.write_text(script)
+    command = [sys.executable, str(demo), "python", str(tmp_path / "marker")]
     launcher = textwrap.dedent(
         f"""
         import os, subprocess, sys, time
         env = {{**os.environ, "DVC_STAGE": "demo", "PYTHONPATH": {str(REPO / "src")!r}}}
-        stage = subprocess.Popen([sys.executable, {str(demo)!r}, "python", {str(tmp_path / "marker")!r}],
-                                 env=env, stdout=subprocess.DEVNULL, stderr=open({str(tmp_path / "stage.err")!r}, "w"))
-        print(stage.pid, flush=True)
+        command = {[shell, "-c", shlex.join(command)] if shell else command!r}
+        stage = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=open({str(tmp_path / "stage.err")!r}, "w"))
+        children = f"/proc/{{stage.pid}}/task/{{stage.pid}}/children"
+        while {bool(shell)} and not open(children).read().split():
+            time.sleep(0.01)
+        print(open(children).read().split()[0] if {bool(shell)} else stage.pid, flush=True)
         time.sleep(600)
         """
     )
@@ -153,7 +171,7 @@ def test_a_stage_whose_dvc_parent_is_gone_terminates(tmp_path, script, doing):
     assert not running(stage), "the stage ran on after its parent was killed"
     printed = (tmp_path / "stage.err").read_text()
     assert printed == (
-        f"quest demo: terminated (its parent process {dvc.pid} (dvc) is gone){doing}; nothing half-written was kept\n"
+        f"quest demo: terminated (its dvc, process {dvc.pid}, is gone){doing}; nothing half-written was kept\n"
     )
 
 

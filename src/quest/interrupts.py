@@ -13,9 +13,10 @@ returns, minutes later. So a watchdog thread wakes on each signal too (`signal.s
    staging directory goes), prints the one line and exits.
 Either way the callbacks registered with `on_stop` run once (an MLflow store ends this process's runs KILLED).
 
-Under DVC (DVC_STAGE is set) a thread also watches the parent from the moment quest.stages is imported
+Under DVC (DVC_STAGE is set) a thread also watches the stage's dvc from the moment quest.stages is imported
 (`watch_dvc`), so a stage whose `dvc` is gone (killed, or a CI job that timed out) terminates as on SIGTERM
-instead of running on as an orphan that could still write.
+instead of running on as an orphan that could still write. dvc runs a command through $SHELL -c (/bin/sh where
+SHELL is unset): bash becomes the command, dash waits for it, so dvc is the parent or the parent's parent.
 """
 
 from __future__ import annotations
@@ -39,7 +40,42 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 128 + signal.SIGTERM}
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 GRACE = 3.0  # seconds the main thread has to unwind by itself before the watchdog ends the process
 PARENT_POLL = 0.5  # seconds between two looks at whether the parent is still there
-_PARENT = os.getppid()  # at import: a stage imports this first, and its dvc may be gone before it is armed
+SHELLS = frozenset({"sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "busybox"})  # what dvc may run a command in
+
+
+def _stat(pid: int) -> tuple[str, str, int, int] | None:
+    """A process's name, state, parent and start time from /proc; None when it is gone (or there is no /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name, in parentheses, may hold spaces and parentheses
+    return text[text.index("(") + 1 : text.rindex(")")], fields[0], int(fields[1]), int(fields[19])
+
+
+def _above_shells(parent: int) -> tuple[int, int | None]:
+    """The first process above `parent` that is not a shell (`parent` itself if it is not one: dvc), with its
+    start time, which tells it from a later process given the same pid (None without /proc)."""
+    pid = parent
+    while (found := _stat(pid)) is not None:
+        name, _, up, start = found
+        if name not in SHELLS or up <= 1:
+            return pid, start
+        pid = up
+    return pid, None
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    """Whether the process `_above_shells` found still runs (without /proc, the parent's own check is all)."""
+    if start is None:
+        return True
+    found = _stat(pid)
+    return found is not None and found[1] != "Z" and found[3] == start
+
+
+# At import: a stage imports this first, and its dvc may be gone before it is armed.
+_PARENT = os.getppid()
+_DVC = _above_shells(_PARENT)
 
 _state = threading.Lock()
 _cleanups: dict[int, Callable[[], None]] = {}  # for the moment: run only when the watchdog ends the process
@@ -84,7 +120,7 @@ def watch_dvc() -> None:
         if _watching:
             return
         _watching.append(True)
-    _watch_parent(_PARENT, _parent_gone, _ended)
+    _watch_parent(_PARENT, _parent_gone, _ended, above=_DVC)
 
 
 def _thread_failed(original: Callable, failure: threading.ExceptHookArgs) -> None:
@@ -164,20 +200,24 @@ def _watch(read: int) -> None:
             return
 
 
-def _watch_parent(parent: int, gone: Callable[[int], None], stop: threading.Event) -> None:
-    """On a thread, until `stop` is set: when `parent` is no longer this process's parent, `gone(parent)`."""
+def _watch_parent(
+    parent: int, gone: Callable[[int], None], stop: threading.Event, *, above: tuple[int, int | None] | None = None
+) -> None:
+    """On a thread, until `stop` is set: when `parent` is no longer this process's parent, or the process
+    `above` it (pid, start time) has ended, `gone(pid)` with the pid of the one that went (`above`'s if given)."""
+    watched = above or (parent, None)
 
     def watch() -> None:
         while not stop.wait(PARENT_POLL):
-            if os.getppid() != parent:
-                gone(parent)
+            if os.getppid() != parent or not _alive(*watched):
+                gone(watched[0])
                 return
 
     threading.Thread(target=watch, name="quest-parent", daemon=True).start()
 
 
-def _parent_gone(parent: int) -> None:
-    _reason.append(f"its parent process {parent} (dvc) is gone")
+def _parent_gone(dvc: int) -> None:
+    _reason.append(f"its dvc, process {dvc}, is gone")
     if not _prog:  # still importing, not armed: no handler to raise in, nothing written yet; end it from here
         _note(signal.SIGTERM)
         _end_here()
