@@ -85,9 +85,9 @@ $(PEERS_STAMP): benchmarks/peers-requirements.txt
 	touch $@
 
 bench-peers: $(STAMP) $(PEERS_STAMP) ## RealMLP and TabM against pytabkit's references on quest's splits (own env: .peers-venv)
-	$(BIN)/python benchmarks/peers.py --models realmlp --reference-python $(PEERS)/bin/python
+	$(BIN)/python benchmarks/peers.py --models realmlp --same-validation --reference-python $(PEERS)/bin/python
 	# TabM's 32 members cost about 30 MLPs each: 5 splits a dataset (one repeat), about an hour on two cores
-	$(BIN)/python benchmarks/peers.py --models tabm --repeats 1 --output peers-tabm --reference-python $(PEERS)/bin/python
+	$(BIN)/python benchmarks/peers.py --models tabm --repeats 1 --output peers-tabm --same-validation --reference-python $(PEERS)/bin/python
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock

