@@ -63,6 +63,51 @@ def test_layout_encodes_categories_as_realmlp_does():
     assert Layout.of(9, columns, names, one_hot_max=3).large == ((6, 7, 8),)
 
 
+def _pytabkit_scaled(values: np.ndarray) -> np.ndarray:
+    """pytabkit's median_center, robust_scale and smooth_clip of one encoded column, written out."""
+    centred = values - np.quantile(values, 0.5)
+    spread = np.quantile(values, 0.75) - np.quantile(values, 0.25)
+    spread = spread if spread != 0 else 0.5 * (values.max() - values.min())
+    z = centred / spread if spread != 0 else 0.0 * centred
+    return z / np.sqrt(1 + z**2 / 9)
+
+
+def test_a_categorical_tables_inputs_are_pytabkits_from_the_raw_rows():
+    # From a raw table through prepare's preprocessing to RealMLP's scaled inputs, against pytabkit's recipe by
+    # hand: its ordinal codes put missing at 0 and the sorted categories after it; two categories become one
+    # column (the first +1, the second -1, missing 0), three or more 0/1 columns, all scaled as numbers are; a
+    # column of 9 categories (10 with the missing slot) goes to the embedding. benchmarks/peers_inputs.py holds
+    # the same against pytabkit itself on penguins, credit_data and ames.
+    import pandas as pd
+
+    from quest.data.artifacts import Schema
+    from quest.data.preprocess import fit_preprocessing, infer_columns
+
+    rows = 12
+    frame = pd.DataFrame({
+        "size": [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 80.0],
+        "port": ["S", "C", "S", None, "C", "S", "S", "C", None, "S", "C", "S"],
+        "grade": ["b", "a", "c", "a", "a", "b", "c", "a", "b", "a", "a", "a"],
+        "city": [f"k{i % 9}" for i in range(rows)],
+    })  # fmt: skip
+    preprocessing = fit_preprocessing(frame, infer_columns(frame))
+    features = tuple(feature.name for feature in preprocessing.features)
+    schema = Schema("t", "csv", "classification", "y", ("0", "1"), preprocessing.columns, features, rows, 0, 5, 1)
+    x = preprocessing.apply(frame)
+    layout = Layout.of(x.shape[1], schema.feature_columns(), features)
+    city = tuple(i for i, name in enumerate(features) if name.startswith("categorical__city_"))
+    assert len(city) == 9 and layout.large == (city,)  # pytabkit's table has a 10th row: missing or unknown
+    model = build_realmlp(layout, task="classification", n_classes=2, spec=spec(**TINY), seed=0)
+    initialise(model, layout, x, np.zeros(rows), seed=0)
+    robust = next(layer for layer in model.layers if isinstance(layer, RobustInputs))
+    scaled = host_output(robust, x.astype(np.float64))[:, : len(layout.sources)]
+    port = frame["port"].map({"C": 1.0, "S": -1.0}).fillna(0.0).to_numpy()
+    grades = [(frame["grade"] == grade).to_numpy(float) for grade in ("a", "b", "c")]
+    by_hand = [frame["size"].to_numpy(), port, *grades]  # numbers first, then the small categories in order
+    expected = np.column_stack([_pytabkit_scaled(column) for column in by_hand])
+    np.testing.assert_allclose(scaled, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_network_saved_with_the_dense_encoding_still_reads_it():
     # Before `sources`, RobustInputs held its encoding as an inputs x columns weight; such a saved config loads.
     x = np.array([[1, 5, 0], [2, 7, 1], [3, 5, 1]], dtype=np.float32)
