@@ -136,7 +136,7 @@ def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
 
     if spec.engine == "fast":
         timings: dict[str, float] = {}
-        from quest.learners.engine import fit_many
+        from quest.learners.mlp_recipe import fit_many
 
         results = fit_many(x, y, jobs, task="classification", n_classes=2, spec=spec, timings=timings)
         return {
@@ -498,7 +498,7 @@ def mlflow_main() -> None:
     import mlflow
     import numpy as np
 
-    from quest.learners.engine import fit_many
+    from quest.learners.mlp_recipe import fit_many
     from quest.params import load_params
     from quest.tracking.epochs import MlflowEpochLogger
 

@@ -127,8 +127,8 @@ def _jax_child() -> dict:
     import jax
     from keras.src.backend.jax import distribution_lib
 
-    from quest.learners.engine import fit_many
     from quest.learners.mlp import fit_mlp
+    from quest.learners.mlp_recipe import fit_many
     from quest.learners.network import plan_job, predict
 
     programs: list[jax.stages.Compiled] = []

@@ -38,30 +38,11 @@ from quest import processes
 from quest.errors import TooLarge
 from quest.learners.backend import data_parallel_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
-from quest.learners.network import FitResult, Job, fresh_mlp, job_spec, output_size, standardiser, to_target_units
-from quest.params import TrainParams
+from quest.learners.network import FitResult, Job, standardiser
 
 BLOCKS = 5  # at least this many host round trips per run: progress lines and MLflow batches
 BLOCK_SECONDS = 2.0  # and at most this long between them, so a long run reports and answers Ctrl-C
 PROGRESS_SECONDS = 10.0  # a progress line every fifth of the run, or this often if that is sooner
-
-
-def fit_many(
-    x: np.ndarray,
-    y: np.ndarray,
-    jobs: Sequence[Job],
-    *,
-    task: str,
-    n_classes: int,
-    spec: TrainParams,
-    hooks: Sequence[Sequence[EpochHook]] = (),
-    label: str = "",
-    timings: dict[str, float] | None = None,
-) -> list[FitResult]:
-    """Train one fresh MLP (the `train` params' network) per job, all in one vectorised program; results in job
-    order. See train_many."""
-    recipe = MlpRecipe(spec, task=task, n_classes=n_classes)
-    return train_many(x, y, jobs, recipe, hooks=hooks, label=label, timings=timings)
 
 
 def train_many(
@@ -260,7 +241,8 @@ class Updater(Protocol):
 
 class Recipe(Protocol):
     """What the engine needs to know about a family of networks: how to make one for a job, how it learns, what
-    it minimises and how its best epoch is chosen. The MLP's is MlpRecipe; RealMLP's lives beside its network."""
+    it minimises and how its best epoch is chosen. The MLP's is quest.learners.mlp_recipe.MlpRecipe; RealMLP's
+    and TabM's live beside their networks."""
 
     task: str
     epochs: int
@@ -309,124 +291,9 @@ class UniformJobs:
         return model_losses, {}
 
 
-class KerasUpdater:
-    """A Keras optimizer's own stateless_apply."""
-
-    def __init__(self, optimizer: keras.optimizers.Optimizer) -> None:
-        self.optimizer = optimizer
-
-    def variables(self, model: keras.Model) -> list[jax.Array]:
-        self.optimizer.build(model.trainable_variables)
-        return [v.value for v in self.optimizer.variables]
-
-    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
-        return self.optimizer.stateless_apply(state, grads, trainable)
-
-
-class TorchAdam:
-    """Adam as PyTorch computes it (ε added to the bias-corrected √v̂), each weight first shrunk by its decoupled
-    weight decay: subclasses say, for each step, every trainable weight's decay multiplier (None: no decay) and
-    learning rate (`rates`)."""
-
-    def __init__(self, *, beta1: float, beta2: float, epsilon: float) -> None:
-        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-
-    def rates(self, progress: jax.Array) -> list[tuple[jax.Array | float | None, jax.Array | float]]:
-        """Per trainable weight, in order: (decay multiplier or None, learning rate) at `progress`."""
-        raise NotImplementedError
-
-    def variables(self, model: keras.Model) -> list[jax.Array]:
-        moments = [np.zeros(v.shape, dtype="float32") for v in model.trainable_variables]
-        return [np.zeros((), dtype="float32"), *moments, *moments]
-
-    def apply(self, state: list, grads: list, trainable: list, progress: jax.Array) -> tuple[list, list]:
-        beta1, beta2, epsilon = self.beta1, self.beta2, self.epsilon
-        count, first, second = state[0] + 1.0, state[1 : 1 + len(trainable)], state[1 + len(trainable) :]
-        new_trainable, new_first, new_second = [], [], []
-        for value, grad, m, v, (keep, step) in zip(trainable, grads, first, second, self.rates(progress), strict=True):
-            if keep is not None:
-                value = value * keep
-            m = beta1 * m + (1.0 - beta1) * grad
-            v = beta2 * v + (1.0 - beta2) * jnp.square(grad)
-            m_hat, v_hat = m / (1.0 - beta1**count), v / (1.0 - beta2**count)
-            new_trainable.append(value - step * m_hat / (jnp.sqrt(v_hat) + epsilon))
-            new_first.append(m)
-            new_second.append(v)
-        return new_trainable, [count, *new_first, *new_second]
-
-
-@dataclass(frozen=True)
-class MlpRecipe:
-    """The `train` params' MLP (quest.learners.network): Keras' own optimizer and losses on its probabilities,
-    the best epoch the one with the lowest val_loss, as EarlyStopping(restore_best_weights=True) picks it."""
-
-    spec: TrainParams
-    task: str
-    n_classes: int
-    scheduled: bool = False
-    drop_last: bool = False
-    later_ties: bool = False
-    members: int = 1
-    narrows: bool = False
-    spreads: bool = True
-
-    @property
-    def epochs(self) -> int:
-        return self.spec.epochs
-
-    @property
-    def batch_size(self) -> int:
-        return self.spec.batch_size
-
-    @property
-    def patience(self) -> int:
-        return self.spec.early_stopping.patience
-
-    @property
-    def data_parallel(self) -> int | str:
-        return self.spec.data_parallel
-
-    def fresh(self, x: np.ndarray, y: np.ndarray, job: Job) -> keras.Model:
-        spec = job_spec(self.spec, job)
-        return fresh_mlp(x.shape[1], task=self.task, n_classes=self.n_classes, spec=spec, seed=job.seed)
-
-    def updater(self, model: keras.Model) -> Updater:
-        return KerasUpdater(model.optimizer)
-
-    def penalty(self, model: keras.Model, jobs: Sequence[Job]) -> tuple[Penalty, dict[str, np.ndarray]]:
-        """The L2 penalty of the kernels, each job at its own factor, computed as Keras' L2 regulariser does."""
-        kernels = [i for i, variable in enumerate(model.trainable_variables) if variable.regularizer is not None]
-        if not kernels:
-            return model_losses, {}
-
-        def penalty(losses: list, trainable: list, job: dict) -> jax.Array:
-            return sum((job["l2"] * jnp.sum(jnp.square(trainable[i])) for i in kernels), jnp.zeros(()))
-
-        return penalty, {"l2": np.array([job_spec(self.spec, job).l2 for job in jobs], dtype=np.float32)}
-
-    def target(self, y: np.ndarray) -> np.ndarray:
-        return _target(y, task=self.task, n_classes=self.n_classes)
-
-    def train_loss(self) -> Loss:
-        return _per_sample(self.task, self.n_classes)
-
-    def validation_loss(self) -> Loss:
-        return _per_sample(self.task, self.n_classes)
-
-    def criterion(self, val_loss: jax.Array, val_metric: jax.Array) -> jax.Array:
-        return val_loss
-
-    def schedule(self, non_trainable: list, progress: jax.Array) -> list:
-        return non_trainable
-
-    def finish(self, model: keras.Model, *, shift: float, scale: float) -> None:
-        if self.task == "regression":
-            to_target_units(model, mean=shift, scale=scale)
-
-
 @dataclass
 class _Program:
-    """Everything a run of fit_many trains with: the jobs' fresh networks and their stacked state, each job's
+    """Everything a run of train_many trains with: the jobs' fresh networks and their stacked state, each job's
     rows and keys, and the jitted block of epochs (not yet compiled)."""
 
     models: list[keras.Model]
@@ -649,12 +516,6 @@ def batch_mesh(devices: int) -> Mesh | None:
     return Mesh(np.array(jax.devices()[:devices]), ("batch",)) if devices > 1 else None
 
 
-def _target(y: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
-    if task == "regression" or output_size(task, n_classes) == 1:
-        return y.astype(np.float32).reshape(-1, 1)
-    return y.astype(np.int32)
-
-
 def _standardisers(target: np.ndarray, jobs: Sequence[Job]) -> tuple[np.ndarray, np.ndarray]:
     """Per job, the mean and spread of its fit rows' target: the network learns the standardised target."""
     shift, scale = np.array([standardiser(target[job.fit_rows]) for job in jobs]).T
@@ -745,23 +606,6 @@ def _compile_block(
         return jax.lax.while_loop(going, advance, state)
 
     return jax.jit(run_all, donate_argnums=0)
-
-
-def _per_sample(task: str, n_classes: int) -> Loss:
-    """(y_true, y_pred) -> loss and metric (accuracy, or absolute error) per row, as model.fit defines them."""
-    regression = task == "regression"
-    binary = not regression and output_size(task, n_classes) == 1
-
-    def per_sample(y_true: jax.Array, y_pred: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if regression:
-            return keras.losses.mean_squared_error(y_true, y_pred), jnp.abs(y_true - y_pred)[:, 0]
-        if binary:
-            hit = (y_pred[:, 0] > 0.5) == (y_true[:, 0] > 0.5)
-            return keras.losses.binary_crossentropy(y_true, y_pred), hit.astype("float32")
-        hit = jnp.argmax(y_pred, axis=-1) == y_true
-        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred), hit.astype("float32")
-
-    return per_sample
 
 
 def _labels(target: jax.Array, *, regression: bool) -> Callable[[jax.Array, dict], jax.Array]:

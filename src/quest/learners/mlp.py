@@ -54,9 +54,9 @@ def fit_mlps(
     """
     try:
         if spec.engine == "fast" and jobs:
-            from quest.learners import engine
+            from quest.learners.mlp_recipe import fit_many
 
-            return engine.fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
+            return fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
         from quest.learners.fit import fit_one
         from quest.learners.network import job_spec
 

@@ -30,8 +30,9 @@ import keras
 import numpy as np
 
 from quest.learners.backend import seed_everything
-from quest.learners.engine import Loss, TorchAdam, UniformJobs
+from quest.learners.engine import Loss, UniformJobs
 from quest.learners.network import Job, standardiser, to_target_units
+from quest.learners.optimisers import TorchAdam
 from quest.learners.realmlp_layers import (
     SMOOTH_CLIP,
     CategoryEmbedding,
