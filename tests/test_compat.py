@@ -62,6 +62,13 @@ def test_mlflow_database_errors_are_logged_by_the_logger_quest_silences():
     assert getattr(module, "_logger", None) is logging.getLogger(compat.MLFLOW_DB_ERROR_LOGGER)
 
 
+def test_keras_layers_say_whether_their_call_takes_training_where_training_flag_reads_it():
+    import keras
+
+    assert compat.training_flag(keras.layers.Dropout(0.5)) == {"training": False}
+    assert compat.training_flag(keras.layers.Activation("relu")) == {}
+
+
 @pytest.mark.parametrize(
     ("package", "checked"),
     [("keras", compat.KERAS_CHECKED), ("optuna", compat.OPTUNA_CHECKED), ("mlflow", compat.MLFLOW_CHECKED)],
@@ -75,7 +82,7 @@ def test_the_checked_versions_are_the_locked_ones(package: str, checked: str):
 
 
 def test_no_private_internal_is_reached_outside_compat():
-    private = re.compile(r"keras\.src\b|\._storage\b|\._trial_id\b|\._available\b")
+    private = re.compile(r"keras\.src\b|\._storage\b|\._trial_id\b|\._available\b|\._call_has_training_arg\b")
     found = [
         f"{path.name}:{number}: {line.strip()}"
         for path in sources()

@@ -47,6 +47,13 @@ def keras_without_tensorflow() -> Iterator[None]:
         lazy._available = before
 
 
+def training_flag(layer: Any) -> dict[str, bool]:
+    """The keyword a layer's `stateless_call` needs for inference: `training=False` where its `call` takes a
+    `training` argument, as `Layer.__call__` decides from the private `_call_has_training_arg` (no public
+    equivalent; quest's compiled forward pass calls `stateless_call`, which does not fill it in)."""
+    return {"training": False} if layer._call_has_training_arg else {}
+
+
 def seed_keras(seed: int) -> None:
     """What `keras.utils.set_random_seed` does to Keras' own state, without the TensorFlow import it makes
     whenever TensorFlow is installed: the global seed, and a fresh global SeedGenerator drawn from it."""

@@ -186,10 +186,6 @@ class Preprocessing:
         return cls(columns=columns, features=tuple(Feature(**f) for f in raw["features"]))
 
 
-def read_preprocessing(directory: Path) -> Preprocessing:
-    return Preprocessing.from_dict(read_json(require(directory / paths.PREPROCESSING, "prepare")))
-
-
 @dataclass(frozen=True)
 class Prepared:
     """prepare's outputs as the later stages read them."""

@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from quest.compat import keras_without_tensorflow
+from quest.compat import keras_without_tensorflow, training_flag
 from quest.data.splits import validation_split
 from quest.errors import QuestError
 from quest.files import atomic_path, normalise_keras_archive, require
@@ -238,8 +238,7 @@ def _program(key: str, layers: Sequence[keras.layers.Layer]) -> Callable:
 
             def forward(weights: list, x: jax.Array, scale: jax.Array, offset: jax.Array) -> jax.Array:
                 for layer, (trainable, non_trainable) in zip(layers, weights, strict=True):
-                    flags = {"training": False} if layer._call_has_training_arg else {}  # as Layer.__call__
-                    x, _ = layer.stateless_call(trainable, non_trainable, x, **flags)
+                    x, _ = layer.stateless_call(trainable, non_trainable, x, **training_flag(layer))
                 return x * scale + offset  # Keras' Rescaling, in float32
 
             program = _PROGRAMS[key] = jax.jit(forward)
