@@ -36,7 +36,7 @@ from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.params import Params, load_params
 from quest.tracking import provenance, runs, store
-from quest.tracking.registry import register_mlp
+from quest.tracking.model_registry import register_mlp
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_GROUP, TAG_KIND, TAG_MODEL, TAG_PARENT
 
 OUTPUTS = tuple(
