@@ -49,20 +49,23 @@ def test_table_has_mean_std_interval_test_and_the_neural_vs_classic_tests():
 def test_the_verdict_says_what_the_posterior_says_with_the_p_value_beside_it():
     table = comparison_table(results(), "accuracy", **SIZES)
     outcome = verdict(results(), "accuracy", **SIZES, **DECIDE)
-    assert outcome["winner"] == "mlp"
-    assert (outcome["best_neural"], outcome["best_classic"]) == ("mlp", "forest")  # 0.775 beats logreg's 0.70
-    assert outcome["difference"] == pytest.approx(0.075)
-    assert outcome["p_value"] > 0.05
-    assert outcome["outcome"] == "unclear"  # four splits cannot settle a 0.075 gap with this spread
-    assert outcome["words"] == (
-        f"no clear answer between mlp and forest: P(better) = {outcome['p_better']:.2f}, "
-        f"P(equivalent) = {outcome['p_equivalent']:.2f}, P(worse) = {outcome['p_worse']:.2f}; "
-        f"corrected t-test p = {outcome['p_value']:.3g}"
+    assert outcome.winner == "mlp"
+    assert (outcome.best_neural, outcome.best_classic) == ("mlp", "forest")  # 0.775 beats logreg's 0.70
+    headline = outcome.headline
+    assert (headline.neural, headline.classic) == ("mlp", "forest")
+    assert headline.difference == pytest.approx(0.075)
+    assert headline.p_value > 0.05
+    assert outcome.outcome == headline.outcome == "unclear"  # four splits cannot settle a 0.075 gap with this spread
+    assert outcome.words == headline.words
+    assert headline.words == (
+        f"no clear answer between mlp and forest: P(better) = {headline.p_better:.2f}, "
+        f"P(equivalent) = {headline.p_equivalent:.2f}, P(worse) = {headline.p_worse:.2f}; "
+        f"corrected t-test p = {headline.p_value:.3g}"
     )
-    assert list(outcome["neural"]) == ["mlp"] and outcome["neural"]["mlp"]["words"] == outcome["words"]
+    assert list(outcome.neural) == ["mlp"] and outcome.neural["mlp"] == headline
     descriptions = {"mlp": "Keras MLP", "logreg": "logistic regression", "forest": "random forest"}
     report = report_markdown(table, "toy", "classification", outcome, "4 folds", descriptions=descriptions)
-    assert f"**The answer: no clear answer between mlp and forest: P(better) = {outcome['p_better']:.2f}" in report
+    assert f"**The answer: no clear answer between mlp and forest: P(better) = {headline.p_better:.2f}" in report
     assert "| **mlp** | neural | Keras MLP | 0.8500 ± 0.0500 |" in report
     assert "![posterior](posterior.png)" in report
 
@@ -86,10 +89,10 @@ def test_better_worse_and_equivalent_need_the_posterior_probability(gains, outco
         ModelResult("tree", {"accuracy": list(base)}, {"accuracy": 0.8}),
     ]
     said = verdict(found, "accuracy", **SIZES, **DECIDE)
-    assert said["outcome"] == outcome and said["words"].startswith(words + "; corrected t-test p = ")
+    assert said.outcome == outcome and said.words.startswith(words + "; corrected t-test p = ")
     # Asking for more certainty than the posterior has turns the same evidence into no clear answer.
     strict = verdict(found, "accuracy", **SIZES, probability=0.999999999, alpha=0.05)
-    assert strict["outcome"] == "unclear" and strict["words"].startswith("no clear answer between mlp and tree")
+    assert strict.outcome == "unclear" and strict.words.startswith("no clear answer between mlp and tree")
 
 
 def test_the_headline_is_the_best_neural_entrant_against_the_best_classic_and_each_neural_one_follows():
@@ -99,19 +102,35 @@ def test_the_headline_is_the_best_neural_entrant_against_the_best_classic_and_ea
         ModelResult("tree", {"accuracy": [0.7, 0.8, 0.75, 0.8]}, {"accuracy": 0.7}),
     ]
     outcome = verdict(found, "accuracy", **SIZES, **DECIDE)
-    assert (outcome["best_neural"], outcome["best_classic"]) == ("wide", "forest")
-    assert outcome["difference"] == pytest.approx(0.925 - 0.775)
-    assert list(outcome["neural"]) == ["wide", "mlp"]  # ranked by CV mean, each against the best classic model
-    assert {entry["classic"] for entry in outcome["neural"].values()} == {"forest"}
+    assert (outcome.best_neural, outcome.best_classic) == ("wide", "forest")
+    assert outcome.headline.difference == pytest.approx(0.925 - 0.775)
+    assert list(outcome.neural) == ["wide", "mlp"]  # ranked by CV mean, each against the best classic model
+    assert {entry.classic for entry in outcome.neural.values()} == {"forest"}
     rows = comparison_table(found, "accuracy", **SIZES).set_index("model")
     assert rows.loc["mlp", "versus"] == rows.loc["wide", "versus"] == "forest"
     assert rows.loc["tree", "versus"] == rows.loc["logreg", "versus"] == "wide"  # the best neural entrant
-    assert rows.loc["mlp", "p_better"] == pytest.approx(outcome["neural"]["mlp"]["p_better"])
+    assert rows.loc["mlp", "p_better"] == pytest.approx(outcome.neural["mlp"].p_better)
     table = comparison_table(found, "accuracy", **SIZES)
     descriptions = dict.fromkeys(KINDS, "a model")
     report = report_markdown(table, "toy", "classification", outcome, "4 folds", descriptions=descriptions)
     assert "Each neural entrant against the best classic model:" in report
     assert "- no clear answer between mlp and forest" in report
+
+
+def test_the_verdict_is_written_as_verdict_json_has_always_read():
+    import dataclasses
+
+    outcome = dataclasses.replace(verdict(results(), "accuracy", **SIZES, **DECIDE), rope_setting="auto")
+    written = outcome.to_dict()
+    judged = ["difference", "p_better", "p_equivalent", "p_worse", "p_value", "outcome", "words"]
+    assert list(written) == [
+        "metric", "winner", "best_neural", "best_classic", *judged, "posterior", "rope", "probability", "alpha",
+        "neural", "rope_setting",
+    ]  # fmt: skip
+    assert list(written["neural"]["mlp"]) == ["neural", "classic", *judged]
+    assert written["neural"]["mlp"]["classic"] == "forest" and written["words"] == outcome.words
+    assert list(written["posterior"]) == ["mean", "scale", "df"] and written["rope_setting"] == "auto"
+    assert "rope_setting" not in verdict(results(), "accuracy", **SIZES, **DECIDE).to_dict()
 
 
 def test_without_a_classic_entrant_there_is_no_verdict():
@@ -127,9 +146,9 @@ def test_lower_is_better_metrics_rank_and_count_the_other_way():
     sizes = {**SIZES, "n_train": 20}
     table = comparison_table(rows, "rmse", **sizes)
     outcome = verdict(rows, "rmse", **sizes, **DECIDE)
-    assert outcome["winner"] == "tree"
-    assert outcome["difference"] == pytest.approx(-(6.1 / 3 - 3.15 / 3), rel=1e-9)
-    assert outcome["outcome"] == "worse" and outcome["p_worse"] > 0.95
+    assert outcome.winner == "tree"
+    assert outcome.headline.difference == pytest.approx(-(6.1 / 3 - 3.15 / 3), rel=1e-9)
+    assert outcome.outcome == "worse" and outcome.headline.p_worse > 0.95
     assert tuple(table.set_index("model").loc["tree", ["wins", "ties", "losses"]]) == (0, 0, 3)
 
 

@@ -41,13 +41,13 @@ def fake_outputs(root):
         metric="accuracy",
         path=reports / "comparison.png",
     )
-    posterior = outcome["posterior"]
+    posterior, headline = outcome.posterior, outcome.headline
     plots.posterior(
         mean=posterior["mean"],
         scale=posterior["scale"],
         df=posterior["df"],
         rope=0.01,
-        probabilities=(outcome["p_better"], outcome["p_equivalent"], outcome["p_worse"]),
+        probabilities=(headline.p_better, headline.p_equivalent, headline.p_worse),
         names=("mlp", "logreg"),
         metric="accuracy",
         path=reports / "posterior.png",

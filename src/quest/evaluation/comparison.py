@@ -193,19 +193,97 @@ def judge(found: Pair, *, probability: float) -> tuple[str, str]:
     return outcome, f"{words}; corrected t-test p = {found.p_value:.3g}"
 
 
-def _entry(found: Pair, *, probability: float) -> dict[str, object]:
-    """What verdict.json says of a pair (its names are said beside it)."""
-    outcome, words = judge(found, probability=probability)
-    posterior = found.posterior
-    return {
-        "difference": found.difference,
-        "p_better": posterior.p_better,
-        "p_equivalent": posterior.p_equivalent,
-        "p_worse": posterior.p_worse,
-        "p_value": found.p_value,
-        "outcome": outcome,
-        "words": words,
-    }
+@dataclass(frozen=True)
+class Entry:
+    """One neural entrant against a classic model: the difference of their CV means (> 0: the neural side is
+    better), the correlated t-test's posterior masses, the corrected t-test's p-value, and the outcome in a word
+    and in words."""
+
+    neural: str
+    classic: str
+    difference: float
+    p_better: float
+    p_equivalent: float
+    p_worse: float
+    p_value: float
+    outcome: str  # better, worse, equivalent or unclear
+    words: str
+
+    @classmethod
+    def of(cls, found: Pair, *, probability: float) -> Entry:
+        outcome, words = judge(found, probability=probability)
+        posterior = found.posterior
+        return cls(
+            found.neural,
+            found.classic,
+            found.difference,
+            posterior.p_better,
+            posterior.p_equivalent,
+            posterior.p_worse,
+            found.p_value,
+            outcome,
+            words,
+        )
+
+    def judged(self) -> dict[str, object]:
+        """What verdict.json says of the pair, its names aside."""
+        return {
+            "difference": self.difference,
+            "p_better": self.p_better,
+            "p_equivalent": self.p_equivalent,
+            "p_worse": self.p_worse,
+            "p_value": self.p_value,
+            "outcome": self.outcome,
+            "words": self.words,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer at the level of families (verdict.json, through `to_dict`): the best neural entrant against
+    the best classic model (`headline`, with its posterior for the picture), every neural entrant against that
+    classic model (`neural`, ranked by CV mean), and the winner by CV mean."""
+
+    metric: str
+    winner: str
+    best_neural: str
+    best_classic: str
+    headline: Entry
+    posterior: dict[str, float]  # the headline's posterior: mean, scale, df
+    rope: float  # in the metric's units
+    probability: float
+    alpha: float
+    neural: dict[str, Entry]
+    rope_setting: float | str | None = None  # compare.rope as set (auto, or a number), once the stage adds it
+
+    @property
+    def words(self) -> str:
+        return self.headline.words
+
+    @property
+    def outcome(self) -> str:
+        return self.headline.outcome
+
+    def to_dict(self) -> dict[str, object]:
+        """verdict.json: the headline's numbers beside the names, then the settings and each neural entrant."""
+        written: dict[str, object] = {
+            "metric": self.metric,
+            "winner": self.winner,
+            "best_neural": self.best_neural,
+            "best_classic": self.best_classic,
+            **self.headline.judged(),
+            "posterior": self.posterior,
+            "rope": self.rope,
+            "probability": self.probability,
+            "alpha": self.alpha,
+            "neural": {
+                name: {"neural": entry.neural, "classic": entry.classic, **entry.judged()}
+                for name, entry in self.neural.items()
+            },
+        }
+        if self.rope_setting is not None:
+            written["rope_setting"] = self.rope_setting
+        return written
 
 
 def verdict(
@@ -218,7 +296,7 @@ def verdict(
     rope: float,
     probability: float,
     alpha: float,
-) -> dict[str, object]:
+) -> Verdict:
     """The answer at the level of families: the best neural entrant against the best classic one (its posterior
     kept for the picture), then each neural entrant against the best classic one; and the winner by CV mean."""
     lower = metric in LOWER_IS_BETTER
@@ -231,29 +309,26 @@ def verdict(
     winner = min(means, key=means.get) if lower else max(means, key=means.get)
     ranked = sorted(results, key=lambda result: means[result.name], reverse=not lower)  # stable: ties keep order
     each = [result.name for result in ranked if kinds[result.name] == "neural"]
-    headline = pairs[neural]  # the best neural entrant's pair is with the best classic model
-    posterior = headline.posterior
-    return {
-        "metric": metric,
-        "winner": winner,
-        "best_neural": neural,
-        "best_classic": classic,
-        **_entry(headline, probability=probability),
-        "posterior": {"mean": posterior.mean, "scale": posterior.scale, "df": posterior.df},
-        "rope": rope,
-        "probability": probability,
-        "alpha": alpha,
-        "neural": {
-            name: {"neural": name, "classic": classic, **_entry(pairs[name], probability=probability)} for name in each
-        },
-    }
+    posterior = pairs[neural].posterior  # the best neural entrant's pair is with the best classic model
+    return Verdict(
+        metric=metric,
+        winner=winner,
+        best_neural=neural,
+        best_classic=classic,
+        headline=Entry.of(pairs[neural], probability=probability),
+        posterior={"mean": posterior.mean, "scale": posterior.scale, "df": posterior.df},
+        rope=rope,
+        probability=probability,
+        alpha=alpha,
+        neural={name: Entry.of(pairs[name], probability=probability) for name in each},
+    )
 
 
 def report_markdown(
     table: pd.DataFrame,
     dataset: str,
     task: str,
-    outcome: Mapping,
+    outcome: Verdict,
     splits: str,
     *,
     descriptions: Mapping[str, str],
@@ -263,31 +338,31 @@ def report_markdown(
 ) -> str:
     """The short report: the answer in words and as a picture, then the table ranked by CV mean. `descriptions`
     says what each row's model is; `rope_note` what ±rope means in the metric's units, when that needs saying."""
-    metric = outcome["metric"]
+    metric = outcome.metric
     lower = metric in LOWER_IS_BETTER
     shown = table.sort_values("cv_mean", ascending=lower, kind="stable")
     means = table.set_index("model")["cv_mean"]
-    neural, classic = outcome["best_neural"], outcome["best_classic"]
+    neural, classic = outcome.best_neural, outcome.best_classic
     lines = [
         f"# quest: does a neural network beat the classic models on `{dataset}`?",
         "",
         f"Task: {task}. Metric: **{metric}** ({'lower' if lower else 'higher'} is better). Every model saw the "
         f"same {splits} of the training split and the same held-out test split.",
         "",
-        f"**The answer: {outcome['words']}.**",
+        f"**The answer: {outcome.words}.**",
         "",
         f"The best neural entrant, {neural} (CV mean {means[neural]:.4f}), against the best classic model, "
-        f"{classic} ({means[classic]:.4f}): a difference of {outcome['difference']:+.4f} (> 0: the neural side is "
-        f"better). The posterior of that difference, with the region of practical equivalence ±{outcome['rope']:.3g}"
-        f"{rope_note} shaded:",
+        f"{classic} ({means[classic]:.4f}): a difference of {outcome.headline.difference:+.4f} (> 0: the neural "
+        f"side is better). The posterior of that difference, with the region of practical equivalence "
+        f"±{outcome.rope:.3g}{rope_note} shaded:",
         "",
         "![posterior](posterior.png)",
         "",
     ]
-    others = [entry for name, entry in outcome["neural"].items() if name != neural]
+    others = [entry for name, entry in outcome.neural.items() if name != neural]
     if others:
         lines += ["Each neural entrant against the best classic model:", ""]
-        lines += [f"- {entry['words']}." for entry in outcome["neural"].values()]
+        lines += [f"- {entry.words}." for entry in outcome.neural.values()]
         lines += [""]
     lines += [
         "| model | family | what | CV mean ± std | 95% interval | test | vs | P(better) | P(equiv.) | P(worse) "
@@ -295,7 +370,7 @@ def report_markdown(
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in shown.itertuples():
-        name = f"**{row.model}**" if row.model == outcome["winner"] else row.model
+        name = f"**{row.model}**" if row.model == outcome.winner else row.model
         tested = isinstance(row.versus, str) and row.versus != ""
         tests = (
             f"{row.versus} | {probability_text(row.p_better)} | {probability_text(row.p_equivalent)} | "
@@ -309,13 +384,13 @@ def report_markdown(
         )
     lines += [
         "",
-        f"**Winner (CV mean): {outcome['winner']}.** Each row's tests are the neural side's: for a classic row, "
+        f"**Winner (CV mean): {outcome.winner}.** Each row's tests are the neural side's: for a classic row, "
         f"the best neural entrant ({neural}) against it; for a neural row, that entrant against the best classic "
         f"model ({classic}).",
         "",
         "P(better), P(equiv.) and P(worse) come from the Bayesian correlated t-test (Benavoli et al., 2017): the "
         f"posterior of the mean difference over the shared splits, and its mass beyond, within and below "
-        f"±{outcome['rope']:.3g}. A verdict needs P ≥ {outcome['probability']:g}; otherwise there is no clear answer. "
+        f"±{outcome.rope:.3g}. A verdict needs P ≥ {outcome.probability:g}; otherwise there is no clear answer. "
         "p is the Nadeau–Bengio corrected resampled t-test; a large p only says no difference was shown, never "
         "that there is none. Both tests, and the intervals, correct the variance for the overlap of the training "
         "sets. The best of each family is picked on the same splits it is tested on, which flatters it a little. "

@@ -3,6 +3,7 @@ split, and write the comparison table, a bar chart with error bars and a short r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from quest.evaluation import plots
 from quest.evaluation.comparison import (
     RELATIVE_ROPE,
     SHARED_KEYS,
+    Verdict,
     comparison_table,
     report_markdown,
     rope_in_units,
@@ -96,7 +98,7 @@ class Comparison:
     metric: str
     results: list[ModelResult]  # the MLP's first, then each entrant's in compare.baselines order
     table: pd.DataFrame
-    outcome: dict
+    outcome: Verdict
     learners: dict[str, Learner]
     descriptions: dict[str, str]  # what each row's model is, in words
     report: str  # comparison.md
@@ -173,7 +175,7 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
     sizes = {"kinds": kinds, "n_train": n_train, "n_test": n_test, "rope": rope}
     table = comparison_table(results, metric, **sizes)
     settings = {"probability": params.compare.probability, "alpha": params.compare.alpha}
-    outcome = {**verdict(results, metric, **sizes, **settings), "rope_setting": params.compare.rope}
+    outcome = dataclasses.replace(verdict(results, metric, **sizes, **settings), rope_setting=params.compare.rope)
     descriptions = {name: learner.describe(problem) for name, learner in learners.items()}
     rope_note = (
         f" ({params.compare.rope:g} of the training target's standard deviation)" if metric in RELATIVE_ROPE else ""
@@ -197,7 +199,7 @@ def write_outputs(out: Path, comparison: Comparison) -> None:
     csv_text = table.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\n")
     write_text(out / paths.COMPARISON.name, csv_text)
     write_json(out / paths.CV_FOLDS.name, {r.name: r.folds for r in comparison.results})
-    write_json(out / paths.VERDICT.name, comparison.outcome)
+    write_json(out / paths.VERDICT.name, comparison.outcome.to_dict())
     plots.comparison_bars(
         table["model"],
         table["cv_mean"],
@@ -209,14 +211,14 @@ def write_outputs(out: Path, comparison: Comparison) -> None:
         path=out / paths.COMPARISON_CHART.name,
     )
     outcome = comparison.outcome
-    found = outcome["posterior"]
+    found, headline = outcome.posterior, outcome.headline
     plots.posterior(
         mean=found["mean"],
         scale=found["scale"],
         df=found["df"],
-        rope=outcome["rope"],
-        probabilities=(outcome["p_better"], outcome["p_equivalent"], outcome["p_worse"]),
-        names=(outcome["best_neural"], outcome["best_classic"]),
+        rope=outcome.rope,
+        probabilities=(headline.p_better, headline.p_equivalent, headline.p_worse),
+        names=(outcome.best_neural, outcome.best_classic),
         metric=metric,
         path=out / paths.POSTERIOR_CHART.name,
     )
@@ -244,8 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         write_logged(out / paths.LOGGED.format(stage="compare"), experiment=params.mlflow.experiment, outputs=logged)
     outcome = comparison.outcome
     print(
-        f"compare: winner {outcome['winner']}; {outcome['words']}; "
-        f"report {args.reports / paths.COMPARISON_REPORT.name}",
+        f"compare: winner {outcome.winner}; {outcome.words}; report {args.reports / paths.COMPARISON_REPORT.name}",
         file=sys.stderr,
     )
 
@@ -275,7 +276,7 @@ def log_to_mlflow(
             **origin.tags(),
             TAG_MODEL: "comparison",
             TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name),
-            "quest.winner": outcome["winner"],
+            "quest.winner": outcome.winner,
             **(
                 {"quest.skipped": "; ".join(f"{k}: {v}" for k, v in comparison.skipped.items())[:5000]}
                 if comparison.skipped
@@ -319,7 +320,7 @@ def log_to_mlflow(
             _register(params.mlflow.registered_model, experiment, subject_run, outcome, reports, origin.root)
 
 
-def _register(name: str, experiment: str, subject_run: str, outcome: dict, reports: Path, root: Path) -> None:
+def _register(name: str, experiment: str, subject_run: str, outcome: Verdict, reports: Path, root: Path) -> None:
     """The MLP as a new version of the registered model, its alias earned by the verdict; said on the parent."""
     import mlflow
 
@@ -328,8 +329,8 @@ def _register(name: str, experiment: str, subject_run: str, outcome: dict, repor
         name,
         experiment=experiment,
         mlp_run=subject_run,
-        entry=outcome["neural"][registry.SUBJECT],
-        winner=outcome["winner"],
+        entry=outcome.neural[registry.SUBJECT].judged(),
+        winner=outcome.winner,
         description=description,
         root=root,
     )
@@ -340,7 +341,7 @@ def _register(name: str, experiment: str, subject_run: str, outcome: dict, repor
 
 
 def log_comparison(
-    params: Params, prepared: Prepared, rows: pd.DataFrame, outcome: dict, *, metric: str, models: int, reports: Path
+    params: Params, prepared: Prepared, rows: pd.DataFrame, outcome: Verdict, *, metric: str, models: int, reports: Path
 ) -> None:
     """The parent run's params, headline metrics and the comparison's files."""
     import mlflow
@@ -351,18 +352,19 @@ def log_comparison(
             "dataset": prepared.schema.dataset,
             "models": models,
             "seed": params.seed,
-            "rope": outcome["rope"],
-            "probability": outcome["probability"],
-            "best_neural": outcome["best_neural"],
-            "best_classic": outcome["best_classic"],
+            "rope": outcome.rope,
+            "probability": outcome.probability,
+            "best_neural": outcome.best_neural,
+            "best_classic": outcome.best_classic,
         }
     )
-    mlflow.set_tags({"quest.answer": outcome["words"], "quest.outcome": outcome["outcome"]})
-    headline = {key: float(outcome[key]) for key in ("difference", "p_better", "p_equivalent", "p_worse", "p_value")}
+    mlflow.set_tags({"quest.answer": outcome.words, "quest.outcome": outcome.outcome})
+    judged = outcome.headline.judged()
+    headline = {key: float(judged[key]) for key in ("difference", "p_better", "p_equivalent", "p_worse", "p_value")}
     mlflow.log_metrics(
         {
-            "best_neural_cv_mean": float(rows.loc[outcome["best_neural"], "cv_mean"]),
-            "best_classic_cv_mean": float(rows.loc[outcome["best_classic"], "cv_mean"]),
+            "best_neural_cv_mean": float(rows.loc[outcome.best_neural, "cv_mean"]),
+            "best_classic_cv_mean": float(rows.loc[outcome.best_classic, "cv_mean"]),
             **{f"neural_vs_classic_{key}": value for key, value in headline.items()},
         }
     )
