@@ -303,6 +303,7 @@ def main() -> None:
                 "quest_seconds": our_seconds, "reference_seconds": their_seconds,
                 **({"matmul_flops": flops, "floor_seconds": floor} if counted else {}),
             }  # fmt: skip
+            out.save()  # table by table: a run stopped part-way (TabM on ames takes about 45 minutes) keeps the rest
         if differences:
             floor_column = f" {floor_total:8.1f}" if counted else ""
             out.line(f"{'overall':<14} {'':<8} {'':>7} {'':>9} {np.mean(differences):+9.4f}  {'':<19} "
