@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+from quest.learners import engine
 from quest.learners.callbacks import EpochHook
-from quest.learners.engine import Loss, Penalty, Updater, model_losses, train_many
+from quest.learners.engine import Loss, Penalty, Updater, model_losses
 from quest.learners.network import FitResult, Job, fresh_mlp, job_spec, output_size, to_target_units
 from quest.learners.optimisers import KerasUpdater
 from quest.params import TrainParams
@@ -35,7 +36,8 @@ def fit_many(
     """Train one fresh MLP (the `train` params' network) per job, all in one vectorised program; results in job
     order. See train_many."""
     recipe = MlpRecipe(spec, task=task, n_classes=n_classes)
-    return train_many(x, y, jobs, recipe, hooks=hooks, label=label, timings=timings)
+    # Through the module: a benchmark or a test that wraps engine.train_many sees the MLP's runs too.
+    return engine.train_many(x, y, jobs, recipe, hooks=hooks, label=label, timings=timings)
 
 
 @dataclass(frozen=True)
