@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
@@ -36,29 +35,6 @@ FOLDS = "folds.npy"
 TEST_ROWS = "test_rows.npy"  # which rows of the loaded table the test split holds
 PREPROCESSING = "preprocessing.json"  # the fitted preprocessing, as numbers
 SCHEMA = "schema.json"
-
-
-# The stages' path options: one definition, so a default never disagrees between stages.
-_OPTIONS = {
-    "params": (PARAMS, "params file"),
-    "data": (PROCESSED_DIR, "prepared data directory"),
-    "out": (PROCESSED_DIR, "output directory"),
-    "model": (MODEL, "the MLP model file"),
-    "cv_out": (MLP_CV, "per-fold CV scores of the MLP"),
-    "reports": (REPORTS_DIR, "reports directory"),
-}
-
-
-def stage_parser(module: str, description: str | None, *options: str) -> argparse.ArgumentParser:
-    """An argument parser for `python -m quest.<module>` (e.g. `stages.train`) with the named path options and their
-    defaults."""
-    parser = argparse.ArgumentParser(prog=f"python -m quest.{module}", description=description)
-    for name in options:
-        default, text = _OPTIONS[name]
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=Path, default=default, help=f"{text} (default: %(default)s)"
-        )
-    return parser
 
 
 def repo_root(start: Path | None = None) -> Path:

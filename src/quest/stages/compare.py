@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quest import interrupts, paths, timing
+from quest import arguments, interrupts, paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
@@ -227,7 +227,7 @@ def write_outputs(out: Path, comparison: Comparison) -> None:
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.compare", __doc__, "params", "data", "model", "reports")
+    parser = arguments.stage_parser("stages.compare", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from quest import paths, timing
+from quest import arguments, paths, timing
 from quest.data.artifacts import Prepared, Schema, read_prepared
 from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
@@ -70,7 +70,7 @@ def predictions_csv(schema: Schema, y_test: np.ndarray, output: np.ndarray) -> s
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.evaluate", __doc__, "params", "data", "model", "reports")
+    parser = arguments.stage_parser("stages.evaluate", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quest import paths, timing
+from quest import arguments, paths, timing
 from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, read_json, require, write_json, write_logged, write_stage_off, write_text
 from quest.params import Params, load_params
@@ -52,7 +52,7 @@ def _finite(value: object) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.learning", __doc__, "params", "data", "reports")
+    parser = arguments.stage_parser("stages.learning", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if params.learning.fractions:

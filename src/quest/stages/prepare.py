@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quest import paths, timing
+from quest import arguments, paths, timing
 from quest.data.artifacts import Column, Preprocessing, Schema
 from quest.data.preprocess import fit_preprocessing, infer_columns
 from quest.data.sources import Dataset, load_dataset
@@ -98,7 +98,7 @@ def write_prepared(result: dict, out: Path) -> None:
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.prepare", __doc__, "params", "out")
+    parser = arguments.stage_parser("stages.prepare", __doc__, "params", "out")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

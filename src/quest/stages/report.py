@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from quest import paths, timing
+from quest import arguments, paths, timing
 from quest.data.artifacts import Schema
 from quest.errors import run_cli
 from quest.evaluation.report import build_html, build_markdown
@@ -19,7 +19,7 @@ from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.report", __doc__, "params", "data", "model", "reports")
+    parser = arguments.stage_parser("stages.report", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     schema = Schema.from_dict(read_json(require(args.data / paths.SCHEMA, "prepare")))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quest import interrupts, paths, timing
+from quest import arguments, interrupts, paths, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import StoreFailure, run_cli, store_failure
 from quest.evaluation import scoring
@@ -117,7 +117,7 @@ def write_outputs(out: Outputs, trained: Trained, fingerprint: dict) -> None:
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.train", __doc__, "params", "data", "model", "cv_out")
+    parser = arguments.stage_parser("stages.train", __doc__, "params", "data", "model", "cv_out")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quest import paths, timing
+from quest import arguments, paths, timing
 from quest.errors import run_cli
 from quest.files import atomic_dir, write_json, write_logged, write_stage_off, write_text
 from quest.params import Params, load_params
@@ -32,7 +32,7 @@ TRIALS_FILE, BUDGET_FILE, CHART_FILE = "trials.csv", "budget.csv", "budget.png"
 
 @timing.timed("compute")
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("stages.tune", __doc__, "params", "data", "reports")
+    parser = arguments.stage_parser("stages.tune", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if params.tune.trials:

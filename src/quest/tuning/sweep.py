@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from quest import paths
+from quest import arguments
 from quest.errors import QuestError, Terminated, run_cli, shown_uri
 from quest.params import Params, load_params
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = paths.stage_parser("tuning.sweep", __doc__, "params", "data")
+    parser = arguments.stage_parser("tuning.sweep", __doc__, "params", "data")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--workers", type=int, default=2, help="worker processes to start on this machine (default: %(default)s)"
