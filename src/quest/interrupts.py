@@ -73,9 +73,10 @@ def _alive(pid: int, start: int | None) -> bool:
     return found is not None and found[1] != "Z" and found[3] == start
 
 
-# At import: a stage imports this first, and its dvc may be gone before it is armed.
+# At import: a stage imports this first, and its dvc may be gone before it is armed. Only a stage under DVC
+# walks /proc for it; every other command watches nothing.
 _PARENT = os.getppid()
-_DVC = _above_shells(_PARENT)
+_DVC = _above_shells(_PARENT) if os.environ.get("DVC_STAGE") is not None else (_PARENT, None)
 
 _state = threading.Lock()
 _cleanups: dict[int, Callable[[], None]] = {}  # for the moment: run only when the watchdog ends the process
