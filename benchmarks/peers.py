@@ -278,7 +278,7 @@ def main() -> None:
                     continue
                 prepared, held_out = split_table(name, data, args.repeats, folder, threads)
                 metric = primary_metric("auto", prepared.schema.task)
-                jobs: list = []
+                jobs: list | None = [] if args.same_validation else None
                 ours, our_seconds, flops = quest_scores(model, prepared, metric, counted=counted, jobs=jobs)
                 if args.same_validation:
                     same_validation(folder, jobs, held_out)

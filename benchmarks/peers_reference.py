@@ -51,8 +51,8 @@ def estimator(model: str, task: str, seed: int, threads: int):  # noqa: ANN201 (
 def inputs(folder: Path) -> None:
     """RealMLP-TD's inputs to its first layer, before its random parts, as pytabkit computes them on the first
     split's training rows: the numbers centred, scaled and clipped (the periodic embedding's input), the small
-    categories one-hot encoded and scaled likewise, and the large ones' codes (0: missing or unknown) with their
-    sizes (the embeddings' tables). To FOLDER/inputs.npz, for benchmarks/peers_inputs.py to hold against quest's."""
+    categories one-hot encoded and scaled likewise, and the large ones' sizes (their embedding tables, a row for a
+    missing or unknown value included). To FOLDER/inputs.npz, for benchmarks/peers_inputs.py to hold against quest's."""
     import torch
     from pytabkit.models.data.conversion import ToDictDatasetConverter
     from pytabkit.models.data.data import TensorInfo
@@ -78,7 +78,6 @@ def inputs(folder: Path) -> None:
         _, out = branch.create(data.tensor_infos).fit_transform(data)
         found[name] = out.tensors["x_cont"].numpy() if "x_cont" in out.tensors else np.zeros((out.n_samples, 0))
         if name == "categories" and "x_cat" in out.tensors:
-            found["large_codes"] = out.tensors["x_cat"].numpy()
             found["large_sizes"] = out.tensor_infos["x_cat"].get_cat_sizes().numpy()
     np.savez(folder / "inputs.npz", **found)
 
@@ -99,14 +98,16 @@ def main() -> None:
     meta = json.loads((folder / "meta.json").read_text())
     quiet()
     frame, y, held_out = read_inputs(folder, meta)
+    shared = (folder / "fit.npy").exists()  # quest's own fit and validation rows (peers.py --same-validation)
+    if shared:
+        fits, validations = np.load(folder / "fit.npy"), np.load(folder / "validation.npy")
     outputs, seconds = [], []
     for split, mask in enumerate(held_out):
         fitted = estimator(model, meta["task"], meta["seed"] + split + 1, meta["threads"])
         started = time.perf_counter()
-        if (folder / "fit.npy").exists():  # quest's own fit and validation rows (peers.py --same-validation)
-            fit, validation = np.load(folder / "fit.npy")[split], np.load(folder / "validation.npy")[split]
-            rows = fit | validation
-            fitted.fit(frame[rows], y[rows], val_idxs=np.flatnonzero(validation[rows])[None, :])
+        if shared:
+            rows = fits[split] | validations[split]
+            fitted.fit(frame[rows], y[rows], val_idxs=np.flatnonzero(validations[split][rows])[None, :])
         else:
             fitted.fit(frame[~mask], y[~mask])
         answer = fitted.predict_proba(frame[mask]) if meta["task"] == "classification" else fitted.predict(frame[mask])
