@@ -228,11 +228,23 @@ class Baseline(Learner):
         return BaselineModel(estimator, task=problem.task, n_classes=problem.n_classes)
 
 
-class BaselineModel:
-    """A fresh estimator that answers `output`: probabilities over every class, or predictions."""
+class EstimatorModel:
+    """A fresh scikit-learn-style estimator that answers `output`: probabilities over every class, or predictions."""
 
     def __init__(self, estimator: BaseEstimator, *, task: str, n_classes: int) -> None:
         self.estimator, self.task, self.n_classes = estimator, task, n_classes
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> EstimatorModel:
+        self.estimator.fit(x, y)
+        return self
+
+    def output(self, x: np.ndarray) -> Output:
+        return model_output(self.estimator, x, task=self.task, n_classes=self.n_classes)
+
+
+class BaselineModel(EstimatorModel):
+    """A classic row's estimator, fitted to the rows it gets: k capped at the rows, Platt's folds at the rarest
+    class."""
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> BaselineModel:
         _cap_neighbours(self.estimator, len(x))
@@ -240,9 +252,6 @@ class BaselineModel:
             self.estimator = _calibration_for(self.estimator, y)
         self.estimator.fit(x, y)
         return self
-
-    def output(self, x: np.ndarray) -> Output:
-        return model_output(self.estimator, x, task=self.task, n_classes=self.n_classes)
 
 
 _CAPPED: set[tuple[int, int]] = set()  # (k, rows) said already, so a notice comes once per process

@@ -14,7 +14,7 @@ import numpy as np
 
 from quest import processes
 from quest.learners.base import Learner, Problem
-from quest.learners.baselines import BaselineModel, for_task
+from quest.learners.baselines import EstimatorModel, for_task
 
 ITERATIONS = 250  # the library's default is 1000: see the module's docstring
 LIBRARY_ITERATIONS = 1000
@@ -46,7 +46,7 @@ class CatBoost(Learner):
         return GuardedModel(model, task=problem.task, n_classes=problem.n_classes)
 
 
-class GuardedModel(BaselineModel):
+class GuardedModel(EstimatorModel):
     """CatBoost refuses a table with its own error type (one class in a fold, a constant target): as ValueError,
     it is a fit the model refuses, like scikit-learn's."""
 

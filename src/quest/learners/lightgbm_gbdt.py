@@ -11,7 +11,7 @@ from typing import Any
 from quest import processes
 from quest.errors import QuestError
 from quest.learners.base import Learner, Problem
-from quest.learners.baselines import BaselineModel, for_task
+from quest.learners.baselines import EstimatorModel, for_task
 
 # LightGBM's own parameters that its scikit-learn classes take through **kwargs (the rest have named arguments).
 NATIVE = ("extra_trees", "max_bin", "min_data_per_group", "path_smooth", "linear_tree")
@@ -25,7 +25,7 @@ class LightGBM(Learner):
     def describe(self, problem: Problem) -> str:
         return "LightGBM, library defaults (100 trees, 31 leaves)"
 
-    def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> BaselineModel:
+    def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> EstimatorModel:
         import lightgbm
 
         estimator = lightgbm.LGBMClassifier if problem.task == "classification" else lightgbm.LGBMRegressor
@@ -37,7 +37,7 @@ class LightGBM(Learner):
             "verbose": -1,
         }
         model = for_task(estimator(**{**settings, **hyper}), problem.task)
-        return BaselineModel(model, task=problem.task, n_classes=problem.n_classes)
+        return EstimatorModel(model, task=problem.task, n_classes=problem.n_classes)
 
     def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
         """LightGBM takes any keyword and only warns when it fits: unknown names fail here instead."""
