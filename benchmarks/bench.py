@@ -61,7 +61,7 @@ def engine_main(argv: list[str]) -> None:
         figures.update(_keras(x, y, jobs, params.train, warm=args.data == "synthetic"))
         if x_test is not None:
             from quest.evaluation.metrics import scores
-            from quest.learners.network import predict
+            from quest.learners.networks import predict
 
             accuracy = [
                 scores("classification", y_test, predict(m, x_test, task="classification"))["accuracy"]
@@ -94,7 +94,7 @@ def _workload(name: str, *, rows: int):
     """(x, y, jobs, x_test, y_test, hidden): the default dataset's first 5 CV folds, or one synthetic job."""
     import numpy as np
 
-    from quest.learners.network import plan_job
+    from quest.learners.jobs import plan_job
 
     if name == "default":
         from quest.data.sources import load_dataset
@@ -505,7 +505,7 @@ def mlflow_main() -> None:
     params = load_params(REPO / "params.yaml")
     x, y, jobs, _, _, _ = _workload("default", rows=0)
     with tempfile.TemporaryDirectory() as tmp:
-        from quest.learners.network import plan_job
+        from quest.learners.jobs import plan_job
 
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         final_job = plan_job(np.arange(len(y)), y, task="classification", validation_fraction=0.15, seed=params.seed)

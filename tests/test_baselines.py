@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import quest.learners.baselines
-from quest.learners.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline, model_output
+from quest.learners.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline
+from quest.learners.estimators import model_output
 from quest.learners.registry import BASELINES
 
 LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]

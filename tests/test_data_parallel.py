@@ -127,9 +127,10 @@ def _jax_child() -> dict:
     import jax
     from keras.src.backend.jax import distribution_lib
 
+    from quest.learners.jobs import plan_job
     from quest.learners.mlp import fit_mlp
     from quest.learners.mlp_recipe import fit_many
-    from quest.learners.network import plan_job, predict
+    from quest.learners.networks import predict
 
     programs: list[jax.stages.Compiled] = []
     compile_program = jax.stages.Lowered.compile

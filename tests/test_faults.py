@@ -208,7 +208,7 @@ def test_a_store_locked_for_too_long_fails_in_one_line_and_keeps_the_trained_mod
         training.kill()
     printed = "".join(training.seen) + rest
     kept = _assert_failed_keeping_the_model(project, trained, printed, training.returncode, "database is locked")
-    from quest.learners.network import load_mlp
+    from quest.learners.networks import load_mlp
 
     model = load_mlp(kept / "mlp.keras")  # as evaluate loads it (safe mode, quest's layers): the kept model is whole
     assert model.count_params() > 0

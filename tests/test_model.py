@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from quest.data.splits import validation_split
+from quest.learners.layers import CounterDropout
 from quest.learners.mlp import fit_mlp
-from quest.learners.network import build_mlp, predict
-from quest.learners.realmlp_layers import CounterDropout
+from quest.learners.network import build_mlp
+from quest.learners.networks import predict
 from quest.params import params_from_dict
 from tests.conftest import repo_params
 
@@ -133,7 +134,7 @@ def test_saved_model_is_byte_identical_and_loads_safely(tmp_path, engine):
     import time
 
     from quest.files import FIXED_DATE_SAVED, file_md5
-    from quest.learners.network import save_mlp
+    from quest.learners.networks import save_mlp
 
     x, y = blobs(n=40)
     # A shared regularizer: Keras writes its id() otherwise.
@@ -177,8 +178,8 @@ from quest.learners.backend import configure
 configure("jax", "cpu", 0)
 import keras
 from quest.files import normalise_keras_archive
-from quest.learners.network import save_mlp
-from quest.learners.realmlp_layers import CounterDropout
+from quest.learners.networks import save_mlp
+from quest.learners.layers import CounterDropout
 model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
 save_mlp(model, __import__("pathlib").Path(r"{tmp_path}/guarded.keras"))
 print("tensorflow imported:", "tensorflow" in sys.modules)

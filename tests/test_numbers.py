@@ -191,8 +191,8 @@ def test_divergence_names_the_final_network_and_the_widest_input():
     from dataclasses import replace
 
     from quest.learners.callbacks import NonFiniteLoss
+    from quest.learners.jobs import Job
     from quest.learners.mlp import diverged
-    from quest.learners.network import Job
     from quest.params import load_params
     from tests.conftest import REPO
 

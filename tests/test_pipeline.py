@@ -168,7 +168,7 @@ def test_the_report_is_written_and_the_optional_stages_say_they_were_off(project
 def test_model_and_config_are_saved_beside_each_other(project: Path):
     import keras
 
-    from quest.learners.network import load_mlp
+    from quest.learners.networks import load_mlp
 
     config = read_json(project / "models" / "config.json")
     assert config["train"]["hidden_layers"] == [8]

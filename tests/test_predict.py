@@ -29,7 +29,7 @@ def trained(tmp_path_factory) -> SimpleNamespace:
 
     backend.configure("jax", "cpu", 0)
     from quest.learners.mlp import fit_mlp
-    from quest.learners.network import predict, save_mlp
+    from quest.learners.networks import predict, save_mlp
 
     root = tmp_path_factory.mktemp("predict")
     rows = GOOD.splitlines()

@@ -13,7 +13,8 @@ from quest.evaluation.scoring import Scored, scores_of
 from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.engine import train_many
-from quest.learners.network import load_mlp, plan_job, predict, save_mlp
+from quest.learners.jobs import plan_job
+from quest.learners.networks import load_mlp, predict, save_mlp
 from quest.learners.tabm_layers import (
     BatchEnsembleDense,
     EnsembleHeads,

@@ -24,11 +24,11 @@ from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from quest.learners.base import Learner, Output, Problem
+from quest.learners.base import Learner, Problem
+from quest.learners.estimators import EstimatorModel, for_task
 
 # Random Fourier features for the "logistic regression on RBF features" row.
 RBF_COMPONENTS = 300
@@ -178,24 +178,6 @@ def make_baseline(
     return for_task(_registry(task, large)[name][1](n_features, seed, dict(hyper or {})), task)
 
 
-def for_task(estimator: BaseEstimator, task: str) -> BaseEstimator:
-    """A regressor learns the standardised target (and answers in the target's units); a classifier is as given.
-    Standardising is invertible, so scikit-learn's numerical round-trip check is off: on targets spanning many
-    orders of magnitude it only printed a warning that the inverse is not exact."""
-    if task == "regression":
-        return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler(), check_inverse=False)
-    return estimator
-
-
-def model_output(estimator: BaseEstimator, x: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
-    """Probabilities over all `n_classes` (a fold may lack a class the estimator never saw), or predictions."""
-    if task == "regression":
-        return np.asarray(estimator.predict(x), dtype=np.float64)
-    proba = np.zeros((len(x), n_classes))
-    proba[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(x)
-    return proba
-
-
 class Baseline(Learner):
     """One row of the tables above, as a learner: scikit-learn's estimator (or XGBoost's) behind `Model`."""
 
@@ -226,20 +208,6 @@ class Baseline(Learner):
             large=problem.large,
         )
         return BaselineModel(estimator, task=problem.task, n_classes=problem.n_classes)
-
-
-class EstimatorModel:
-    """A fresh scikit-learn-style estimator that answers `output`: probabilities over every class, or predictions."""
-
-    def __init__(self, estimator: BaseEstimator, *, task: str, n_classes: int) -> None:
-        self.estimator, self.task, self.n_classes = estimator, task, n_classes
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> EstimatorModel:
-        self.estimator.fit(x, y)
-        return self
-
-    def output(self, x: np.ndarray) -> Output:
-        return model_output(self.estimator, x, task=self.task, n_classes=self.n_classes)
 
 
 class BaselineModel(EstimatorModel):

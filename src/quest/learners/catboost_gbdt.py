@@ -14,7 +14,7 @@ import numpy as np
 
 from quest import processes
 from quest.learners.base import Learner, Problem
-from quest.learners.baselines import EstimatorModel, for_task
+from quest.learners.estimators import EstimatorModel, for_task
 
 ITERATIONS = 250  # the library's default is 1000: see the module's docstring
 LIBRARY_ITERATIONS = 1000

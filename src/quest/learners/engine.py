@@ -38,7 +38,7 @@ from quest import processes
 from quest.errors import TooLarge
 from quest.learners.backend import data_parallel_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
-from quest.learners.network import FitResult, Job, standardiser
+from quest.learners.jobs import FitResult, Job, standardiser
 
 BLOCKS = 5  # at least this many host round trips per run: progress lines and MLflow batches
 BLOCK_SECONDS = 2.0  # and at most this long between them, so a long run reports and answers Ctrl-C

@@ -11,7 +11,7 @@ from typing import Any
 from quest import processes
 from quest.errors import QuestError
 from quest.learners.base import Learner, Problem
-from quest.learners.baselines import EstimatorModel, for_task
+from quest.learners.estimators import EstimatorModel, for_task
 
 # LightGBM's own parameters that its scikit-learn classes take through **kwargs (the rest have named arguments).
 NATIVE = ("extra_trees", "max_bin", "min_data_per_group", "path_smooth", "linear_tree")

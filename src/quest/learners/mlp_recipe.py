@@ -16,7 +16,8 @@ import numpy as np
 from quest.learners import engine
 from quest.learners.callbacks import EpochHook
 from quest.learners.engine import Loss, Penalty, Updater, model_losses
-from quest.learners.network import FitResult, Job, fresh_mlp, job_spec, output_size, to_target_units
+from quest.learners.jobs import FitResult, Job, output_size, to_target_units
+from quest.learners.network import fresh_mlp, job_spec
 from quest.learners.optimisers import KerasUpdater
 from quest.params import TrainParams
 

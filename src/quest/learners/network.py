@@ -1,7 +1,8 @@
-"""The Keras 3 MLP as a network: build it from params, plan its training job, save, load and predict.
+"""The Keras 3 MLP as a network: built and compiled from params, and each job's own params.
 
 Two engines train it: `fast` (quest.learners.engine, compiled JAX loops, many networks at once) and Keras'
-`fit` (quest.learners.fit); quest.learners.mlp chooses between them.
+`fit` (quest.learners.fit); quest.learners.mlp chooses between them. Its jobs are quest.learners.jobs'; saving,
+loading and answering rows, quest.learners.networks'.
 
 Import this module only after `quest.learners.backend.configure`, which picks the Keras backend.
 """
@@ -9,38 +10,14 @@ Import this module only after `quest.learners.backend.configure`, which picks th
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import threading
-import zipfile
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import keras
-import numpy as np
 
-from quest.compat import keras_without_tensorflow, training_flag
-from quest.data.splits import validation_split
-from quest.errors import QuestError
-from quest.files import atomic_path, normalise_keras_archive, require
 from quest.learners.backend import seed_everything
-from quest.learners.realmlp_layers import CounterDropout
+from quest.learners.jobs import Job, output_size
+from quest.learners.layers import CounterDropout
 from quest.params import TrainParams
-
-
-@dataclass
-class FitResult:
-    model: keras.Model
-    history: dict[str, list[float]]  # per-epoch loss/metrics, train and validation
-    best_epoch: int  # 1-based epoch whose weights the model holds
-    epochs_run: int
-
-
-def output_size(task: str, n_classes: int) -> int:
-    return 1 if task == "regression" or n_classes == 2 else n_classes
 
 
 def build_mlp(
@@ -98,18 +75,6 @@ def compile_mlp(
         model.compile(optimizer=chosen, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-@dataclass(frozen=True)
-class Job:
-    """One network to train: the rows of x it learns from, the rows that pick its best epoch, its seed."""
-
-    fit_rows: np.ndarray
-    validation_rows: np.ndarray
-    seed: int
-    # Values over the recipe's own for this job alone (tuning trials trained together: learning rate, dropout,
-    # L2), as sorted (key, value) pairs.
-    hyper: tuple[tuple[str, Any], ...] = ()
-
-
 def job_spec(spec: TrainParams, job: Job) -> TrainParams:
     """The job's own train params: `spec` with the job's values (a tuning trial's) in place."""
     return dataclasses.replace(spec, **dict(job.hyper)) if job.hyper else spec
@@ -137,133 +102,3 @@ def fresh_mlp(n_features: int, *, task: str, n_classes: int, spec: TrainParams, 
         momentum=spec.momentum,
     )
     return model
-
-
-def standardiser(values: np.ndarray) -> tuple[float, float]:
-    """(mean, scale) of a regression target's fit rows; the network learns (y - mean) / scale."""
-    values = np.asarray(values, dtype=np.float64)  # float32 squares overflow near 1e19
-    return float(values.mean()), float(values.std()) or 1.0
-
-
-def to_target_units(model: keras.Sequential, *, mean: float, scale: float) -> None:
-    """Append the layer that maps the network's standardised output back to the target's units."""
-    model.add(keras.layers.Rescaling(scale=scale, offset=mean, name="target_units"))
-
-
-def plan_job(rows: np.ndarray, y: np.ndarray, *, task: str, validation_fraction: float, seed: int) -> Job:
-    """A job over `rows` of (x, y): a seeded, stratified slice of them watches for early stopping."""
-    fit, validation = validation_split(y[rows], task=task, fraction=validation_fraction, seed=seed)
-    return Job(fit_rows=rows[fit], validation_rows=rows[validation], seed=seed)
-
-
-def save_mlp(model: keras.Model, path: Path) -> None:
-    """Save in Keras' native format, atomically and byte-for-byte reproducibly."""
-    with atomic_path(path) as staging, keras_without_tensorflow():
-        model.save(staging)
-        normalise_keras_archive(staging)
-
-
-def load_mlp(path: Path) -> keras.Model:
-    """Load a saved MLP with Keras' safe mode; a missing or damaged file is a clear error."""
-    import quest.learners.realmlp_layers  # noqa: F401 (registers RealMLP's layers, which a saved network may hold)
-    import quest.learners.tabm_layers  # noqa: F401 (and TabM's)
-
-    require(path, "train")
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise QuestError(f"{path}: cannot load the model ({type(error).__name__}); re-run `dvc repro train`") from None
-
-
-CHUNK = 65536  # rows a forward pass takes at once
-
-
-def predict(model: keras.Model, x: np.ndarray, *, task: str) -> np.ndarray:
-    """Class probabilities (n, K) for classification, predictions (n,) for regression."""
-    # Not model.predict: that re-traces a function for every new model, which TensorFlow warns about when folds
-    # train one after another. On JAX, one compiled program per architecture; elsewhere a direct call per chunk.
-    if keras.backend.backend() == "jax":
-        run = _inference(model)
-    else:
-
-        def run(rows: np.ndarray) -> np.ndarray:
-            return keras.ops.convert_to_numpy(model(rows, training=False))
-
-    chunks = [run(x[start : start + CHUNK]) for start in range(0, len(x), CHUNK)]
-    raw = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, 1))
-    if task == "regression":
-        return raw[:, 0]
-    if raw.shape[1] == 1:
-        return np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
-    return raw
-
-
-_PROGRAMS: OrderedDict[str, Callable] = OrderedDict()  # compiled forward passes by architecture, the latest few
-PROGRAMS_KEPT = 16
-_PROGRAMS_LOCK = threading.Lock()
-
-
-def _inference(model: keras.Sequential) -> Callable[[np.ndarray], np.ndarray]:
-    """The network's forward pass as one compiled program, shared by every network of its architecture: an eager
-    call compiles a small program per operation and row count, which costs more than the pass on a small table.
-    The rows are padded to a power of two (at least 128), so a handful of programs serve every row count; a
-    trailing target_units rescaling, whose values differ per network, enters the program as values."""
-    layers = list(model.layers)
-    units = layers.pop() if layers and layers[-1].name == "target_units" else None
-    program = _program(_layer_key(layers), layers)
-    weights = [_weights(layer) for layer in layers]
-    scale, offset = (np.float32(units.scale), np.float32(units.offset)) if units else (np.float32(1), np.float32(0))
-    return functools.partial(_padded_call, program, weights, scale=scale, offset=offset)
-
-
-def _layer_key(layers: Sequence[keras.layers.Layer]) -> str:
-    """What the computation of `layers` turns on: their classes, their configurations less names and seeds (which
-    draw initial weights and dropout masks, neither of which inference runs) and their weights' shapes."""
-    with keras_without_tensorflow():  # a layer's get_config would import TensorFlow (seconds) on JAX
-        described = [
-            [type(layer).__module__, type(layer).__qualname__, _computed(layer.get_config()),
-             [list(v.shape) for v in layer.weights]]
-            for layer in layers
-        ]  # fmt: skip
-    return json.dumps(described, sort_keys=True, default=str)
-
-
-def _program(key: str, layers: Sequence[keras.layers.Layer]) -> Callable:
-    """The compiled pass through `layers` (any layers of `key`'s computation: only their weights differ)."""
-    import jax
-
-    with _PROGRAMS_LOCK:
-        program = _PROGRAMS.get(key)
-        if program is None:
-
-            def forward(weights: list, x: jax.Array, scale: jax.Array, offset: jax.Array) -> jax.Array:
-                for layer, (trainable, non_trainable) in zip(layers, weights, strict=True):
-                    x, _ = layer.stateless_call(trainable, non_trainable, x, **training_flag(layer))
-                return x * scale + offset  # Keras' Rescaling, in float32
-
-            program = _PROGRAMS[key] = jax.jit(forward)
-            while len(_PROGRAMS) > PROGRAMS_KEPT:
-                _PROGRAMS.popitem(last=False)
-        _PROGRAMS.move_to_end(key)
-    return program
-
-
-def _weights(layer: keras.layers.Layer) -> tuple[list, list]:
-    return [v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables]
-
-
-def _padded_call(program: Callable, weights: list, x: np.ndarray, scale: np.float32, offset: np.float32) -> np.ndarray:
-    """`program` on the rows `x`, padded with zeros to a power of two (at least 128), its answer for them alone."""
-    rows = len(x)
-    padded = np.zeros((max(128, 1 << (rows - 1).bit_length()), *x.shape[1:]), dtype=np.float32)
-    padded[:rows] = x
-    return np.asarray(program(weights, padded, scale, offset))[:rows]
-
-
-def _computed(config: Any) -> Any:
-    """A layer's config less what plays no part in inference: names and seeds."""
-    if isinstance(config, dict):
-        return {k: _computed(v) for k, v in config.items() if k not in ("name", "seed")}
-    if isinstance(config, list):
-        return [_computed(v) for v in config]
-    return config

@@ -29,7 +29,7 @@ class Predictor:
     @classmethod
     def from_files(cls, *, model: Path, preprocessing: Path, schema: Path) -> Predictor:
         """Keras' safe mode for the network, plain JSON for the rest: loading runs none of their contents."""
-        from quest.learners.network import load_mlp
+        from quest.learners.networks import load_mlp
 
         return cls(
             network=load_mlp(model),
@@ -46,7 +46,7 @@ class Predictor:
         """Per raw row, the label and every class's probability (or the value), indexed as `raw`."""
         import pandas as pd
 
-        from quest.learners.network import predict
+        from quest.learners.networks import predict
 
         output = predict(self.network, self.preprocessing.apply(raw), task=self.schema.task)
         if self.schema.task == "regression":

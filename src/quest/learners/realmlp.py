@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from quest.learners.base import Problem
-from quest.learners.mlp import RecipeLearner
+from quest.learners.neural import RecipeLearner
 from quest.params import RealMlpParams, TrainParams
 
 if TYPE_CHECKING:
-    from quest.learners.network import Job
+    from quest.learners.jobs import Job
     from quest.learners.realmlp_network import RealMlpRecipe
 
 NAME = "realmlp"

@@ -31,7 +31,8 @@ import numpy as np
 
 from quest.learners.backend import seed_everything
 from quest.learners.engine import Loss, UniformJobs
-from quest.learners.network import Job, standardiser, to_target_units
+from quest.learners.jobs import Job, standardiser, to_target_units
+from quest.learners.layers import ScheduledDropout
 from quest.learners.optimisers import TorchAdam
 from quest.learners.realmlp_layers import (
     SMOOTH_CLIP,
@@ -42,7 +43,6 @@ from quest.learners.realmlp_layers import (
     ParametricActivation,
     PeriodicEmbedding,
     RobustInputs,
-    ScheduledDropout,
     encoded,
 )
 from quest.params import RealMlpParams

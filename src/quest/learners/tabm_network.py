@@ -31,9 +31,9 @@ import numpy as np
 
 from quest.learners.backend import seed_everything
 from quest.learners.engine import Loss, UniformJobs
-from quest.learners.network import Job, to_target_units
+from quest.learners.jobs import Job, to_target_units
+from quest.learners.layers import ScheduledDropout
 from quest.learners.optimisers import TorchAdam
-from quest.learners.realmlp_layers import ScheduledDropout
 from quest.learners.tabm_layers import (
     OPEN,
     BatchEnsembleDense,

@@ -423,7 +423,7 @@ def log_entrant(
 def log_network(params: Params, prepared: Prepared, network: Any, *, name: str, settings: dict, data_dir: Path) -> None:
     """A network entrant's final fit (the whole training split) as an MLflow model that takes raw rows, as the
     MLP's is: the network behind the preprocessing prepare fitted, served by quest.serve."""
-    from quest.learners.network import save_mlp
+    from quest.learners.networks import save_mlp
     from quest.tracking import models
 
     with tempfile.TemporaryDirectory(prefix="quest-network-") as scratch:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     prepared = read_prepared(args.data)
     backend.configure(params.train.backend, params.train.device, params.seed)
-    from quest.learners.network import load_mlp, predict
+    from quest.learners.networks import load_mlp, predict
 
     model = load_mlp(args.model)
     inputs = model.input_shape[-1]

@@ -33,7 +33,7 @@ from quest.tracking.tags import TAG_KIND, TAG_MODEL, TAG_MODEL_MD5
 
 if TYPE_CHECKING:
     from quest.learners.backend import DeviceInfo
-    from quest.learners.network import FitResult
+    from quest.learners.jobs import FitResult
 
 KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps what it made
 
@@ -106,7 +106,7 @@ class Outputs:
 
 
 def write_outputs(out: Outputs, trained: Trained, fingerprint: dict) -> None:
-    from quest.learners.network import save_mlp
+    from quest.learners.networks import save_mlp
 
     save_mlp(trained.final.model, out.model)
     write_json(out.config, trained.config)
