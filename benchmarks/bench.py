@@ -132,11 +132,11 @@ def _workload(name: str, *, rows: int):
 
 def _keras(x, y, jobs, spec, *, warm: bool) -> dict:
     """Train `jobs` with quest's engine `spec.engine`; seconds exclude compilation, which is reported apart."""
-    from quest.learners.mlp import fit_mlps
+    from quest.learners.mlp.learner import fit_mlps
 
     if spec.engine == "fast":
         timings: dict[str, float] = {}
-        from quest.learners.mlp_recipe import fit_many
+        from quest.learners.mlp.recipe import fit_many
 
         results = fit_many(x, y, jobs, task="classification", n_classes=2, spec=spec, timings=timings)
         return {
@@ -498,7 +498,7 @@ def mlflow_main() -> None:
     import mlflow
     import numpy as np
 
-    from quest.learners.mlp_recipe import fit_many
+    from quest.learners.mlp.recipe import fit_many
     from quest.params import load_params
     from quest.tracking.epochs import MlflowEpochLogger
 

@@ -190,7 +190,7 @@ def tabm_training_flops(model, job, epochs: int) -> float:  # noqa: ANN001 (a Ke
     Each epoch every member sees every fit row once: forward, then the backward pass's two products (the weights'
     gradient and the input's; the piecewise-linear embedding needs no input gradient, its input is data). The
     validation rows go forward once an epoch, through the embedding once and the rest once per member."""
-    from quest.learners.tabm_layers import BatchEnsembleDense, EnsembleHeads, PiecewiseLinearEmbedding
+    from quest.learners.tabm.layers import BatchEnsembleDense, EnsembleHeads, PiecewiseLinearEmbedding
 
     embedding, per_member = 0, 0  # multiply-adds per row
     for layer in model.layers:

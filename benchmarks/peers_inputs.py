@@ -26,7 +26,7 @@ from peers import SEED, data_params, split_table
 def quest_inputs(prepared, rows: np.ndarray) -> dict[str, np.ndarray]:  # noqa: ANN001 (quest.data.artifacts.Prepared)
     """quest's RealMLP on `rows` of the training split: its robust inputs layer's output, split by kind."""
     from quest.learners.base import Problem
-    from quest.learners.realmlp_network import Layout, RobustInputs, build_realmlp, host_output, initialise
+    from quest.learners.realmlp.network import Layout, RobustInputs, build_realmlp, host_output, initialise
     from quest.params import load_params
 
     spec = load_params(REPO / "params.yaml").realmlp

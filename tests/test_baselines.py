@@ -3,8 +3,8 @@ import warnings
 import numpy as np
 import pytest
 
-import quest.learners.baselines
-from quest.learners.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline
+import quest.learners.classic.baselines
+from quest.learners.classic.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline
 from quest.learners.estimators import model_output
 from quest.learners.registry import BASELINES
 
@@ -18,7 +18,7 @@ def test_registries_hold_the_lecture_eight_then_the_peers_for_both_tasks():
 
 def test_a_baseline_whose_library_is_missing_is_reported_unavailable(monkeypatch):
     assert available("xgboost") and available("logreg")
-    monkeypatch.setitem(quest.learners.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
+    monkeypatch.setitem(quest.learners.classic.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
     assert not available("xgboost")
 
 

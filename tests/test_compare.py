@@ -165,7 +165,7 @@ from pathlib import Path
 from quest.data.sources import load_dataset
 from quest.evaluation.scoring import evaluate_all
 from quest.learners.base import Problem
-from quest.learners.baselines import Baseline
+from quest.learners.classic.baselines import Baseline
 from quest.params import params_from_dict
 from quest.stages.prepare import prepare, write_prepared
 from quest.data.artifacts import read_prepared

@@ -34,7 +34,7 @@ def blobs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @ENGINES
 def test_all_on_one_device_is_the_same_run_as_off(engine):
-    from quest.learners.mlp import fit_mlp
+    from quest.learners.mlp.learner import fit_mlp
 
     x, y = blobs(60)
     runs = [
@@ -49,7 +49,7 @@ def test_all_on_one_device_is_the_same_run_as_off(engine):
 
 @ENGINES
 def test_more_devices_than_the_backend_sees_is_one_line_naming_the_key(engine):
-    from quest.learners.mlp import fit_mlp
+    from quest.learners.mlp.learner import fit_mlp
 
     x, y = blobs(20)
     with pytest.raises(QuestError) as caught:
@@ -128,8 +128,8 @@ def _jax_child() -> dict:
     from keras.src.backend.jax import distribution_lib
 
     from quest.learners.jobs import plan_job
-    from quest.learners.mlp import fit_mlp
-    from quest.learners.mlp_recipe import fit_many
+    from quest.learners.mlp.learner import fit_mlp
+    from quest.learners.mlp.recipe import fit_many
     from quest.learners.networks import predict
 
     programs: list[jax.stages.Compiled] = []
@@ -202,7 +202,7 @@ def _tensorflow_child() -> dict:
     found = {}
     for devices in (1, 2):
         device = backend.configure("tensorflow", "cpu", 0, data_parallel=devices)
-        from quest.learners.mlp import fit_mlp
+        from quest.learners.mlp.learner import fit_mlp
 
         x, y = blobs(64)
         settings = spec(backend="tensorflow", engine="fit", hidden_layers=[4], epochs=3, batch_size=16,

@@ -5,8 +5,8 @@ import pytest
 
 from quest.evaluation.metrics import scores
 from quest.learners.jobs import Job, plan_job
-from quest.learners.mlp import fit_mlps
-from quest.learners.mlp_recipe import fit_many
+from quest.learners.mlp.learner import fit_mlps
+from quest.learners.mlp.recipe import fit_many
 from quest.learners.networks import predict
 from quest.params import params_from_dict
 from tests.conftest import blobs, repo_params

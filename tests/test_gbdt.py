@@ -8,8 +8,8 @@ from quest import processes
 from quest.errors import QuestError
 from quest.learners import registry
 from quest.learners.base import Problem
-from quest.learners.catboost_gbdt import ITERATIONS, LIBRARY_ITERATIONS, CatBoost
-from quest.learners.lightgbm_gbdt import LightGBM
+from quest.learners.gbdt.catboost import ITERATIONS, LIBRARY_ITERATIONS, CatBoost
+from quest.learners.gbdt.lightgbm import LightGBM
 from quest.params import params_from_dict
 from tests.conftest import repo_params
 
@@ -86,7 +86,8 @@ def test_the_tuning_spaces_in_params_yaml_build_and_a_wrong_name_fails_before_th
 
 
 def test_a_missing_library_skips_its_row_with_a_notice(monkeypatch, capsys):
-    from quest.learners import catboost_gbdt, lightgbm_gbdt
+    from quest.learners.gbdt import catboost as catboost_gbdt
+    from quest.learners.gbdt import lightgbm as lightgbm_gbdt
 
     monkeypatch.setattr(catboost_gbdt.CatBoost, "requires", "no_such_catboost_for_quest")
     monkeypatch.setattr(lightgbm_gbdt.LightGBM, "requires", "no_such_lightgbm_for_quest")

@@ -52,13 +52,13 @@ def test_imports_run_downward_and_mlflow_stays_at_the_edge():
 
 
 def test_a_wrong_import_is_named_with_its_file_and_line():
-    path = REPO / "src" / "quest" / "learners" / "mlp.py"
+    path = REPO / "src" / "quest" / "learners" / "base.py"
     found = [Import(path, 7, "quest.stages.train"), Import(path, 8, "mlflow"), Import(path, 9, "quest.tracking.runs")]
-    assert violations("quest.learners.mlp", found) == [
-        "src/quest/learners/mlp.py:7 imports quest.stages.train: learners may import only layers below it, "
+    assert violations("quest.learners.base", found) == [
+        "src/quest/learners/base.py:7 imports quest.stages.train: learners may import only layers below it, "
         "and stages is not",
-        "src/quest/learners/mlp.py:8 imports mlflow: MLflow belongs in stages/, tracking/ or the top, not learners",
-        "src/quest/learners/mlp.py:9 imports quest.tracking.runs: tracking/ is called from stages/ and the top only, "
+        "src/quest/learners/base.py:8 imports mlflow: MLflow belongs in stages/, tracking/ or the top, not learners",
+        "src/quest/learners/base.py:9 imports quest.tracking.runs: tracking/ is called from stages/ and the top only, "
         "not from learners",
     ]
     assert violations("quest.data.splits", [Import(path, 1, "quest.tracking.tags")]) != []  # upward

@@ -17,7 +17,7 @@ from quest.errors import QuestError
 from quest.evaluation.scoring import Scored, cross_validate, scores_of
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
-from quest.learners.baselines import Baseline
+from quest.learners.classic.baselines import Baseline
 from quest.params import params_from_dict
 from quest.stages.compare import main as compare_main
 from quest.stages.learning import main as learning_main
@@ -181,9 +181,9 @@ def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkey
     params = params_from_dict(repo_params(compare={"baselines": ["logreg", "lasso"]}))
     with pytest.raises(QuestError, match=r"compare\.baselines must be a list drawn from logreg, .*\(got 'lasso'\)"):
         registry.entrants(params, who="compare")
-    import quest.learners.baselines
+    import quest.learners.classic.baselines
 
-    monkeypatch.setitem(quest.learners.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
+    monkeypatch.setitem(quest.learners.classic.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
     params = params_from_dict(repo_params(compare={"baselines": ["logreg", "xgboost"]}))
     assert [learner.name for learner in registry.entrants(params, who="compare")] == ["logreg"]
     assert "compare: notice: skipping xgboost: its library (no_such_library_for_quest) is not installed" in (

@@ -53,7 +53,7 @@ def test_the_full_point_is_the_comparisons_own_fold_scores_and_overtaking_is_rea
 
 
 def test_stage_scores_every_model_at_each_fraction_on_the_same_folds(tmp_path, monkeypatch, capsys):
-    from quest.learners import baselines
+    from quest.learners.classic import baselines
 
     monkeypatch.setattr(baselines, "_CAPPED", set())  # notices come once per process
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

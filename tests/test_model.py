@@ -10,8 +10,8 @@ import pytest
 
 from quest.data.splits import validation_split
 from quest.learners.layers import CounterDropout
-from quest.learners.mlp import fit_mlp
-from quest.learners.network import build_mlp
+from quest.learners.mlp.learner import fit_mlp
+from quest.learners.mlp.network import build_mlp
 from quest.learners.networks import predict
 from quest.params import params_from_dict
 from tests.conftest import repo_params

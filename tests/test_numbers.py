@@ -16,7 +16,7 @@ from quest.data.artifacts import read_prepared
 from quest.errors import run_cli
 from quest.files import dvc_md5
 from quest.learners.base import Problem
-from quest.learners.baselines import Baseline
+from quest.learners.classic.baselines import Baseline
 from quest.stages import prepare, train
 from tests.conftest import repo_params
 
@@ -134,7 +134,7 @@ def test_found_a_test_value_far_outside_the_training_spread(tmp_path, capsys):
 def test_found_knn15_on_fewer_than_15_rows(capsys, monkeypatch):
     """Generated table 3: compare's knn15 raised `Expected n_neighbors <= n_samples_fit` on a fold of 7 rows.
     k now falls to the rows there, with a notice."""
-    from quest.learners import baselines
+    from quest.learners.classic import baselines
 
     monkeypatch.setattr(baselines, "_CAPPED", set())  # notices come once per process
     x, y = np.random.default_rng(0).normal(size=(7, 2)), np.array([0, 1, 0, 1, 0, 1, 1])
@@ -192,7 +192,7 @@ def test_divergence_names_the_final_network_and_the_widest_input():
 
     from quest.learners.callbacks import NonFiniteLoss
     from quest.learners.jobs import Job
-    from quest.learners.mlp import diverged
+    from quest.learners.mlp.learner import diverged
     from quest.params import load_params
     from tests.conftest import REPO
 

@@ -28,7 +28,7 @@ def trained(tmp_path_factory) -> SimpleNamespace:
     from quest.learners import backend
 
     backend.configure("jax", "cpu", 0)
-    from quest.learners.mlp import fit_mlp
+    from quest.learners.mlp.learner import fit_mlp
     from quest.learners.networks import predict, save_mlp
 
     root = tmp_path_factory.mktemp("predict")

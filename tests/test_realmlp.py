@@ -16,8 +16,8 @@ from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.jobs import plan_job
 from quest.learners.networks import load_mlp, predict, save_mlp
-from quest.learners.realmlp_layers import ClampOutput, NtkDense, RobustInputs, cos_turns, encoded
-from quest.learners.realmlp_network import (
+from quest.learners.realmlp.layers import ClampOutput, NtkDense, RobustInputs, cos_turns, encoded
+from quest.learners.realmlp.network import (
     Layout,
     RealMlpRecipe,
     RealMlpUpdater,

@@ -15,14 +15,14 @@ from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.jobs import plan_job
 from quest.learners.networks import load_mlp, predict, save_mlp
-from quest.learners.tabm_layers import (
+from quest.learners.tabm.layers import (
     BatchEnsembleDense,
     EnsembleHeads,
     EnsembleView,
     PiecewiseLinearEmbedding,
     QuantileInputs,
 )
-from quest.learners.tabm_network import TabmLayout, TabmRecipe, TabmUpdater, _piecewise, build_tabm, initialise
+from quest.learners.tabm.network import TabmLayout, TabmRecipe, TabmUpdater, _piecewise, build_tabm, initialise
 from quest.params import params_from_dict
 from tests.conftest import blobs, repo_params
 

@@ -21,8 +21,8 @@ import yaml
 from quest.errors import QuestError
 from quest.learners import registry
 from quest.learners.base import Problem
-from quest.learners.baselines import Baseline
-from quest.learners.mlp import MLP
+from quest.learners.classic.baselines import Baseline
+from quest.learners.mlp.learner import MLP
 from quest.params import params_from_dict
 from quest.stages.prepare import main as prepare_main
 from quest.stages.tune import main as tune_main

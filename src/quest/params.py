@@ -152,7 +152,7 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class RealMlpParams:
-    """RealMLP-TD's recipe (quest.learners.realmlp_network), its published defaults in params.yaml."""
+    """RealMLP-TD's recipe (quest.learners.realmlp.network), its published defaults in params.yaml."""
 
     seeds: int
     hidden_layers: tuple[int, ...]
@@ -216,7 +216,7 @@ class RealMlpParams:
 
 @dataclass(frozen=True)
 class TabmParams:
-    """TabM's recipe (quest.learners.tabm_network), pytabkit's TabM_D defaults with its piecewise-linear embeddings
+    """TabM's recipe (quest.learners.tabm.network), pytabkit's TabM_D defaults with its piecewise-linear embeddings
     on, in params.yaml."""
 
     seeds: int

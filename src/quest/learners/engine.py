@@ -1,7 +1,7 @@
 """The fast engine: Keras MLPs trained inside compiled JAX programs, many networks at once.
 
 On tabular data an MLP's arithmetic is tiny and `model.fit` spends its time on per-step dispatch. Here the
-network is still the Keras model from quest.learners.network, but its forward pass runs through
+network is still the Keras model from quest.learners.mlp.network, but its forward pass runs through
 `stateless_call` inside `lax.scan` over an epoch's mini-batches and `lax.while_loop` over epochs, with the data
 resident on the device; shuffling, early stopping and best-weight restore happen there too. Several networks (CV folds,
 seeds, training-set fractions) train in one program: `jax.vmap` over jobs whose rows are padded index lists,
@@ -241,7 +241,7 @@ class Updater(Protocol):
 
 class Recipe(Protocol):
     """What the engine needs to know about a family of networks: how to make one for a job, how it learns, what
-    it minimises and how its best epoch is chosen. The MLP's is quest.learners.mlp_recipe.MlpRecipe; RealMLP's
+    it minimises and how its best epoch is chosen. The MLP's is quest.learners.mlp.recipe.MlpRecipe; RealMLP's
     and TabM's live beside their networks."""
 
     task: str

@@ -32,8 +32,8 @@ def save_mlp(model: keras.Model, path: Path) -> None:
 
 def load_mlp(path: Path) -> keras.Model:
     """Load a saved MLP with Keras' safe mode; a missing or damaged file is a clear error."""
-    import quest.learners.realmlp_layers  # noqa: F401 (registers RealMLP's layers, which a saved network may hold)
-    import quest.learners.tabm_layers  # noqa: F401 (and TabM's)
+    import quest.learners.realmlp.layers  # noqa: F401 (registers RealMLP's layers, which a saved network may hold)
+    import quest.learners.tabm.layers  # noqa: F401 (and TabM's)
 
     require(path, "train")
     try:

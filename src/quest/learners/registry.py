@@ -18,14 +18,14 @@ Factory = Callable[[Params], Learner]
 
 
 def _mlp(params: Params) -> Learner:
-    from quest.learners.mlp import MLP
+    from quest.learners.mlp.learner import MLP
 
     return MLP(params.train, seed=params.seed)
 
 
 def _baseline(name: str) -> Factory:
     def make(params: Params) -> Learner:
-        from quest.learners.baselines import Baseline
+        from quest.learners.classic.baselines import Baseline
 
         return Baseline(name)
 
@@ -33,25 +33,25 @@ def _baseline(name: str) -> Factory:
 
 
 def _realmlp(params: Params) -> Learner:
-    from quest.learners.realmlp import RealMLP
+    from quest.learners.realmlp.learner import RealMLP
 
     return RealMLP(params.realmlp, params.train, seed=params.seed)
 
 
 def _tabm(params: Params) -> Learner:
-    from quest.learners.tabm import TabM
+    from quest.learners.tabm.learner import TabM
 
     return TabM(params.tabm, params.train, seed=params.seed)
 
 
 def _catboost(params: Params) -> Learner:
-    from quest.learners.catboost_gbdt import CatBoost
+    from quest.learners.gbdt.catboost import CatBoost
 
     return CatBoost()
 
 
 def _lightgbm(params: Params) -> Learner:
-    from quest.learners.lightgbm_gbdt import LightGBM
+    from quest.learners.gbdt.lightgbm import LightGBM
 
     return LightGBM()
 

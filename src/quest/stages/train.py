@@ -24,7 +24,7 @@ from quest.evaluation import scoring
 from quest.files import file_md5, history_csv, write_json, write_text
 from quest.learners.base import Problem
 from quest.learners.callbacks import EpochHook, Progress
-from quest.learners.mlp import MLP, fit_mlp
+from quest.learners.mlp.learner import MLP, fit_mlp
 from quest.params import Params, load_params
 from quest.processes import alive
 from quest.tracking import provenance, runs, store

@@ -34,7 +34,7 @@ from quest.learners.engine import Loss, UniformJobs
 from quest.learners.jobs import Job, standardiser, to_target_units
 from quest.learners.layers import ScheduledDropout
 from quest.learners.optimisers import TorchAdam
-from quest.learners.realmlp_layers import (
+from quest.learners.realmlp.layers import (
     SMOOTH_CLIP,
     CategoryEmbedding,
     ClampOutput,
@@ -72,7 +72,7 @@ class Layout:
 
     inputs: int  # prepare's columns
     # Per scaled column (numbers, then small categories as RealMLP encodes them): (plus, minus), the input it is
-    # less the input it subtracts, -1 for none (quest.learners.realmlp_layers.encoded).
+    # less the input it subtracts, -1 for none (quest.learners.realmlp.layers.encoded).
     sources: tuple[tuple[int, int], ...]
     numeric: int  # how many of the scaled columns are numbers (they get the periodic embedding)
     large: tuple[tuple[int, ...], ...]  # per embedded categorical column, the indices of its one-hot inputs

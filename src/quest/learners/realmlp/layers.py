@@ -1,6 +1,6 @@
 """RealMLP's Keras layers: what a saved RealMLP network is made of. Importing this module registers them, so
 Keras' safe mode loads such a network (quest.learners.networks.load_mlp imports it); it needs Keras only.
-quest.learners.realmlp_network builds, initialises and trains networks of them.
+quest.learners.realmlp.network builds, initialises and trains networks of them.
 """
 
 from __future__ import annotations

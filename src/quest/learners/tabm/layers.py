@@ -1,6 +1,6 @@
 """TabM's Keras layers: what a saved TabM network is made of. Importing this module registers them, so Keras'
 safe mode loads such a network (quest.learners.networks.load_mlp imports it); it needs Keras only.
-quest.learners.tabm_network builds, initialises and trains networks of them.
+quest.learners.tabm.network builds, initialises and trains networks of them.
 
 A TabM network carries its k members on an axis of its own: rows (n, inputs) become (n, k, width) at
 `EnsembleView` and leave as (n, k, outputs), until `EnsembleMean` averages the members for prediction.

@@ -1,5 +1,5 @@
 """The `tabm` row: TabM (Gorishniy et al., ICLR 2025) ported to Keras 3, trained by quest's fast engine with
-every split's network in one compiled program. The network and its recipe are quest.learners.tabm_network;
+every split's network in one compiled program. The network and its recipe are quest.learners.tabm.network;
 nothing here imports Keras at import time.
 """
 
@@ -16,7 +16,7 @@ from quest.params import TabmParams, TrainParams
 
 if TYPE_CHECKING:
     from quest.learners.jobs import Job
-    from quest.learners.tabm_network import TabmRecipe
+    from quest.learners.tabm.network import TabmRecipe
 
 NAME = "tabm"
 # The tabm keys a search space may vary.
@@ -52,7 +52,7 @@ class TabM(RecipeLearner):
         return f"{arch} in Keras (k={spec.members}, {spec.depth}x{spec.width}{embedding})"
 
     def recipe(self, spec: TabmParams, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> TabmRecipe:
-        from quest.learners.tabm_network import TabmLayout, TabmRecipe
+        from quest.learners.tabm.network import TabmLayout, TabmRecipe
 
         layout = TabmLayout.of(x.shape[1], problem.feature_columns)
         rows = min(len(job.fit_rows) for job in jobs)

@@ -1,8 +1,8 @@
 """The Keras 3 MLP as a network: built and compiled from params, and each job's own params.
 
 Two engines train it: `fast` (quest.learners.engine, compiled JAX loops, many networks at once) and Keras'
-`fit` (quest.learners.fit); quest.learners.mlp chooses between them. Its jobs are quest.learners.jobs'; saving,
-loading and answering rows, quest.learners.networks'.
+`fit` (quest.learners.mlp.fit); quest.learners.mlp.learner chooses between them. Its jobs are
+quest.learners.jobs'; saving, loading and answering rows, quest.learners.networks'.
 
 Import this module only after `quest.learners.backend.configure`, which picks the Keras backend.
 """

@@ -1,6 +1,6 @@
 """The `realmlp` row: RealMLP-TD (Holzmüller et al., NeurIPS 2024) ported to Keras 3, trained by quest's fast
 engine with every split's network in one compiled program. The network and its recipe are
-quest.learners.realmlp_network; nothing here imports Keras at import time.
+quest.learners.realmlp.network; nothing here imports Keras at import time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from quest.params import RealMlpParams, TrainParams
 
 if TYPE_CHECKING:
     from quest.learners.jobs import Job
-    from quest.learners.realmlp_network import RealMlpRecipe
+    from quest.learners.realmlp.network import RealMlpRecipe
 
 NAME = "realmlp"
 # The realmlp keys a search space may vary.
@@ -55,7 +55,7 @@ class RealMLP(RecipeLearner):
         return f"RealMLP-TD in Keras ({layers}, {self.spec.epochs} epochs)"
 
     def recipe(self, spec: RealMlpParams, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> RealMlpRecipe:
-        from quest.learners.realmlp_network import Layout, RealMlpRecipe
+        from quest.learners.realmlp.network import Layout, RealMlpRecipe
 
         layout = Layout.of(x.shape[1], problem.feature_columns, problem.feature_names, one_hot_max=spec.one_hot_max)
         return RealMlpRecipe(

@@ -15,7 +15,7 @@ import numpy as np
 from quest.learners.backend import data_parallel_devices, tensorflow_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss, first_non_finite
 from quest.learners.jobs import FitResult, Job, standardiser, to_target_units
-from quest.learners.network import fresh_mlp
+from quest.learners.mlp.network import fresh_mlp
 from quest.params import TrainParams
 
 

@@ -34,7 +34,7 @@ from quest.learners.engine import Loss, UniformJobs
 from quest.learners.jobs import Job, to_target_units
 from quest.learners.layers import ScheduledDropout
 from quest.learners.optimisers import TorchAdam
-from quest.learners.tabm_layers import (
+from quest.learners.tabm.layers import (
     OPEN,
     BatchEnsembleDense,
     EnsembleHeads,

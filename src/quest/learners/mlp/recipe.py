@@ -1,5 +1,5 @@
 """The plain MLP's recipe for the compiled engine (quest.learners.engine.train_many): the `train` params' network
-from quest.learners.network, Keras' own optimizer and losses, and `fit_many`, which trains one per job.
+from quest.learners.mlp.network, Keras' own optimizer and losses, and `fit_many`, which trains one per job.
 Import only after `quest.learners.backend.configure` picked the jax backend.
 """
 
@@ -17,7 +17,7 @@ from quest.learners import engine
 from quest.learners.callbacks import EpochHook
 from quest.learners.engine import Loss, Penalty, Updater, model_losses
 from quest.learners.jobs import FitResult, Job, output_size, to_target_units
-from quest.learners.network import fresh_mlp, job_spec
+from quest.learners.mlp.network import fresh_mlp, job_spec
 from quest.learners.optimisers import KerasUpdater
 from quest.params import TrainParams
 
@@ -43,7 +43,7 @@ def fit_many(
 
 @dataclass(frozen=True)
 class MlpRecipe:
-    """The `train` params' MLP (quest.learners.network): Keras' own optimizer and losses on its probabilities,
+    """The `train` params' MLP (quest.learners.mlp.network): Keras' own optimizer and losses on its probabilities,
     the best epoch the one with the lowest val_loss, as EarlyStopping(restore_best_weights=True) picks it."""
 
     spec: TrainParams

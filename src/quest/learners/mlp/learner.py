@@ -1,7 +1,7 @@
 """The `mlp` row: quest's Keras MLP as a learner, trained by the engine `train.engine` names.
 
-The network itself is quest.learners.network; `fast` (quest.learners.engine) trains all of a call's networks
-in one compiled program, `fit` (quest.learners.fit) is Keras' own model.fit, one network after another.
+The network itself is quest.learners.mlp.network; `fast` (quest.learners.engine) trains all of a call's networks
+in one compiled program, `fit` (quest.learners.mlp.fit) is Keras' own model.fit, one network after another.
 Nothing here imports Keras at import time: the backend is configured first (quest.learners.backend).
 """
 
@@ -53,11 +53,11 @@ def fit_mlps(
     """
     try:
         if spec.engine == "fast" and jobs:
-            from quest.learners.mlp_recipe import fit_many
+            from quest.learners.mlp.recipe import fit_many
 
             return fit_many(x, y, jobs, task=task, n_classes=n_classes, spec=spec, hooks=hooks, label=label)
-        from quest.learners.fit import fit_one
-        from quest.learners.network import job_spec
+        from quest.learners.mlp.fit import fit_one
+        from quest.learners.mlp.network import job_spec
 
         results = []
         for index, job in enumerate(jobs):
@@ -82,7 +82,7 @@ def diverged(
     feature_names: Sequence[str],
 ) -> str:
     """What went wrong, where, and what to try: a lower learning rate, or rescaling the most extreme input."""
-    from quest.learners.network import job_spec
+    from quest.learners.mlp.network import job_spec
 
     network = f"{label} network {found.job + 1}/{len(jobs)}" if label and len(jobs) > 1 else f"{label} network".strip()
     job = jobs[found.job]
