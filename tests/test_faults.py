@@ -209,8 +209,9 @@ def test_a_store_locked_for_too_long_fails_in_one_line_and_keeps_the_trained_mod
     printed = "".join(training.seen) + rest
     kept = _assert_failed_keeping_the_model(project, trained, printed, training.returncode, "database is locked")
     from quest.learners.networks import load_mlp
+    from quest.learners.registry import keras_classes
 
-    model = load_mlp(kept / "mlp.keras")  # as evaluate loads it (safe mode, quest's layers): the kept model is whole
+    model = load_mlp(kept / "mlp.keras", keras_classes())  # as evaluate loads it: the kept model is whole
     assert model.count_params() > 0
 
 

@@ -4,7 +4,7 @@ top          cli, verify, predict, serve (the commands beside the pipeline, and 
 stages/      a thin main() per stage: the only code that writes stage outputs and calls MLflow
 tuning/      spaces, the search, shared studies, the sweep
 evaluation/  scoring, comparison, curves, metrics, statistics, plots, the report
-learners/    the learner interface and registry, the MLP and its engines, the baselines
+learners/    the learner interface and registry, the engine and what the families share; a folder per family
 tracking/    MLflow's store, runs, provenance, registry and logged models (called from stages and top only)
 data/        tables to arrays, and what prepare hands on
 ground       params, paths, errors, files, timing, processes, compat
@@ -63,6 +63,60 @@ def test_a_wrong_import_is_named_with_its_file_and_line():
     ]
     assert violations("quest.data.splits", [Import(path, 1, "quest.tracking.tags")]) != []  # upward
     assert violations("quest.stages.train", [Import(path, 1, "quest.tracking.tags"), Import(path, 2, "mlflow")]) == []
+
+
+LEARNERS = REPO / "src" / "quest" / "learners"
+FAMILIES = {path.parent.name for path in LEARNERS.glob("*/__init__.py")}
+
+
+def family(module: str) -> str | None:
+    """The model family a module of learners/ belongs to (its folder), or None: what the families share."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 and parts[:2] == ["quest", "learners"] and parts[2] in FAMILIES else None
+
+
+def family_violations(importer: str, found: list[Import]) -> list[str]:
+    """learners/: a family imports what the families share and its own modules, never another family; what they
+    share imports no family. The registry, the index of every learner, is the one module that knows them all."""
+    if not importer.startswith("quest.learners.") or importer == "quest.learners.registry":
+        return []
+    mine = family(importer)
+    problems = []
+    for item in found:
+        theirs = family(item.module)
+        if theirs is None or theirs == mine:
+            continue
+        if mine is None:
+            problems.append(f"{item}: what the families share imports none of them ({theirs}/ is one)")
+        else:
+            problems.append(f"{item}: the {mine} family may import what the families share, not the {theirs} family")
+    return problems
+
+
+def test_each_model_family_keeps_to_its_folder():
+    assert {"mlp", "realmlp", "tabm", "gbdt", "classic"} == FAMILIES
+    problems = [problem for path in sources() for problem in family_violations(module_name(path), imports(path))]
+    assert problems == []
+
+
+def test_an_import_across_families_is_named():
+    path = LEARNERS / "tabm" / "network.py"
+    found = [
+        Import(path, 3, "quest.learners.realmlp.layers"),
+        Import(path, 4, "quest.learners.layers"),
+        Import(path, 5, "quest.learners.tabm.layers"),
+    ]
+    assert family_violations("quest.learners.tabm.network", found) == [
+        "src/quest/learners/tabm/network.py:3 imports quest.learners.realmlp.layers: the tabm family may import what "
+        "the families share, not the realmlp family"
+    ]
+    engine = [Import(LEARNERS / "engine.py", 9, "quest.learners.mlp.network")]
+    assert family_violations("quest.learners.engine", engine) == [
+        "src/quest/learners/engine.py:9 imports quest.learners.mlp.network: what the families share imports none of "
+        "them (mlp/ is one)"
+    ]
+    assert family_violations("quest.learners.registry", [Import(path, 1, "quest.learners.mlp.learner")]) == []
+    assert family_violations("quest.stages.train", [Import(path, 1, "quest.learners.mlp.learner")]) == []
 
 
 def cycle(graph: dict[str, set[str]]) -> list[str]:

@@ -203,3 +203,21 @@ def test_each_learner_says_what_it_is():
     assert isinstance(registry.subject(params), Learner) and registry.others() == others
     assert list(params.compare.baselines) == others[:-1]  # every row is on by default but TabM (opt-in: its cost)
     assert Baseline("tree").describe(Problem("regression", 0, 3)) == "decision tree"
+
+
+def test_every_keras_class_quest_registers_is_handed_to_keras_where_a_network_is_loaded():
+    import ast
+
+    from tests.imports import sources
+
+    registered = {
+        node.name
+        for path in sources()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and any("register_keras_serializable" in ast.unparse(d) for d in node.decorator_list)
+    }
+    classes = registry.keras_classes()
+    assert len(registered) == 15
+    assert {c.__name__ for c in classes.values()} == registered
+    assert all(name == f"quest>{c.__name__}" for name, c in classes.items())  # the names the saved files use

@@ -169,12 +169,13 @@ def test_model_and_config_are_saved_beside_each_other(project: Path):
     import keras
 
     from quest.learners.networks import load_mlp
+    from quest.learners.registry import keras_classes
 
     config = read_json(project / "models" / "config.json")
     assert config["train"]["hidden_layers"] == [8]
     assert config["device"].startswith("cpu:")
     assert 1 <= config["best_epoch"] <= config["epochs_run"] <= 5
-    model = load_mlp(project / "models" / "mlp.keras")  # as evaluate loads it: safe mode, quest's layers registered
+    model = load_mlp(project / "models" / "mlp.keras", keras_classes())  # as evaluate loads it
     assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [8, 1]
     history = pd.read_csv(project / "models" / "history.csv")
     assert len(history) == config["epochs_run"] and {"loss", "val_loss"} <= set(history.columns)

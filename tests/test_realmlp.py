@@ -27,6 +27,7 @@ from quest.learners.realmlp.network import (
     host_output,
     initialise,
 )
+from quest.learners.registry import keras_classes
 from quest.params import params_from_dict
 from tests.conftest import blobs, repo_params
 
@@ -251,7 +252,7 @@ def test_it_learns_saves_and_loads_as_a_learner(tmp_path):
     recipe = RealMlpRecipe(params.realmlp, Layout.of(3, (), ()), task="classification", n_classes=2)
     (result,) = train_many(x, y, [job], recipe)
     save_mlp(result.model, tmp_path / "realmlp.keras")
-    loaded = load_mlp(tmp_path / "realmlp.keras")
+    loaded = load_mlp(tmp_path / "realmlp.keras", keras_classes())
     np.testing.assert_allclose(
         predict(loaded, x[160:], task="classification"), predict(result.model, x[160:], task="classification"),
         rtol=1e-6,

@@ -15,6 +15,7 @@ from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.jobs import plan_job
 from quest.learners.networks import load_mlp, predict, save_mlp
+from quest.learners.registry import keras_classes
 from quest.learners.tabm.layers import (
     BatchEnsembleDense,
     EnsembleHeads,
@@ -175,7 +176,7 @@ def test_it_learns_saves_and_loads_as_a_learner(tmp_path):
     answers = predict(kept, x[160:], task="classification")
     np.testing.assert_allclose(answers.sum(axis=1), 1.0, rtol=1e-5)  # the members' probabilities, averaged
     save_mlp(kept, tmp_path / "tabm.keras")
-    loaded = load_mlp(tmp_path / "tabm.keras")
+    loaded = load_mlp(tmp_path / "tabm.keras", keras_classes())
     np.testing.assert_allclose(predict(loaded, x[160:], task="classification"), answers, rtol=1e-6)
 
 

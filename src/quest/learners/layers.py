@@ -1,5 +1,6 @@
 """Layers more than one family's networks are made of: the shape-preserving base and the counter-hash dropouts
-(CounterDropout in the MLP, ScheduledDropout in RealMLP and TabM). It needs Keras only."""
+(CounterDropout in the MLP, ScheduledDropout in RealMLP and TabM). It needs Keras only. KERAS_CLASSES are the
+classes a saved network may hold: quest.learners.registry.keras_classes hands them to Keras where one is loaded."""
 
 from __future__ import annotations
 
@@ -89,3 +90,6 @@ def counter_dropout(x, keep, seed_generator):
     bits = mix32(keras.ops.add(keras.ops.multiply(keras.ops.add(batch, position), np.uint32(0x9E3779B9)), key))
     uniform = keras.ops.cast(keras.ops.right_shift(bits, 8), "float32") * (1.0 / (1 << 24))
     return keras.ops.where(uniform < keep, x / keras.ops.maximum(keep, 1e-6), 0.0)
+
+
+KERAS_CLASSES = (ScheduledDropout, CounterDropout)

@@ -11,7 +11,7 @@ import json
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,12 @@ def save_mlp(model: keras.Model, path: Path) -> None:
         normalise_keras_archive(staging)
 
 
-def load_mlp(path: Path) -> keras.Model:
-    """Load a saved MLP with Keras' safe mode; a missing or damaged file is a clear error."""
-    import quest.learners.realmlp.layers  # noqa: F401 (registers RealMLP's layers, which a saved network may hold)
-    import quest.learners.tabm.layers  # noqa: F401 (and TabM's)
-
+def load_mlp(path: Path, classes: Mapping[str, type]) -> keras.Model:
+    """Load a saved network with Keras' safe mode, given quest's Keras `classes` it may hold
+    (quest.learners.registry.keras_classes); a missing or damaged file is a clear error."""
     require(path, "train")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True, custom_objects=dict(classes))
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise QuestError(f"{path}: cannot load the model ({type(error).__name__}); re-run `dvc repro train`") from None
 

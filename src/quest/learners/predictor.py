@@ -30,9 +30,10 @@ class Predictor:
     def from_files(cls, *, model: Path, preprocessing: Path, schema: Path) -> Predictor:
         """Keras' safe mode for the network, plain JSON for the rest: loading runs none of their contents."""
         from quest.learners.networks import load_mlp
+        from quest.learners.registry import keras_classes
 
         return cls(
-            network=load_mlp(model),
+            network=load_mlp(model, keras_classes()),
             preprocessing=Preprocessing.from_dict(read_json(require(preprocessing, "prepare"))),
             schema=Schema.from_dict(read_json(require(schema, "prepare"))),
         )

@@ -56,6 +56,20 @@ def _lightgbm(params: Params) -> Learner:
     return LightGBM()
 
 
+def keras_classes() -> dict[str, type]:
+    """Every Keras class of quest's a saved network may hold, by the name it is saved under (`quest>NtkDense`).
+    Whoever loads a network hands these to Keras: loading then depends on no module having been imported first
+    for its side effect of registering them."""
+    import keras
+
+    from quest.learners import layers
+    from quest.learners.realmlp import layers as realmlp_layers
+    from quest.learners.tabm import layers as tabm_layers
+
+    modules = (layers, realmlp_layers, tabm_layers)
+    return {keras.saving.get_registered_name(c): c for module in modules for c in module.KERAS_CLASSES}
+
+
 SUBJECT = "mlp"
 BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf", "hgb", "xgboost")
 # name -> factory(params) -> Learner. A new model's line goes here; a test may add a toy one for its duration.

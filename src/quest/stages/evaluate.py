@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     prepared = read_prepared(args.data)
     backend.configure(params.train.backend, params.train.device, params.seed)
     from quest.learners.networks import load_mlp, predict
+    from quest.learners.registry import keras_classes
 
-    model = load_mlp(args.model)
+    model = load_mlp(args.model, keras_classes())
     inputs = model.input_shape[-1]
     if inputs != prepared.x_test.shape[1]:
         raise QuestError(

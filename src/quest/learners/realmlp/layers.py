@@ -1,5 +1,5 @@
-"""RealMLP's Keras layers: what a saved RealMLP network is made of. Importing this module registers them, so
-Keras' safe mode loads such a network (quest.learners.networks.load_mlp imports it); it needs Keras only.
+"""RealMLP's Keras layers: what a saved RealMLP network is made of (KERAS_CLASSES, which
+quest.learners.registry.keras_classes hands to Keras where a network is loaded); it needs Keras only.
 quest.learners.realmlp.network builds, initialises and trains networks of them.
 """
 
@@ -212,3 +212,14 @@ class ClampOutput(ShapePreserving):
 
     def call(self, x, training: bool = False):
         return x if training else keras.ops.minimum(keras.ops.maximum(x, self.low), self.high)
+
+
+KERAS_CLASSES = (
+    RobustInputs,
+    PeriodicEmbedding,
+    CategoryEmbedding,
+    FrontScale,
+    NtkDense,
+    ParametricActivation,
+    ClampOutput,
+)

@@ -1,5 +1,5 @@
-"""TabM's Keras layers: what a saved TabM network is made of. Importing this module registers them, so Keras'
-safe mode loads such a network (quest.learners.networks.load_mlp imports it); it needs Keras only.
+"""TabM's Keras layers: what a saved TabM network is made of (KERAS_CLASSES, which
+quest.learners.registry.keras_classes hands to Keras where a network is loaded); it needs Keras only.
 quest.learners.tabm.network builds, initialises and trains networks of them.
 
 A TabM network carries its k members on an axis of its own: rows (n, inputs) become (n, k, width) at
@@ -228,3 +228,13 @@ class EnsembleMean(keras.layers.Layer):
 def piecewise_bins(values: np.ndarray, bins: int) -> np.ndarray:
     """compute_bins of rtdl_num_embeddings for one column: the unique quantile edges of `bins` equal-count bins."""
     return np.unique(np.quantile(values.astype(np.float64), np.linspace(0.0, 1.0, bins + 1)))
+
+
+KERAS_CLASSES = (
+    QuantileInputs,
+    PiecewiseLinearEmbedding,
+    EnsembleView,
+    BatchEnsembleDense,
+    EnsembleHeads,
+    EnsembleMean,
+)
