@@ -59,6 +59,6 @@ def test_quest_loads_nothing_unsafely():
         if unsafe.search(line)
     ]
     assert found == []
-    evaluate = (REPO / "src" / "quest" / "learners" / "network.py").read_text().splitlines()
+    evaluate = (REPO / "src" / "quest" / "learners" / "networks.py").read_text().splitlines()
     keras_loads = [line for line in evaluate if "keras.saving.load_model(" in line]
     assert keras_loads and all("safe_mode=True" in line for line in keras_loads)
