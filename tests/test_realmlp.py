@@ -10,7 +10,7 @@ import pytest
 
 from quest.errors import QuestError
 from quest.evaluation.metrics import scores
-from quest.evaluation.scoring import Scored, scores_of
+from quest.evaluation.scoring import Scored, results_of, scores_of
 from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.engine import train_many
@@ -310,8 +310,7 @@ def test_the_final_fit_is_the_one_kept():
     problem = Problem("classification", 2, 3)
     split = Scored(rows=np.arange(60), targets=(y[60:],), inputs=(x[60:],), index=0)
     final = Scored(rows=np.arange(70), targets=(y[70:],), inputs=(x[70:],), index=-1, keep=True)
-    assert learner.kept_model() is None
-    _, (found,) = scores_of(learner, x, y, [split, final], problem, seed=0)
-    kept = learner.kept_model()
-    answers = predict(kept, x[70:], task="classification")
-    assert found == scores("classification", y[70:], answers)  # the final fit's network, not the split's
+    at_split, at_final = results_of(learner, x, y, [split, final], problem, seed=0)
+    assert at_split.model is None  # only a cell that asks for its model gets it back
+    answers = predict(at_final.model, x[70:], task="classification")
+    assert at_final.scores == [scores("classification", y[70:], answers)]  # the final fit's network, not the split's

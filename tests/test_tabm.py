@@ -9,7 +9,7 @@ import pytest
 from sklearn.preprocessing import QuantileTransformer
 
 from quest.errors import QuestError
-from quest.evaluation.scoring import Scored, scores_of
+from quest.evaluation.scoring import Scored, results_of
 from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.engine import train_many
@@ -170,9 +170,9 @@ def test_it_learns_saves_and_loads_as_a_learner(tmp_path):
     learner = registry.learner("tabm", params)
     problem = Problem("classification", 2, 3)
     cell = Scored(rows=np.arange(160), targets=(y[160:],), inputs=(x[160:],), index=0, keep=True)
-    (found,) = scores_of(learner, x, y, [cell], problem, seed=0)
-    assert found[0]["accuracy"] > 0.8  # logistic regression: 0.89
-    kept = learner.kept_model()
+    (found,) = results_of(learner, x, y, [cell], problem, seed=0)
+    assert found.scores[0]["accuracy"] > 0.8  # logistic regression: 0.89
+    kept = found.model
     answers = predict(kept, x[160:], task="classification")
     np.testing.assert_allclose(answers.sum(axis=1), 1.0, rtol=1e-5)  # the members' probabilities, averaged
     save_mlp(kept, tmp_path / "tabm.keras")

@@ -33,6 +33,9 @@ class ModelResult:
     folds: dict[str, list[float]]  # metric -> one score per shared fold
     test: dict[str, float]  # metric -> held-out test score
     seconds: float = 0.0  # wall time of CV + final fit (logged, never written to DVC-tracked files)
+    # The final fit's trained network, where the learner can save one (a neural learner, which runs in this
+    # process); None for an estimator and for a result read back from files.
+    model: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,17 @@ class Scored:
     targets: tuple[np.ndarray, ...]  # per input scored: its true values
     inputs: tuple[np.ndarray, ...]  # the inputs scored
     index: int  # the split or trial number: the learner draws its seeds from it
-    keep: bool = False  # the final fit: a learner that can save its model keeps the first copy's
+    keep: bool = False  # the final fit: the first copy's model comes back with its scores, where it can be saved
     hyper: Mapping[str, Any] = field(default_factory=dict)  # this cell's values over the call's (a trial's)
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One cell's scores, per scored input every metric (the mean over the learner's copies), and the model of
+    its first copy where the cell asked to keep it (`Scored.keep`) and the learner can save one."""
+
+    scores: list[dict[str, float]]
+    model: Any = None
 
 
 def scores_of(
@@ -67,9 +79,26 @@ def scores_of(
     label: str = "",
     on_failure: OnFailure | None = None,
 ) -> list[list[dict[str, float]] | None]:
-    """Per cell, per scored input, every metric: the mean over the models the learner fits on the cell's rows
-    of (x, y) (one per seed it draws). All the fits go to the learner at once; a cell none of whose fits could
-    be made is None."""
+    """Per cell, per scored input, every metric (`results_of`'s scores)."""
+    found = results_of(learner, x, y, cells, problem, seed=seed, hyper=hyper, label=label, on_failure=on_failure)
+    return [cell.scores if cell is not None else None for cell in found]
+
+
+def results_of(
+    learner: Learner,
+    x: np.ndarray,
+    y: np.ndarray,
+    cells: Sequence[Scored],
+    problem: Problem,
+    *,
+    seed: int,
+    hyper: dict | None = None,
+    label: str = "",
+    on_failure: OnFailure | None = None,
+) -> list[CellResult | None]:
+    """Per cell, its scores: per scored input, every metric, the mean over the models the learner fits on the
+    cell's rows of (x, y) (one per seed it draws); and its kept model. All the fits go to the learner at once;
+    a cell none of whose fits could be made is None."""
     fits, owner = [], []
     for number, cell in enumerate(cells):
         for copy, copy_seed in enumerate(learner.seeds(seed, cell.index)):
@@ -77,17 +106,23 @@ def scores_of(
             values = {**(hyper or {}), **cell.hyper}
             fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=values, keep=keep))
             owner.append(number)
-    outputs = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
+    fitted = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
     per_cell: list[list[list[dict[str, float]]]] = [[] for _ in cells]
-    for number, output in zip(owner, outputs, strict=True):
-        if output is not None:
+    kept: list[Any] = [None] * len(cells)
+    for number, done in zip(owner, fitted, strict=True):
+        if done is not None:
             cell = cells[number]
-            for out in output:
+            for out in done.outputs:
                 _check_finite(learner.name, out)
             per_cell[number].append(
-                [scores(problem.task, truth, out) for truth, out in zip(cell.targets, output, strict=True)]
+                [scores(problem.task, truth, out) for truth, out in zip(cell.targets, done.outputs, strict=True)]
             )
-    return [_mean_over_copies(copies) if copies else None for copies in per_cell]
+            if done.model is not None:
+                kept[number] = done.model
+    return [
+        CellResult(_mean_over_copies(copies), kept[number]) if copies else None
+        for number, copies in enumerate(per_cell)
+    ]
 
 
 def _check_finite(name: str, output: np.ndarray) -> None:
@@ -152,13 +187,16 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
     try:
         cells = [*cv_cells(prepared), final_cell(prepared)]
         with interrupts.during(f"fitting {learner.name}"):
-            found = scores_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
+            found = results_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
     except ValueError as error:  # the estimator refused the table: name it, in one line
         raise QuestError(
             f"{learner.name} cannot be fitted on this table ({first_line(error)}); leave it out of compare.baselines"
         ) from None
-    folds, test = _per_metric(found[:-1]), found[-1][0]
-    return ModelResult(name=learner.name, folds=folds, test=test, seconds=time.perf_counter() - started)
+    final = found[-1]
+    assert final is not None and all(found), "without on_failure a refused fit raises"
+    folds = _per_metric([cell.scores for cell in found[:-1]])
+    seconds = time.perf_counter() - started
+    return ModelResult(name=learner.name, folds=folds, test=final.scores[0], seconds=seconds, model=final.model)
 
 
 def evaluate_or_skip(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> ModelResult | Skipped:

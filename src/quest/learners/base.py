@@ -59,7 +59,16 @@ class Fit:
     predict: tuple[np.ndarray, ...]  # inputs whose outputs the caller wants, e.g. (held-out rows,)
     seed: int
     hyper: Mapping[str, Any] = field(default_factory=dict)  # hyperparameters over the learner's defaults
-    keep: bool = False  # the fit whose model a learner that can save one keeps (the final fit): kept_model()
+    keep: bool = False  # return the trained model with the outputs (the final fit), where the learner can save one
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What one fit gives back: its outputs on the fit's `predict` inputs, and its trained model where the fit
+    asked to keep it (`Fit.keep`) and the learner can save one (a Keras network); None otherwise."""
+
+    outputs: list[Output]
+    model: Any = None
 
 
 class Model(Protocol):
@@ -114,10 +123,6 @@ class Learner(ABC):
         keeps the pipeline's seed; a network draws its own initialisation per split."""
         return (seed,)
 
-    def kept_model(self) -> Any | None:
-        """The model of the last fit marked `keep`, where the learner can save one (a Keras network); else None."""
-        return None
-
     def device_tags(self) -> dict[str, str]:
         """Where it trains, as MLflow tags, when that is worth recording (a GPU, a backend); none for the CPU
         libraries."""
@@ -149,15 +154,16 @@ class Learner(ABC):
         *,
         label: str = "",
         on_failure: OnFailure | None = None,
-    ) -> list[list[Output] | None]:
-        """Each fit's outputs on its `predict` inputs, in order. A fit the model refuses (ValueError) raises,
-        or, given `on_failure`, is reported to it and gives None. `label` names the work in progress lines."""
-        outputs: list[list[Output] | None] = []
+    ) -> list[Fitted | None]:
+        """Each fit's outputs on its `predict` inputs, in order (an estimator's model is not kept: only networks
+        are saved). A fit the model refuses (ValueError) raises, or, given `on_failure`, is reported to it and
+        gives None. `label` names the work in progress lines."""
+        outputs: list[Fitted | None] = []
         for fit in fits:
             model = self.build(problem, seed=fit.seed, hyper=fit.hyper)
             try:
                 model.fit(x[fit.rows], y[fit.rows])
-                outputs.append([model.output(inputs) for inputs in fit.predict])
+                outputs.append(Fitted([model.output(inputs) for inputs in fit.predict]))
             except ValueError as error:
                 if on_failure is None:
                     raise

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quest.errors import QuestError, TrainingDiverged
-from quest.learners.base import Fit, Learner, OnFailure, Output, Problem
+from quest.learners.base import Fit, Fitted, Learner, OnFailure, Problem
 from quest.learners.callbacks import NonFiniteLoss
 from quest.params import TrainParams
 
@@ -36,7 +36,6 @@ class NetworkLearner(Learner):
     def __init__(self, train: TrainParams, *, seed: int, copies: int) -> None:
         self.train, self.seed, self.copies = train, seed, copies
         self._device: DeviceInfo | None = None
-        self._kept: Any = None
 
     def configure(self) -> DeviceInfo:
         """Pick the Keras backend and device (once), before anything imports Keras."""
@@ -54,9 +53,6 @@ class NetworkLearner(Learner):
     def seeds(self, seed: int, index: int) -> tuple[int, ...]:
         # Each split (and copy) its own, still seeded, initialisation; copy 0 keeps seed + split + 1.
         return tuple(seed + index + 1 + SEED_STRIDE * copy for copy in range(self.copies))
-
-    def kept_model(self) -> Any:
-        return self._kept
 
     def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
         for name in space:
@@ -98,15 +94,16 @@ class NetworkLearner(Learner):
         *,
         label: str = "",
         on_failure: OnFailure | None = None,
-    ) -> list[list[Output] | None]:
-        """Fits with the same hyperparameters train together, in one call of the engine."""
+    ) -> list[Fitted | None]:
+        """Fits with the same hyperparameters train together, in one call of the engine; a fit marked `keep`
+        gives its network back with its outputs."""
         if not fits:
             return []
         self.configure()
         from quest.learners.jobs import plan_job
         from quest.learners.networks import predict
 
-        outputs: list[list[Output] | None] = [None] * len(fits)
+        outputs: list[Fitted | None] = [None] * len(fits)
         groups: dict[tuple, list[int]] = {}
         own: list[dict[str, Any]] = []
         for index, fit in enumerate(fits):
@@ -132,9 +129,8 @@ class NetworkLearner(Learner):
                     on_failure(fits[i], error)
                 continue
             for i, result in zip(members, results, strict=True):
-                outputs[i] = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
-                if fits[i].keep:
-                    self._kept = result.model
+                answers = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
+                outputs[i] = Fitted(answers, model=result.model if fits[i].keep else None)
         return outputs
 
 

@@ -311,11 +311,9 @@ def log_to_mlflow(
                     fingerprint=fingerprint,
                     data_dir=data_dir,
                 )
-                learner = comparison.learners[result.name]
-                network = learner.kept_model()
-                if network is not None:
-                    settings = learner.settings(Problem.of(prepared))
-                    log_network(params, prepared, network, name=result.name, settings=settings, data_dir=data_dir)
+                if result.model is not None:
+                    settings = comparison.learners[result.name].settings(Problem.of(prepared))
+                    log_network(params, prepared, result.model, name=result.name, settings=settings, data_dir=data_dir)
         if params.mlflow.registered_model:
             _register(params.mlflow.registered_model, experiment, subject_run, outcome, reports, origin.root)
 
