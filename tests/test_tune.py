@@ -5,6 +5,7 @@ One real search (moons, 4 models x 3 trials, a 3-epoch MLP) runs twice per modul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -26,7 +27,7 @@ from quest.learners.mlp.learner import MLP
 from quest.params import params_from_dict
 from quest.stages.prepare import main as prepare_main
 from quest.stages.tune import main as tune_main
-from quest.tuning.search import TrialResult, TuneData, best_so_far, best_trial, scorer, search, tuned_learners
+from quest.tuning.search import Plan, TrialResult, TuneData, best_so_far, best_trial, scorer, tuned_learners
 from quest.tuning.space import sample_space
 from tests.conftest import REPO, repo_params
 
@@ -215,23 +216,25 @@ def test_best_so_far_takes_the_earliest_best_validation_and_skips_failures():
     assert best_trial(results[:1], lower_is_better=False) is None
 
 
+def plan_of(
+    learner, data: TuneData, space: dict, *, metric: str, trials: int, seed: int, study: str, together: int = 1
+):
+    """A tuning plan for one learner on `data` with `space`, its study in memory, as search.plan builds one."""
+    tune = params_from_dict(repo_params()).tune
+    tune = dataclasses.replace(tune, trials=trials, storage=None, together=together, spaces={learner.name: space})
+    names = {learner.name: study}
+    return Plan(learners={learner.name: learner}, data=data, metric=metric, study_names=names, settings=tune, seed=seed)
+
+
 def test_a_combination_the_estimator_rejects_fails_that_trial_not_the_search():
     x = np.array([[0.0], [0.1], [0.2], [0.3], [1.0], [1.1], [1.2], [1.3]])
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     problem = Problem("classification", n_classes=2, n_features=1)
     fit_rows = np.arange(8)  # the validation rows are among them: a tree fits them exactly
     data = TuneData(x, y, fit_rows, np.array([1, 5]), x[[2, 6]], y[[2, 6]], problem=problem)
-    score = scorer(Baseline("tree"), data, metric="accuracy", seed=0)
-    results = search(
-        "tree",
-        {"min_samples_leaf": [0, 1]},  # 0 is out of range: scikit-learn raises InvalidParameterError
-        score,
-        trials=8,
-        lower_is_better=False,
-        seed=5,
-        storage=None,
-        study="rejected",
-    )
+    space = {"min_samples_leaf": [0, 1]}  # 0 is out of range: scikit-learn raises InvalidParameterError
+    plan = plan_of(Baseline("tree"), data, space, metric="accuracy", trials=8, seed=0, study="rejected")
+    results = plan.search("tree")
     assert [r.trial for r in results] == list(range(1, 9))
     failed = [r for r in results if r.values["min_samples_leaf"] == 0]
     fitted = [r for r in results if r.values["min_samples_leaf"] == 1]
@@ -369,10 +372,8 @@ def test_mlp_trials_of_one_architecture_train_in_one_program_as_they_would_one_b
     found = {}
     for batch in (1, 8):
         programs.clear()
-        score = scorer(learner, data, metric="log_loss", seed=0)
-        found[batch] = search(
-            "mlp", space, score, trials=8, lower_is_better=True, seed=4, storage=None, study=f"b{batch}", batch=batch
-        )
+        plan = plan_of(learner, data, space, metric="log_loss", trials=8, seed=0, study=f"b{batch}", together=batch)
+        found[batch] = plan.search("mlp")
         assert sum(programs) == 8 and len(programs) == (8 if batch == 1 else 2)
     architectures = {r.values["hidden_layers"] for r in found[8]}
     assert architectures == {(8,), (16, 8)}  # both programs trained several trials

@@ -2,10 +2,10 @@
 
 A learner is scikit-learn's estimator contract lifted one level: it builds fresh models (`build`, which
 learn nothing before `fit`) and, given a list of fits on rows of the shared training arrays, returns each
-fit's outputs on the inputs it names, with its model where the fit asks to keep it (`fit_predict`). The comparison, the learning curves and the tuning
-hand every learner the same fits on the same splits and never ask which model it is. A learner that trains
-many fits in one program (the Keras MLP's compiled engine) says so (`trains_together`) and overrides
-`fit_predict`; the others fit one model after another.
+fit's outputs on the inputs it names, with its model where the fit asks to keep it (`fit_predict`). The
+comparison, the learning curves and the tuning hand every learner the same fits on the same splits and never
+ask which model it is. A learner that trains many fits in one program (the Keras MLP's compiled engine) says
+so (`trains_together`) and overrides `fit_predict`; the others fit one model after another.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def tune(args: argparse.Namespace, params: Params) -> None:
         f"{len(tuning.data.validation_rows)} validation rows" + "".join(f"; {where}" for where in tuning.devices()),
         file=sys.stderr,
     )
-    results, seconds = run_searches(tuning, params)
+    results, seconds = run_searches(tuning)
     lower = tuning.lower_is_better
     table = search.trials_table(results, lower_is_better=lower)
     wide = search.budget_table(table)
@@ -85,27 +85,13 @@ def tune(args: argparse.Namespace, params: Params) -> None:
         log_to_mlflow(params, tuning, results, curves, out_dir=staging, origin=origin)
 
 
-def run_searches(tuning: Plan, params: Params) -> tuple[dict[str, list[TrialResult]], dict[str, float]]:
+def run_searches(tuning: Plan) -> tuple[dict[str, list[TrialResult]], dict[str, float]]:
     """Every model's search, in order: its trials' results, and the seconds it took."""
-    from quest.tuning import search
-    from quest.tuning.space import sampler_seed
-
     results: dict[str, list[TrialResult]] = {}
     seconds: dict[str, float] = {}
     for name in tuning.models:
         started = time.perf_counter()
-        results[name] = search.search(
-            name,
-            params.tune.spaces[name],
-            tuning.score(name, params),
-            trials=params.tune.trials,
-            lower_is_better=tuning.lower_is_better,
-            seed=sampler_seed(params.seed, name),
-            storage=params.tune.storage,
-            study=tuning.study_names[name],
-            heartbeat=params.tune.heartbeat,
-            batch=tuning.batch(name, params),
-        )
+        results[name] = tuning.search(name)
         seconds[name] = time.perf_counter() - started
     return results, seconds
 
@@ -140,15 +126,15 @@ def log_to_mlflow(
         with mlflow.start_run(run_name=f"tune · {name}", tags=tags) as parent:
             mlflow.log_params(
                 {
-                    "trials": params.tune.trials,
+                    "trials": tuning.settings.trials,
                     "metric": tuning.metric,
-                    "validation_fraction": params.tune.validation_fraction,
+                    "validation_fraction": tuning.settings.validation_fraction,
                     "sampler": "random",
-                    "sampler_seed": sampler_seed(params.seed, name),
+                    "sampler_seed": sampler_seed(tuning.seed, name),
                     "study": tuning.study_names[name],
                 }
             )
-            mlflow.log_dict(params.tune.spaces[name], "space.json")
+            mlflow.log_dict(tuning.space(name), "space.json")
             now = int(time.time() * 1000)
             for result in trials:
                 _log_trial(name, result, stage, now)

@@ -27,7 +27,7 @@ from quest.evaluation.scoring import Scored, scores_of
 from quest.files import dvc_md5
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
-from quest.params import Params
+from quest.params import Params, TuneParams
 from quest.tuning import studies
 from quest.tuning.space import decode_params, sample_space, sampler_seed, study_name
 
@@ -113,41 +113,6 @@ def scorer(learner: Learner, data: TuneData, *, metric: str, seed: int) -> Score
         return [score([trial])[0] for trial in trials]
 
     return score
-
-
-def search(
-    name: str,
-    space: Mapping[str, Any],
-    score: Callable[[dict[str, Any], int], tuple[float, float]],
-    *,
-    trials: int,
-    lower_is_better: bool,
-    seed: int,
-    storage: str | None,
-    study: str,
-    heartbeat: int = 30,
-    batch: int = 1,
-) -> list[TrialResult]:
-    """Random search of `space` for `trials` trials, `batch` at a time; `score([(values, slot), ...])` gives each
-    one's (validation, test), or the error that failed it.
-
-    The study is shared (quest.tuning.studies): trials that other workers, or an earlier interrupted run, finished
-    are kept, and this process runs the rest, then waits for any another worker holds. A trial whose fit
-    raises ValueError (a combination the estimator rejects) fails with NaN scores.
-    """
-    handle = studies.open_study(
-        study, url=storage, heartbeat=heartbeat, trials=trials, seed=seed, lower_is_better=lower_is_better
-    )
-    work_on(name, handle, space, score, trials=trials, lower_is_better=lower_is_better, wait=True, batch=batch)
-    return [
-        TrialResult(
-            trial=found.slot + 1,
-            values=decode_params(space, found.params),
-            validation=found.validation,
-            test=found.test,
-        )
-        for found in studies.slots(handle, trials)
-    ]
 
 
 def work_on(
@@ -278,6 +243,8 @@ class Plan:
     data: TuneData
     metric: str
     study_names: dict[str, str]  # model -> study name, derived from everything that decides its trials
+    settings: TuneParams  # params.yaml's tune section: spaces, budget, storage, heartbeat, trials together
+    seed: int  # the pipeline's: each model's sampler seed and its fits' seeds derive from it
 
     @property
     def models(self) -> list[str]:
@@ -292,22 +259,60 @@ class Plan:
         found = {name: learner.device_tags().get("quest.device") for name, learner in self.learners.items()}
         return [f"{name} on {device}" for name, device in found.items() if device]
 
-    def score(self, name: str, params: Params) -> Score:
-        return scorer(self.learners[name], self.data, metric=self.metric, seed=params.seed)
+    def space(self, name: str) -> dict[str, Any]:
+        return self.settings.spaces[name]
 
-    def batch(self, name: str, params: Params) -> int:
+    def score(self, name: str) -> Score:
+        return scorer(self.learners[name], self.data, metric=self.metric, seed=self.seed)
+
+    def batch(self, name: str) -> int:
         """Trials a worker claims at once: tune.together for a learner that trains trials together, else 1."""
-        return params.tune.together if self.learners[name].trials_together else 1
+        return self.settings.together if self.learners[name].trials_together else 1
 
-    def open(self, name: str, params: Params) -> optuna.Study:
+    def open(self, name: str) -> optuna.Study:
+        """The model's shared study (quest.tuning.studies), created with its budget queued if it is new."""
         return studies.open_study(
             self.study_names[name],
-            url=params.tune.storage,
-            heartbeat=params.tune.heartbeat,
-            trials=params.tune.trials,
-            seed=sampler_seed(params.seed, name),
+            url=self.settings.storage,
+            heartbeat=self.settings.heartbeat,
+            trials=self.settings.trials,
+            seed=sampler_seed(self.seed, name),
             lower_is_better=self.lower_is_better,
         )
+
+    def work(self, name: str, handle: optuna.Study, *, wait: bool, who: str = "tune") -> int:
+        """Run the study's waiting trials, `batch` at a time, printing progress as `who`; how many it ran."""
+        return work_on(
+            name,
+            handle,
+            self.space(name),
+            self.score(name),
+            trials=self.settings.trials,
+            lower_is_better=self.lower_is_better,
+            wait=wait,
+            who=who,
+            batch=self.batch(name),
+        )
+
+    def search(self, name: str) -> list[TrialResult]:
+        """Random search of the model's space for the budget's trials; each trial's values and scores.
+
+        The study is shared: trials that other workers, or an earlier interrupted run, finished are kept, and
+        this process runs the rest, then waits for any another worker holds. A trial whose fit raises ValueError
+        (a combination the estimator rejects) fails with NaN scores.
+        """
+        handle = self.open(name)
+        self.work(name, handle, wait=True)
+        space = self.space(name)
+        return [
+            TrialResult(
+                trial=found.slot + 1,
+                values=decode_params(space, found.params),
+                validation=found.validation,
+                test=found.test,
+            )
+            for found in studies.slots(handle, self.settings.trials)
+        ]
 
 
 def plan(data_dir: Path, params: Params, *, who: str = "tune") -> Plan:
@@ -337,4 +342,11 @@ def plan(data_dir: Path, params: Params, *, who: str = "tune") -> Plan:
         }
         names[learner.name] = study_name(prepared.schema.dataset, learner.name, key)
     data = tune_data(prepared, problem, fraction=settings.validation_fraction, seed=params.seed)
-    return Plan(learners={learner.name: learner for learner in learners}, data=data, metric=metric, study_names=names)
+    return Plan(
+        learners={learner.name: learner for learner in learners},
+        data=data,
+        metric=metric,
+        study_names=names,
+        settings=settings,
+        seed=params.seed,
+    )

@@ -52,7 +52,7 @@ def launch(args: argparse.Namespace, params: Params) -> None:
     from quest.tuning import search, studies
 
     plan = search.plan(args.data, params, who="sweep")
-    handles = {name: plan.open(name, params) for name in plan.models}
+    handles = {name: plan.open(name) for name in plan.models}
     print(
         f"sweep: {len(plan.models)} studies x {params.tune.trials} trials on {shown_uri(params.tune.storage)}; "
         f"starting {args.workers} workers",
@@ -110,21 +110,11 @@ def work(number: int, data_dir: Path, params: Params) -> None:
     who = f"sweep w{number}"
     plan = search.plan(data_dir, params, who=who)
     print(f"{who}: pid {', '.join([str(os.getpid()), *plan.devices()])}", file=sys.stderr)
-    handles = {name: plan.open(name, params) for name in plan.models}
+    handles = {name: plan.open(name) for name in plan.models}
     ran = 0
     for wait in (False, True):  # first spread over every study, then wait for what others still hold
         for name, handle in handles.items():
-            ran += search.work_on(
-                name,
-                handle,
-                params.tune.spaces[name],
-                plan.score(name, params),
-                trials=params.tune.trials,
-                lower_is_better=plan.lower_is_better,
-                wait=wait,
-                who=who,
-                batch=plan.batch(name, params),
-            )
+            ran += plan.work(name, handle, wait=wait, who=who)
     print(f"{who}: done, ran {ran} trials", file=sys.stderr)
 
 
