@@ -4,16 +4,15 @@ split, and write the comparison table, a bar chart with error bars and a short r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,8 +37,8 @@ from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.params import Params, load_params
 from quest.tracking import provenance, runs, store
+from quest.tracking.comparison import Entrant, Headline, comparison_run
 from quest.tracking.model_registry import register_mlp
-from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_GROUP, TAG_KIND, TAG_MODEL, TAG_PARENT
 
 OUTPUTS = tuple(
     p.name
@@ -264,58 +263,74 @@ def log_to_mlflow(
 ) -> None:
     """A parent run per comparison; one child per model carrying the same keys (cv_mean, cv_std, test_score).
     The MLP's own run, from train, joins the group; then the MLP is registered with the alias it earned."""
-    import mlflow
-
-    experiment, outcome, metric = params.mlflow.experiment, comparison.outcome, comparison.metric
+    experiment = params.mlflow.experiment
     store.start(experiment, origin)
-    rows = comparison.table.set_index("model")
     subject_run = runs.mlp_run(experiment, model_path, origin)
-    with mlflow.start_run(
-        run_name=f"comparison · {prepared.schema.dataset}",
-        tags={
-            **origin.tags(),
-            TAG_MODEL: "comparison",
-            TAG_COMPARISON_MD5: file_md5(reports / paths.COMPARISON.name),
-            "quest.winner": outcome.winner,
-            **(
-                {"quest.skipped": "; ".join(f"{k}: {v}" for k, v in comparison.skipped.items())[:5000]}
-                if comparison.skipped
-                else {}
-            ),  # fmt: skip
-        },
-    ) as parent:
-        log_comparison(params, prepared, rows, outcome, metric=metric, models=len(comparison.results), reports=reports)
-        fingerprint = origin.fingerprint(seed=params.seed, backend="scikit-learn", device="cpu")
-        runs.log_provenance(fingerprint, params)
-        now = int(time.time() * 1000)
-        for result in comparison.results:
-            metrics = _shared_metrics(result, rows, metric, now)
-            if result.name == registry.SUBJECT:  # trained by train, tested by evaluate: add the shared keys only
-                _join_group(subject_run, parent.info.run_id, metrics)
-                continue
-            tags = {
-                **origin.tags(),
-                TAG_GROUP: parent.info.run_id,
-                TAG_MODEL: result.name,
-                TAG_KIND: comparison.learners[result.name].kind,
-            }
-            with mlflow.start_run(run_name=result.name, nested=True, tags=tags) as child:
-                log_entrant(
-                    params,
-                    prepared,
-                    result,
-                    comparison.descriptions[result.name],
-                    metrics,
-                    now=now,
-                    run_id=child.info.run_id,
-                    fingerprint=fingerprint,
-                    data_dir=data_dir,
-                )
-                if result.model is not None:
-                    settings = comparison.learners[result.name].settings(Problem.of(prepared))
-                    log_network(params, prepared, result.model, name=result.name, settings=settings, data_dir=data_dir)
+    with comparison_run(
+        params,
+        prepared,
+        headline(comparison, reports),
+        entrants(comparison, Problem.of(prepared)),
+        origin=origin,
+        subject=registry.SUBJECT,
+        subject_run=subject_run,
+        data_dir=data_dir,
+    ):
         if params.mlflow.registered_model:
-            _register(params.mlflow.registered_model, experiment, subject_run, outcome, reports, origin.root)
+            _register(params.mlflow.registered_model, experiment, subject_run, comparison.outcome, reports, origin.root)
+
+
+def headline(comparison: Comparison, reports: Path) -> Headline:
+    """What the comparison's parent run says, from the verdict and the table."""
+    outcome, rows = comparison.outcome, comparison.table.set_index("model")
+    judged = outcome.headline.judged()
+    files = (paths.COMPARISON_CHART, paths.POSTERIOR_CHART, paths.COMPARISON_REPORT, paths.COMPARISON)
+    return Headline(
+        metric=comparison.metric,
+        models=len(comparison.results),
+        winner=outcome.winner,
+        words=outcome.words,
+        outcome=outcome.outcome,
+        settings={
+            "rope": outcome.rope,
+            "probability": outcome.probability,
+            "best_neural": outcome.best_neural,
+            "best_classic": outcome.best_classic,
+        },
+        judged={key: float(judged[key]) for key in ("difference", "p_better", "p_equivalent", "p_worse", "p_value")},
+        best_cv_means={
+            "best_neural_cv_mean": float(rows.loc[outcome.best_neural, "cv_mean"]),
+            "best_classic_cv_mean": float(rows.loc[outcome.best_classic, "cv_mean"]),
+        },
+        skipped=comparison.skipped,
+        files=[reports / path.name for path in files],
+        comparison_md5=file_md5(reports / paths.COMPARISON.name),
+    )
+
+
+def entrants(comparison: Comparison, problem: Problem) -> list[Entrant]:
+    """Each model's run: its row's shared keys, its split scores and test scores, its network where it has one."""
+    from quest.learners.networks import save_mlp
+
+    rows = comparison.table.set_index("model")
+    found = []
+    for result in comparison.results:
+        learner = comparison.learners[result.name]
+        network = result.model
+        found.append(
+            Entrant(
+                name=result.name,
+                kind=learner.kind,
+                description=comparison.descriptions[result.name],
+                shared={key: float(rows.loc[result.name, key]) for key in SHARED_KEYS},
+                folds=result.folds[comparison.metric],
+                test=result.test,
+                seconds=result.seconds,
+                save=None if network is None else functools.partial(save_mlp, network),
+                settings={} if network is None else learner.settings(problem),
+            )
+        )
+    return found
 
 
 def _register(name: str, experiment: str, subject_run: str, outcome: Verdict, reports: Path, root: Path) -> None:
@@ -336,112 +351,6 @@ def _register(name: str, experiment: str, subject_run: str, outcome: Verdict, re
         version, alias = registered
         mlflow.set_tag("quest.registered", f"{name} version {version} @ {alias}")
         print(f"compare: the MLP is {name} version {version}, alias {alias}", file=sys.stderr)
-
-
-def log_comparison(
-    params: Params, prepared: Prepared, rows: pd.DataFrame, outcome: Verdict, *, metric: str, models: int, reports: Path
-) -> None:
-    """The parent run's params, headline metrics and the comparison's files."""
-    import mlflow
-
-    mlflow.log_params(
-        {
-            "metric": metric,
-            "dataset": prepared.schema.dataset,
-            "models": models,
-            "seed": params.seed,
-            "rope": outcome.rope,
-            "probability": outcome.probability,
-            "best_neural": outcome.best_neural,
-            "best_classic": outcome.best_classic,
-        }
-    )
-    mlflow.set_tags({"quest.answer": outcome.words, "quest.outcome": outcome.outcome})
-    judged = outcome.headline.judged()
-    headline = {key: float(judged[key]) for key in ("difference", "p_better", "p_equivalent", "p_worse", "p_value")}
-    mlflow.log_metrics(
-        {
-            "best_neural_cv_mean": float(rows.loc[outcome.best_neural, "cv_mean"]),
-            "best_classic_cv_mean": float(rows.loc[outcome.best_classic, "cv_mean"]),
-            **{f"neural_vs_classic_{key}": value for key, value in headline.items()},
-        }
-    )
-    charts = (paths.COMPARISON_CHART.name, paths.POSTERIOR_CHART.name)
-    for name in (*charts, paths.COMPARISON_REPORT.name, paths.COMPARISON.name):
-        mlflow.log_artifact(str(reports / name))
-
-
-def _shared_metrics(result: ModelResult, rows: pd.DataFrame, metric: str, now: int) -> list:
-    """The keys every model run carries, so MLflow's compare view lines them up, and the per-split scores."""
-    from mlflow.entities import Metric
-
-    summary = {key: float(rows.loc[result.name, key]) for key in SHARED_KEYS}
-    metrics = [Metric(key, value, now, 0) for key, value in summary.items() if np.isfinite(value)]
-    return metrics + [Metric("cv_fold_score", float(v), now, i) for i, v in enumerate(result.folds[metric], 1)]
-
-
-def _join_group(run_id: str, parent_id: str, metrics: list) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    client.set_tag(run_id, TAG_PARENT, parent_id)
-    client.set_tag(run_id, TAG_GROUP, parent_id)
-    client.log_batch(run_id, metrics=metrics)
-
-
-def log_entrant(
-    params: Params,
-    prepared: Prepared,
-    result: ModelResult,
-    description: str,
-    metrics: list,
-    *,
-    now: int,
-    run_id: str,
-    fingerprint: dict,
-    data_dir: Path,
-) -> None:
-    """One compared model's child run: the params every model run carries, its data, test scores and time."""
-    import mlflow
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    schema = prepared.schema
-    mlflow.log_params(
-        runs.model_params(
-            result.name, description, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
-        )
-    )
-    runs.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
-    runs.log_provenance(fingerprint, params)
-    tests = [Metric(f"test_{k}", v, now, 0) for k, v in result.test.items() if np.isfinite(v)]
-    MlflowClient().log_batch(run_id, metrics=[*metrics, *tests, Metric("fit_seconds", result.seconds, now, 0)])
-
-
-def log_network(params: Params, prepared: Prepared, network: Any, *, name: str, settings: dict, data_dir: Path) -> None:
-    """A network entrant's final fit (the whole training split) as an MLflow model that takes raw rows, as the
-    MLP's is: the network behind the preprocessing prepare fitted, served by quest.serve."""
-    from quest.learners.networks import save_mlp
-    from quest.tracking import models
-
-    with tempfile.TemporaryDirectory(prefix="quest-network-") as scratch:
-        folder = Path(scratch)
-        save_mlp(network, folder / "network.keras")
-        config = {
-            "model": name,
-            "backend": params.train.backend,
-            "seed": params.seed,
-            "train": {"device": params.train.device},  # where quest.serve runs it, as for the MLP
-            "settings": settings,
-        }
-        write_json(folder / "config.json", config)
-        artifacts = {
-            models.NETWORK: folder / "network.keras",
-            models.PREPROCESSING: data_dir / paths.PREPROCESSING,
-            models.SCHEMA: data_dir / paths.SCHEMA,
-            models.CONFIG: folder / "config.json",
-        }
-        models.log_raw_rows_model(artifacts, prepared.schema, requirements=models.requirements(params.train.backend))
 
 
 if __name__ == "__main__":
