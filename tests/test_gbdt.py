@@ -91,7 +91,7 @@ def test_a_missing_library_skips_its_row_with_a_notice(monkeypatch, capsys):
 
     monkeypatch.setattr(catboost_gbdt.CatBoost, "requires", "no_such_catboost_for_quest")
     monkeypatch.setattr(lightgbm_gbdt.LightGBM, "requires", "no_such_lightgbm_for_quest")
-    params = params_from_dict(repo_params(compare={"baselines": ["logreg", "lightgbm", "catboost"]}))
+    params = params_from_dict(repo_params(compare={"models": ["logreg", "lightgbm", "catboost"]}))
     assert [learner.name for learner in registry.entrants(params, who="compare")] == ["logreg"]
     err = capsys.readouterr().err
     assert "compare: notice: skipping catboost: its library (no_such_catboost_for_quest) is not installed" in err

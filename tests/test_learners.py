@@ -106,7 +106,7 @@ def test_a_registered_toy_learner_takes_part_in_compare_learning_and_tune(tmp_pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = write_params(
         tmp_path,
-        compare={"baselines": ["logreg", "prior"]},
+        compare={"models": ["logreg", "prior"]},
         learning={"fractions": [0.5, 1.0], "repeats": 1},
     )
     argv, reports = prepared_with_an_mlp(tmp_path, params)
@@ -178,13 +178,13 @@ def test_a_learner_draws_its_seeds_per_split_and_its_scores_are_their_mean(tmp_p
 
 
 def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkeypatch, capsys):
-    params = params_from_dict(repo_params(compare={"baselines": ["logreg", "lasso"]}))
-    with pytest.raises(QuestError, match=r"compare\.baselines must be a list drawn from logreg, .*\(got 'lasso'\)"):
+    params = params_from_dict(repo_params(compare={"models": ["logreg", "lasso"]}))
+    with pytest.raises(QuestError, match=r"compare\.models must be a list drawn from logreg, .*\(got 'lasso'\)"):
         registry.entrants(params, who="compare")
     import quest.learners.classic.baselines
 
     monkeypatch.setitem(quest.learners.classic.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
-    params = params_from_dict(repo_params(compare={"baselines": ["logreg", "xgboost"]}))
+    params = params_from_dict(repo_params(compare={"models": ["logreg", "xgboost"]}))
     assert [learner.name for learner in registry.entrants(params, who="compare")] == ["logreg"]
     assert "compare: notice: skipping xgboost: its library (no_such_library_for_quest) is not installed" in (
         capsys.readouterr().err
@@ -201,7 +201,7 @@ def test_each_learner_says_what_it_is():
     assert [learner.name for learner in learners if learner.fills_cores] == ["catboost"]
     assert [learner.name for learner in learners if learner.has_stand_in()] == ["boosting", "svm_rbf"]
     assert isinstance(registry.subject(params), Learner) and registry.others() == others
-    assert list(params.compare.baselines) == others[:-1]  # every row is on by default but TabM (opt-in: its cost)
+    assert list(params.compare.models) == others[:-1]  # every row is on by default but TabM (opt-in: its cost)
     assert Baseline("tree").describe(Problem("regression", 0, 3)) == "decision tree"
 
 

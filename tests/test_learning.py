@@ -60,7 +60,7 @@ def test_stage_scores_every_model_at_each_fraction_on_the_same_folds(tmp_path, m
     params = repo_params(
         prepare={"folds": 2, "repeats": 1},
         train={"hidden_layers": [8], "epochs": 3, "early_stopping": {"patience": 2, "validation_fraction": 0.2}},
-        compare={"baselines": ["logreg", "knn15"]},
+        compare={"models": ["logreg", "knn15"]},
         learning={"fractions": [0.05, 0.5, 1.0], "repeats": 1},
     )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

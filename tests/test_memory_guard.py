@@ -106,7 +106,7 @@ def test_compare_leaves_out_what_would_not_fit_and_says_so_in_its_report(monkeyp
     from quest.stages.prepare import main as prepare
 
     settings = repo_params(
-        compare={"baselines": ["logreg", "realmlp"]}, realmlp={**TINY_REALMLP, "hidden_layers": [256, 256]}
+        compare={"models": ["logreg", "realmlp"]}, realmlp={**TINY_REALMLP, "hidden_layers": [256, 256]}
     )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
     prepare(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "processed")])

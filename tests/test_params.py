@@ -14,7 +14,7 @@ def test_repo_params_load_into_typed_frozen_objects():
     assert params.train.learning_rate == 0.001
     assert params.train.data_parallel == 1  # off: one device, whatever the machine has
     lecture = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
-    assert params.compare.baselines == (*lecture, "hgb", "xgboost", "lightgbm", "catboost", "realmlp")
+    assert params.compare.models == (*lecture, "hgb", "xgboost", "lightgbm", "catboost", "realmlp")
     assert params.realmlp.hidden_layers == (256, 256, 256) and params.realmlp.learning_rate == "auto"
     with pytest.raises(AttributeError):
         params.train.epochs = 3  # frozen
@@ -48,7 +48,11 @@ def test_repo_params_load_into_typed_frozen_objects():
             "train.data_parallel must be 1 when train.backend is torch",
         ),
         ({"seedz": 1}, "unknown key seedz; did you mean seed?"),
-        ({"compare": {"baselines": ["logreg", "logreg"]}}, "compare.baselines must be a list naming each model once"),
+        ({"compare": {"models": ["logreg", "logreg"]}}, "compare.models must be a list naming each model once"),
+        (
+            {"compare": {"baselines": ["logreg"]}},  # its name until it listed the neural entrants too
+            "compare.baselines is now compare.models; rename the key (its value is as before)",
+        ),
         ({"tune": {"trials": -1}}, "tune.trials must be an integer from 0 (off) to 10000 (got -1)"),
         ({"tune": {"spaces": {"logreg": {"C": {"low": 0, "high": 1, "log": True}}}}}, "log: true only with low > 0"),
         ({"tune": {"spaces": {"logreg": {"C": {"low": 2, "high": 1}}}}}, "tune.spaces.logreg.C must be numbers with"),

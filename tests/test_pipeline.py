@@ -43,12 +43,12 @@ TINY = {
     },
     "realmlp": {"hidden_layers": [16, 16], "embedding_frequencies": 4, "epochs": 20},
     "tabm": {"members": 4, "width": 16, "bins": 8, "embedding_dims": 4, "batch_size": 32, "patience": 4},
-    "compare": {"baselines": MODELS[1:]},
+    "compare": {"models": MODELS[1:]},
 }
 # The tests of plumbing (queues, temporary copies, servers) compare the MLP with one quick baseline: what they check
 # does not depend on how many models run, and a tiny run of every model costs about 30 s more on 2 cores.
 LIGHT = ["logreg"]
-TINY_LIGHT = merge(TINY, {"compare": {"baselines": LIGHT}})
+TINY_LIGHT = merge(TINY, {"compare": {"models": LIGHT}})
 OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
 
 
@@ -373,7 +373,7 @@ def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "first results", "--allow-empty")
     before = len(mlflow_runs(project))
-    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2", "-S", f"compare.baselines={LIGHT}"], project)
+    run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2", "-S", f"compare.models={LIGHT}"], project)
     runs = mlflow_runs(project)
     assert len(runs) == before + 1 + len(LIGHT) + 1  # the MLP, every baseline, one parent
     newest_mlp = max((r for r in runs if r.info.run_name == "mlp"), key=lambda r: r.info.start_time)
@@ -432,7 +432,7 @@ def run_queue(project: Path, overrides: list[list[str]], env: dict[str, str]) ->
 
 def test_queued_experiments_on_two_workers_all_land_once(project: Path):
     before = {r.info.run_id for r in mlflow_runs(project)}
-    light = ["-S", f"compare.baselines={LIGHT}"]
+    light = ["-S", f"compare.models={LIGHT}"]
     names, _ = run_queue(project, [["-S", f"train.epochs={epochs}", *light] for epochs in (2, 4)], environment(project))
     new = [r for r in mlflow_runs(project) if r.info.run_id not in before]
     assert len(new) == 2 * (1 + len(LIGHT) + 1) and all(r.info.status == "FINISHED" for r in new)

@@ -21,7 +21,7 @@ from tests.test_numbers import one_error, run
 TINY = {
     "prepare": {"folds": 2, "repeats": 1},
     "train": {"epochs": 2},
-    "compare": {"baselines": ["logreg", "tree"]},
+    "compare": {"models": ["logreg", "tree"]},
     "mlflow": {"registered_model": ""},
 }
 

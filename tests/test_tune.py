@@ -45,7 +45,7 @@ def write_params(path: Path, trials: int = TRIALS, spaces: dict | None = None) -
         data={"source": "synthetic", "synthetic": {"kind": "moons", "n_samples": 200}},
         prepare={"folds": 2, "repeats": 1},
         train={"epochs": 3, "hidden_layers": [8], "batch_size": 32, "device": "cpu"},
-        compare={"baselines": MODELS[1:]},
+        compare={"models": MODELS[1:]},
         tune={"trials": trials},
     )
     raw["tune"]["spaces"]["mlp"] = MLP_SPACE  # replaced, not merged: only these three keys vary
@@ -188,7 +188,7 @@ def test_a_tuned_model_without_a_space_is_a_user_error(tmp_path: Path):
 
 
 def test_spaces_are_checked_before_any_trial_runs():
-    params = params_from_dict(repo_params(compare={"baselines": ["tree"]}))
+    params = params_from_dict(repo_params(compare={"models": ["tree"]}))
     problem = Problem("classification", n_classes=2, n_features=2)
     with pytest.raises(QuestError, match=r"tune\.spaces\.mlp\.hidden_layers must be a list of layer-size lists"):
         MLP(params.train, seed=0).check_space({"hidden_layers": [32, 64]}, problem)

@@ -282,7 +282,7 @@ class CompareParams:
     alpha: float
     rope: float
     probability: float
-    baselines: tuple[str, ...]
+    models: tuple[str, ...]  # the models compared with the MLP, neural entrants and classic ones
     scale_threshold: int
 
     def __post_init__(self) -> None:
@@ -290,8 +290,8 @@ class CompareParams:
         _require(self.rope >= 0 and math.isfinite(self.rope), "compare.rope", "a finite number >= 0", self.rope)
         _require(0.5 < self.probability < 1, "compare.probability", "between 0.5 and 1 (exclusive)", self.probability)
         _require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
-        repeated = sorted({name for name in self.baselines if self.baselines.count(name) > 1})
-        _require(not repeated, "compare.baselines", "a list naming each model once", list(self.baselines))
+        repeated = sorted({name for name in self.models if self.models.count(name) > 1})
+        _require(not repeated, "compare.models", "a list naming each model once", list(self.models))
 
     def large(self, n_train: int) -> bool:
         """Whether a training split of `n_train` rows switches svm_rbf and boosting to their scalable stand-ins."""
@@ -427,6 +427,10 @@ def load_params(path: Path) -> Params:
     return params_from_dict(raw)
 
 
+# Keys that were renamed: the old name gets a line naming the new one.
+RENAMED = {"compare.baselines": "compare.models"}  # it lists the neural entrants too, not only baselines
+
+
 def params_from_dict(raw: Any) -> Params:
     return _build(Params, raw, "")
 
@@ -438,6 +442,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]
     for key in raw:
+        if _join(where, key) in RENAMED:
+            old = _join(where, key)
+            raise QuestError(f"params.yaml: {old} is now {RENAMED[old]}; rename the key (its value is as before)")
         if key not in names:
             near = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {_join(where, near[0])}?" if near else f"; allowed: {', '.join(names)}"

@@ -131,7 +131,7 @@ def _check_finite(name: str, output: np.ndarray) -> None:
     if bad:
         raise QuestError(
             f"{name} gave {bad} non-finite output(s) of {output.size}; no metric is computed from them "
-            "(look for extreme values in the table, or leave the model out of compare.baselines)"
+            "(look for extreme values in the table, or leave the model out of compare.models)"
         )
 
 
@@ -190,7 +190,7 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
             found = results_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
     except ValueError as error:  # the estimator refused the table: name it, in one line
         raise QuestError(
-            f"{learner.name} cannot be fitted on this table ({first_line(error)}); leave it out of compare.baselines"
+            f"{learner.name} cannot be fitted on this table ({first_line(error)}); leave it out of compare.models"
         ) from None
     final = found[-1]
     assert final is not None and all(found), "without on_failure a refused fit raises"

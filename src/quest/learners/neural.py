@@ -146,7 +146,7 @@ class RecipeLearner(NetworkLearner):
         if self.train.backend != "jax":
             raise QuestError(
                 f"params.yaml: {self.name} trains on the fast engine, which compiles with JAX: set train.backend: jax "
-                f"(it is {self.train.backend}) or leave {self.name} out of compare.baselines"
+                f"(it is {self.train.backend}) or leave {self.name} out of compare.models"
             )
 
     def configure(self) -> DeviceInfo:

@@ -1,7 +1,7 @@
 """Every learner quest knows, by the name params.yaml uses for it. Adding a model is one module with its
 Learner and one line here; no stage changes.
 
-The MLP (`mlp`) is the subject of the comparison: the train stage trains it, and `compare.baselines` lists the
+The MLP (`mlp`) is the subject of the comparison: the train stage trains it, and `compare.models` lists the
 others it is compared with. Learner modules are imported when a learner is made, never at import.
 """
 
@@ -84,7 +84,7 @@ FACTORIES: dict[str, Factory] = {
 
 
 def others() -> list[str]:
-    """What compare.baselines may name: every learner but the subject."""
+    """What compare.models may name: every learner but the subject."""
     return [name for name in FACTORIES if name != SUBJECT]
 
 
@@ -98,15 +98,15 @@ def subject(params: Params) -> Learner:
 
 
 def entrants(params: Params, *, who: str) -> list[Learner]:
-    """The learners of compare.baselines, in order, less any whose library is missing (with a notice each)."""
+    """The learners of compare.models, in order, less any whose library is missing (with a notice each)."""
     allowed = others()
-    for name in params.compare.baselines:
+    for name in params.compare.models:
         if name not in allowed:
             raise QuestError(
-                f"params.yaml: compare.baselines must be a list drawn from {', '.join(allowed)} (got {name!r})"
+                f"params.yaml: compare.models must be a list drawn from {', '.join(allowed)} (got {name!r})"
             )
     found = []
-    for name in params.compare.baselines:
+    for name in params.compare.models:
         made = learner(name, params)
         if made.available():
             made.check_ready()  # before any model of the stage is fitted

@@ -95,7 +95,7 @@ class Comparison:
     """Everything the stage writes and logs, computed."""
 
     metric: str
-    results: list[ModelResult]  # the MLP's first, then each entrant's in compare.baselines order
+    results: list[ModelResult]  # the MLP's first, then each entrant's in compare.models order
     table: pd.DataFrame
     outcome: Verdict
     learners: dict[str, Learner]
@@ -169,7 +169,7 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
     learners = {learner.name: learner for learner in [registry.subject(params), *ran]}
     kinds = {name: learner.kind for name, learner in learners.items()}
     if "classic" not in kinds.values():
-        raise QuestError("params.yaml: compare.baselines must name at least one classic model to compare with")
+        raise QuestError("params.yaml: compare.models must name at least one classic model to compare with")
     rope = rope_in_units(params.compare.rope, metric, prepared.y_train)
     sizes = {"kinds": kinds, "n_train": n_train, "n_test": n_test, "rope": rope}
     table = comparison_table(results, metric, **sizes)

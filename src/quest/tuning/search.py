@@ -74,7 +74,7 @@ def tune_data(prepared: Prepared, problem: Problem, *, fraction: float, seed: in
 
 
 def tuned_learners(params: Params, *, who: str) -> list[Learner]:
-    """The MLP and every installed learner of compare.baselines; each must have a search space."""
+    """The MLP and every installed learner of compare.models; each must have a search space."""
     registry.check_spaces(params)
     learners = [registry.subject(params), *registry.entrants(params, who=who)]
     for learner in learners:
