@@ -22,7 +22,7 @@ from quest import interrupts, processes
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError, TooLarge, first_line
 from quest.evaluation.metrics import scores
-from quest.learners.base import Fit, Learner, OnFailure, Problem
+from quest.learners.base import Fit, Fitted, Learner, OnFailure, Problem
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,23 @@ class Scored:
     inputs: tuple[np.ndarray, ...]  # the inputs scored
     index: int  # the split or trial number: the learner draws its seeds from it
     keep: bool = False  # the final fit: the first copy's model comes back with its scores, where it can be saved
+    hooks: tuple[Any, ...] = ()  # epoch hooks watching the first copy's network (the train stage's final MLP)
+    copies: int | None = None  # the first n of the learner's copies only (None: all)
     hyper: Mapping[str, Any] = field(default_factory=dict)  # this cell's values over the call's (a trial's)
 
 
 @dataclass(frozen=True)
 class CellResult:
-    """One cell's scores, per scored input every metric (the mean over the learner's copies), and the model of
-    its first copy where the cell asked to keep it (`Scored.keep`) and the learner can save one."""
+    """One cell's scores, per scored input every metric (the mean over the learner's copies), and its first
+    copy's fit as the learner gave it back (its model where the cell asked to keep it and the learner can save
+    one: Fitted.model)."""
 
     scores: list[dict[str, float]]
-    model: Any = None
+    kept: Fitted | None = None
+
+    @property
+    def model(self) -> Any:
+        return self.kept.model if self.kept is not None else None
 
 
 def scores_of(
@@ -101,14 +108,15 @@ def results_of(
     a cell none of whose fits could be made is None."""
     fits, owner = [], []
     for number, cell in enumerate(cells):
-        for copy, copy_seed in enumerate(learner.seeds(seed, cell.index)):
-            keep = cell.keep and copy == 0
+        for copy, copy_seed in enumerate(learner.seeds(seed, cell.index)[: cell.copies]):
+            first = copy == 0
             values = {**(hyper or {}), **cell.hyper}
-            fits.append(Fit(rows=cell.rows, predict=cell.inputs, seed=copy_seed, hyper=values, keep=keep))
+            hooks = cell.hooks if first else ()
+            fits.append(Fit(cell.rows, cell.inputs, copy_seed, hyper=values, keep=cell.keep and first, hooks=hooks))
             owner.append(number)
     fitted = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
     per_cell: list[list[list[dict[str, float]]]] = [[] for _ in cells]
-    kept: list[Any] = [None] * len(cells)
+    kept: list[Fitted | None] = [None] * len(cells)
     for number, done in zip(owner, fitted, strict=True):
         if done is not None:
             cell = cells[number]
@@ -118,7 +126,7 @@ def results_of(
                 [scores(problem.task, truth, out) for truth, out in zip(cell.targets, done.outputs, strict=True)]
             )
             if done.model is not None:
-                kept[number] = done.model
+                kept[number] = done
     return [
         CellResult(_mean_over_copies(copies), kept[number]) if copies else None
         for number, copies in enumerate(per_cell)
@@ -161,6 +169,24 @@ def final_cell(prepared: Prepared) -> Scored:
     # Index -1: the final fit, whose network seeds draw `seed` itself (split n draws seed + n + 1), as in train.
     everything = np.arange(len(prepared.y_train))
     return Scored(rows=everything, targets=(prepared.y_test,), inputs=(prepared.x_test,), index=-1, keep=True)
+
+
+def final_fit(
+    learner: Learner,
+    prepared: Prepared,
+    problem: Problem,
+    *,
+    seed: int,
+    hooks: Sequence[Any] = (),
+    label: str = "final",
+) -> Fitted:
+    """The learner's model on the whole training split, trained as the comparison's final fit trains its first
+    copy, and kept with how it trained; `hooks` watch its epochs. Nothing is scored: the test split is evaluate's."""
+    everything = np.arange(len(prepared.y_train))
+    cell = Scored(everything, targets=(), inputs=(), index=-1, keep=True, hooks=tuple(hooks), copies=1)
+    (found,) = results_of(learner, prepared.x_train, prepared.y_train, [cell], problem, seed=seed, label=label)
+    assert found is not None and found.kept is not None, f"{learner.name} keeps no model of its fits"
+    return found.kept
 
 
 def _per_metric(per_split: Sequence[list[dict[str, float]] | None]) -> dict[str, list[float]]:

@@ -60,15 +60,20 @@ class Fit:
     seed: int
     hyper: Mapping[str, Any] = field(default_factory=dict)  # hyperparameters over the learner's defaults
     keep: bool = False  # return the trained model with the outputs (the final fit), where the learner can save one
+    hooks: tuple[Any, ...] = ()  # epoch hooks (quest.learners.callbacks) that watch this fit's network train
 
 
 @dataclass(frozen=True)
 class Fitted:
     """What one fit gives back: its outputs on the fit's `predict` inputs, and its trained model where the fit
-    asked to keep it (`Fit.keep`) and the learner can save one (a Keras network); None otherwise."""
+    asked to keep it (`Fit.keep`) and the learner can save one (a Keras network); None otherwise. A network's
+    kept fit also says how it trained (`history`, per epoch; `best_epoch`, whose weights it holds; `epochs_run`)."""
 
     outputs: list[Output]
     model: Any = None
+    history: dict[str, list[float]] | None = None
+    best_epoch: int = 0
+    epochs_run: int = 0
 
 
 class Model(Protocol):

@@ -12,7 +12,7 @@ import numpy as np
 
 from quest.errors import QuestError, TrainingDiverged
 from quest.learners.base import Fit, Fitted, Learner, OnFailure, Problem
-from quest.learners.callbacks import NonFiniteLoss
+from quest.learners.callbacks import EpochHook, NonFiniteLoss
 from quest.params import TrainParams
 
 if TYPE_CHECKING:
@@ -80,9 +80,18 @@ class NetworkLearner(Learner):
         return tuple(sorted(hyper.items())), {}
 
     def train_jobs(
-        self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        jobs: Sequence[Job],
+        problem: Problem,
+        hyper: Mapping[str, Any],
+        label: str,
+        *,
+        hooks: Sequence[Sequence[EpochHook]] = (),
     ) -> list[FitResult]:
-        """One fresh network per job with `hyper` over the defaults, trained together where the engine can."""
+        """One fresh network per job with `hyper` over the defaults, trained together where the engine can;
+        `hooks[j]` watch job j's epochs."""
         raise NotImplementedError
 
     def fit_predict(
@@ -120,8 +129,9 @@ class NetworkLearner(Learner):
                 )
                 for i in members
             ]
+            hooks = [fits[i].hooks for i in members]
             try:
-                results = self.train_jobs(x, y, jobs, problem, hyper, label)
+                results = self.train_jobs(x, y, jobs, problem, hyper, label, hooks=hooks)
             except ValueError as error:
                 if on_failure is None:
                     raise
@@ -130,7 +140,11 @@ class NetworkLearner(Learner):
                 continue
             for i, result in zip(members, results, strict=True):
                 answers = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
-                outputs[i] = Fitted(answers, model=result.model if fits[i].keep else None)
+                if fits[i].keep:
+                    kept = {"history": result.history, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
+                    outputs[i] = Fitted(answers, model=result.model, **kept)
+                else:
+                    outputs[i] = Fitted(answers)
         return outputs
 
 
@@ -178,13 +192,21 @@ class RecipeLearner(NetworkLearner):
         raise NotImplementedError
 
     def train_jobs(
-        self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        jobs: Sequence[Job],
+        problem: Problem,
+        hyper: Mapping[str, Any],
+        label: str,
+        *,
+        hooks: Sequence[Sequence[EpochHook]] = (),
     ) -> list[FitResult]:
         from quest.learners.engine import train_many
 
         recipe = self.recipe(self.with_hyper(hyper), problem, x, jobs)
         try:
-            return train_many(x, y, jobs, recipe, label=label)
+            return train_many(x, y, jobs, recipe, hooks=hooks, label=label)
         except NonFiniteLoss as found:
             network = f"{label} network {found.job + 1}/{len(jobs)}" if label else f"network {found.job + 1}"
             raise TrainingDiverged(

@@ -22,9 +22,9 @@ from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import StoreFailure, run_cli, store_failure
 from quest.evaluation import scoring
 from quest.files import file_md5, history_csv, write_json, write_text
-from quest.learners.base import Problem
+from quest.learners.base import Fitted, Problem
 from quest.learners.callbacks import EpochHook, Progress
-from quest.learners.mlp.learner import MLP, fit_mlp
+from quest.learners.mlp.learner import MLP
 from quest.params import Params, load_params
 from quest.processes import alive
 from quest.tracking import provenance, runs, store
@@ -33,7 +33,6 @@ from quest.tracking.tags import TAG_KIND, TAG_MODEL, TAG_MODEL_MD5
 
 if TYPE_CHECKING:
     from quest.learners.backend import DeviceInfo
-    from quest.learners.jobs import FitResult
 
 KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps what it made
 
@@ -41,7 +40,7 @@ KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps w
 @dataclass(frozen=True)
 class Trained:
     cv: dict[str, list[float]]  # per metric, one score per shared split
-    final: FitResult  # the network fitted on the whole training split
+    final: Fitted  # the network fitted on the whole training split, and how it trained
     config: dict  # the resolved config, saved beside the model
 
 
@@ -49,21 +48,14 @@ def train(
     params: Params, prepared: Prepared, learner: MLP, *, device: DeviceInfo, hooks: Sequence[EpochHook] = ()
 ) -> Trained:
     """The MLP's CV scores on the shared splits (all its networks trained together by the fast engine), then
-    the final network on the whole training split; `hooks` watch the final network's epochs."""
+    the final network on the whole training split, through the scoring path every fit takes; `hooks` watch its
+    epochs."""
     import keras
 
-    spec, schema = params.train, prepared.schema
-    cv = scoring.cross_validate(learner, prepared, Problem.of(prepared), seed=params.seed, label="CV")
-    final = fit_mlp(
-        prepared.x_train,
-        prepared.y_train,
-        task=schema.task,
-        n_classes=prepared.n_classes,
-        spec=spec,
-        seed=params.seed,
-        hooks=[Progress("final", spec.epochs), *hooks],
-        feature_names=schema.features,
-    )
+    spec, schema, problem = params.train, prepared.schema, Problem.of(prepared)
+    cv = scoring.cross_validate(learner, prepared, problem, seed=params.seed, label="CV")
+    watch = [Progress("final", spec.epochs), *hooks]
+    final = scoring.final_fit(learner, prepared, problem, seed=params.seed, hooks=watch)
     config = {
         "train": asdict(spec),
         "seed": params.seed,

@@ -164,11 +164,24 @@ class MLP(NetworkLearner):
         return self.train.engine == "fast"
 
     def train_jobs(
-        self, x: np.ndarray, y: np.ndarray, jobs: Sequence[Job], problem: Problem, hyper: Mapping[str, Any], label: str
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        jobs: Sequence[Job],
+        problem: Problem,
+        hyper: Mapping[str, Any],
+        label: str,
+        *,
+        hooks: Sequence[Sequence[EpochHook]] = (),
     ) -> list[FitResult]:
         spec = dataclasses.replace(self.train, **hyper)
-        # The fast engine reports all its networks at once; the fit engine, each network as it goes.
-        hooks = [[Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] for n in range(len(jobs))]
+        # A job's own hooks (the train stage's final network); else, on the fit engine, a progress line per
+        # network as it goes (the fast engine reports all its networks at once).
+        watched = [
+            list(hooks[n]) if n < len(hooks) and hooks[n] else
+            [Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] if label and spec.engine == "fit" else []
+            for n in range(len(jobs))
+        ]  # fmt: skip
         return fit_mlps(
             x,
             y,
@@ -176,7 +189,7 @@ class MLP(NetworkLearner):
             task=problem.task,
             n_classes=problem.n_classes,
             spec=spec,
-            hooks=hooks if label and spec.engine == "fit" else (),
+            hooks=watched if any(watched) else (),
             label=label,
             feature_names=problem.feature_names,
         )
