@@ -68,6 +68,10 @@ def test_the_verdict_says_what_the_posterior_says_with_the_p_value_beside_it():
     assert f"**The answer: no clear answer between mlp and forest: P(better) = {headline.p_better:.2f}" in report
     assert "| **mlp** | neural | Keras MLP | 0.8500 ± 0.0500 |" in report
     assert "![posterior](posterior.png)" in report
+    assert "stand-ins" not in report and report.endswith("![comparison](comparison.png)\n")
+    large = report_markdown(table, "toy", "classification", outcome, "4 folds", descriptions=descriptions, large=True)
+    note = "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient"
+    assert note in large and large.index(note) > large.index("W/T/L counts") and large.endswith("(comparison.png)\n")
 
 
 @pytest.mark.parametrize(

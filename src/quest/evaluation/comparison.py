@@ -338,9 +338,20 @@ def report_markdown(
 ) -> str:
     """The short report: the answer in words and as a picture, then the table ranked by CV mean. `descriptions`
     says what each row's model is; `rope_note` what ±rope means in the metric's units, when that needs saying."""
+    lines = [
+        *_answer_lines(table, dataset, task, outcome, splits, rope_note=rope_note),
+        *_table_lines(table, outcome, descriptions=descriptions),
+        *_method_lines(outcome, large=large, skipped=skipped or {}),
+    ]
+    return "\n".join(lines)
+
+
+def _answer_lines(
+    table: pd.DataFrame, dataset: str, task: str, outcome: Verdict, splits: str, *, rope_note: str
+) -> list[str]:
+    """The question, the answer in words, the headline pair and its posterior; each neural entrant's verdict."""
     metric = outcome.metric
     lower = metric in LOWER_IS_BETTER
-    shown = table.sort_values("cv_mean", ascending=lower, kind="stable")
     means = table.set_index("model")["cv_mean"]
     neural, classic = outcome.best_neural, outcome.best_classic
     lines = [
@@ -364,7 +375,13 @@ def report_markdown(
         lines += ["Each neural entrant against the best classic model:", ""]
         lines += [f"- {entry.words}." for entry in outcome.neural.values()]
         lines += [""]
-    lines += [
+    return lines
+
+
+def _table_lines(table: pd.DataFrame, outcome: Verdict, *, descriptions: Mapping[str, str]) -> list[str]:
+    """Every model ranked by CV mean, the winner in bold, each row with the neural side's tests against it."""
+    shown = table.sort_values("cv_mean", ascending=outcome.metric in LOWER_IS_BETTER, kind="stable")
+    lines = [
         "| model | family | what | CV mean ± std | 95% interval | test | vs | P(better) | P(equiv.) | P(worse) "
         "| p | W/T/L |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -382,7 +399,13 @@ def report_markdown(
             f"| {name} | {row.family} | {descriptions[row.model]} | {row.cv_mean:.4f} ± {row.cv_std:.4f} "
             f"| {row.ci_low:.4f} – {row.ci_high:.4f} | {row.test_score:.4f} | {tests} |"
         )
-    lines += [
+    return lines
+
+
+def _method_lines(outcome: Verdict, *, large: bool, skipped: Mapping[str, str]) -> list[str]:
+    """The winner, how the tests read, the stand-ins and the models left out; the comparison's chart."""
+    neural, classic = outcome.best_neural, outcome.best_classic
+    lines = [
         "",
         f"**Winner (CV mean): {outcome.winner}.** Each row's tests are the neural side's: for a classic row, "
         f"the best neural entrant ({neural}) against it; for a neural row, that entrant against the best classic "
@@ -396,27 +419,19 @@ def report_markdown(
         "sets. The best of each family is picked on the same splits it is tested on, which flatters it a little. "
         "W/T/L counts the splits on which the neural side won, tied or lost.",
         "",
-        *(
-            [
-                "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient "
-                "boosting rows ran as their scalable stand-ins, named in the table.",
-                "",
-            ]
-            if large
-            else []
-        ),
-        *(
-            [
-                "Left out before they trained, because they would not fit in the memory available "
-                "(`QUEST_MEMORY_LIMIT` sets another limit):",
-                "",
-                *(f"- {name}: {reason}." for name, reason in skipped.items()),
-                "",
-            ]
-            if skipped
-            else []
-        ),
-        "![comparison](comparison.png)",
-        "",
     ]
-    return "\n".join(lines)
+    if large:
+        lines += [
+            "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient "
+            "boosting rows ran as their scalable stand-ins, named in the table.",
+            "",
+        ]
+    if skipped:
+        lines += [
+            "Left out before they trained, because they would not fit in the memory available "
+            "(`QUEST_MEMORY_LIMIT` sets another limit):",
+            "",
+            *(f"- {name}: {reason}." for name, reason in skipped.items()),
+            "",
+        ]
+    return [*lines, "![comparison](comparison.png)", ""]
