@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,10 @@ from quest import interrupts, processes
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError, TooLarge, first_line
 from quest.evaluation.metrics import scores
-from quest.learners.base import Fit, Fitted, Learner, OnFailure, Problem
+from quest.learners.base import Fit, Learner, OnFailure, Problem
+
+if TYPE_CHECKING:
+    from quest.learners.jobs import FitResult
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,14 @@ class Scored:
 @dataclass(frozen=True)
 class CellResult:
     """One cell's scores, per scored input every metric (the mean over the learner's copies), and its first
-    copy's fit as the learner gave it back (its model where the cell asked to keep it and the learner can save
-    one: Fitted.model)."""
+    copy's trained network where the cell asked to keep it and the learner can save one (Fitted.trained)."""
 
     scores: list[dict[str, float]]
-    kept: Fitted | None = None
+    trained: FitResult | None = None
 
     @property
     def model(self) -> Any:
-        return self.kept.model if self.kept is not None else None
+        return self.trained.model if self.trained is not None else None
 
 
 def scores_of(
@@ -116,7 +118,7 @@ def results_of(
             owner.append(number)
     fitted = learner.fit_predict(x, y, fits, problem, label=label, on_failure=on_failure)
     per_cell: list[list[list[dict[str, float]]]] = [[] for _ in cells]
-    kept: list[Fitted | None] = [None] * len(cells)
+    kept: list[FitResult | None] = [None] * len(cells)
     for number, done in zip(owner, fitted, strict=True):
         if done is not None:
             cell = cells[number]
@@ -125,8 +127,8 @@ def results_of(
             per_cell[number].append(
                 [scores(problem.task, truth, out) for truth, out in zip(cell.targets, done.outputs, strict=True)]
             )
-            if done.model is not None:
-                kept[number] = done
+            if done.trained is not None:
+                kept[number] = done.trained
     return [
         CellResult(_mean_over_copies(copies), kept[number]) if copies else None
         for number, copies in enumerate(per_cell)
@@ -179,14 +181,14 @@ def final_fit(
     seed: int,
     hooks: Sequence[Any] = (),
     label: str = "final",
-) -> Fitted:
+) -> FitResult:
     """The learner's model on the whole training split, trained as the comparison's final fit trains its first
     copy, and kept with how it trained; `hooks` watch its epochs. Nothing is scored: the test split is evaluate's."""
     everything = np.arange(len(prepared.y_train))
     cell = Scored(everything, targets=(), inputs=(), index=-1, keep=True, hooks=tuple(hooks), copies=1)
     (found,) = results_of(learner, prepared.x_train, prepared.y_train, [cell], problem, seed=seed, label=label)
-    assert found is not None and found.kept is not None, f"{learner.name} keeps no model of its fits"
-    return found.kept
+    assert found is not None and found.trained is not None, f"{learner.name} keeps no model of its fits"
+    return found.trained
 
 
 def _per_metric(per_split: Sequence[list[dict[str, float]] | None]) -> dict[str, list[float]]:

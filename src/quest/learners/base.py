@@ -14,12 +14,15 @@ import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError
+
+if TYPE_CHECKING:
+    from quest.learners.jobs import FitResult
 
 Kind = Literal["neural", "classic"]
 Output = np.ndarray  # class probabilities (n, n_classes) for classification, predictions (n,) for regression
@@ -65,15 +68,12 @@ class Fit:
 
 @dataclass(frozen=True)
 class Fitted:
-    """What one fit gives back: its outputs on the fit's `predict` inputs, and its trained model where the fit
-    asked to keep it (`Fit.keep`) and the learner can save one (a Keras network); None otherwise. A network's
-    kept fit also says how it trained (`history`, per epoch; `best_epoch`, whose weights it holds; `epochs_run`)."""
+    """What one fit gives back: its outputs on the fit's `predict` inputs, and, where the fit asked to keep its
+    model (`Fit.keep`) and the learner can save one, the trained network with how it trained (its history, best
+    epoch and epochs run); None otherwise."""
 
     outputs: list[Output]
-    model: Any = None
-    history: dict[str, list[float]] | None = None
-    best_epoch: int = 0
-    epochs_run: int = 0
+    trained: FitResult | None = None
 
 
 class Model(Protocol):

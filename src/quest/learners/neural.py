@@ -140,11 +140,7 @@ class NetworkLearner(Learner):
                 continue
             for i, result in zip(members, results, strict=True):
                 answers = [predict(result.model, inputs, task=problem.task) for inputs in fits[i].predict]
-                if fits[i].keep:
-                    kept = {"history": result.history, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
-                    outputs[i] = Fitted(answers, model=result.model, **kept)
-                else:
-                    outputs[i] = Fitted(answers)
+                outputs[i] = Fitted(answers, trained=result if fits[i].keep else None)
         return outputs
 
 

@@ -22,7 +22,7 @@ from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import StoreFailure, run_cli, store_failure
 from quest.evaluation import scoring
 from quest.files import file_md5, history_csv, write_json, write_text
-from quest.learners.base import Fitted, Problem
+from quest.learners.base import Problem
 from quest.learners.callbacks import EpochHook, Progress
 from quest.learners.mlp.learner import MLP
 from quest.params import Params, load_params
@@ -33,6 +33,7 @@ from quest.tracking.tags import TAG_KIND, TAG_MODEL, TAG_MODEL_MD5
 
 if TYPE_CHECKING:
     from quest.learners.backend import DeviceInfo
+    from quest.learners.jobs import FitResult
 
 KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps what it made
 
@@ -40,7 +41,7 @@ KEPT_DIR = Path(".quest/unlogged")  # where a stage whose logging failed keeps w
 @dataclass(frozen=True)
 class Trained:
     cv: dict[str, list[float]]  # per metric, one score per shared split
-    final: Fitted  # the network fitted on the whole training split, and how it trained
+    final: FitResult  # the network fitted on the whole training split
     config: dict  # the resolved config, saved beside the model
 
 

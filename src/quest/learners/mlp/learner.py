@@ -177,11 +177,11 @@ class MLP(NetworkLearner):
         spec = dataclasses.replace(self.train, **hyper)
         # A job's own hooks (the train stage's final network); else, on the fit engine, a progress line per
         # network as it goes (the fast engine reports all its networks at once).
-        watched = [
-            list(hooks[n]) if n < len(hooks) and hooks[n] else
-            [Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] if label and spec.engine == "fit" else []
-            for n in range(len(jobs))
-        ]  # fmt: skip
+        progress = bool(label) and spec.engine == "fit"
+        watched = []
+        for n in range(len(jobs)):
+            own = list(hooks[n]) if n < len(hooks) else []
+            watched.append(own or ([Progress(f"{label} {n + 1}/{len(jobs)}", spec.epochs)] if progress else []))
         return fit_mlps(
             x,
             y,
