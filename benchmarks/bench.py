@@ -49,7 +49,7 @@ def engine_main(argv: list[str]) -> None:
     x, y, jobs, x_test, y_test, hidden = _workload(args.data, rows=args.rows)
     if args.hidden:
         hidden = [int(units) for units in args.hidden.split(",")]
-    from quest.params import params_from_dict
+    from quest.learners.registry import params_from_dict
 
     params = params_from_dict(
         _params(hidden, args.batch, args.epochs, args.engine, args.backend, plain=args.data == "synthetic")
@@ -98,7 +98,7 @@ def _workload(name: str, *, rows: int):
 
     if name == "default":
         from quest.data.sources import load_dataset
-        from quest.params import params_from_dict
+        from quest.learners.registry import params_from_dict
         from quest.stages.prepare import prepare
 
         params = params_from_dict(_params([64, 32], 32, 1, "fit", "jax"))
@@ -314,7 +314,7 @@ def peer_main(argv: list[str]) -> None:
     from quest.evaluation.scoring import cv_cells, final_cell, scores_of
     from quest.learners import registry
     from quest.learners.base import Problem
-    from quest.params import params_from_dict
+    from quest.learners.registry import params_from_dict
     from quest.stages.prepare import prepare
 
     data, repeats = PEER_TABLES[table]
@@ -499,7 +499,7 @@ def mlflow_main() -> None:
     import numpy as np
 
     from quest.learners.mlp.recipe import fit_many
-    from quest.params import load_params
+    from quest.learners.registry import load_params
     from quest.tracking.epochs import MlflowEpochLogger
 
     params = load_params(REPO / "params.yaml")
@@ -546,7 +546,7 @@ def baseline_growth(out: Report, n: int) -> None:
     sys.path.insert(0, str(REPO / "src"))
     from quest.learners import registry
     from quest.learners.base import Problem
-    from quest.params import load_params
+    from quest.learners.registry import load_params
 
     params = load_params(REPO / "params.yaml")
     x, y = make_classification(n_samples=2 * n, n_features=20, n_informative=10, random_state=0)
@@ -651,7 +651,7 @@ def shape_main(argv: list[str]) -> None:
     from quest.evaluation.scoring import Skipped, evaluate_or_skip
     from quest.learners import registry
     from quest.learners.base import Problem
-    from quest.params import load_params
+    from quest.learners.registry import load_params
 
     params = load_params(Path(params_path))
     learner = registry.learner(name, params)

@@ -92,7 +92,7 @@ def params_with(data: dict):  # noqa: ANN201 (quest.params.Params)
     """The repository's params.yaml with `data` in place of its data section."""
     import yaml
 
-    from quest.params import params_from_dict
+    from quest.learners.registry import params_from_dict
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     return params_from_dict({**raw, "data": data})
@@ -144,7 +144,7 @@ def quest_scores(model: str, prepared, metric: str, *, counted: bool, jobs: list
     from quest.evaluation.scoring import cv_cells, scores_of
     from quest.learners import engine, registry
     from quest.learners.base import Problem
-    from quest.params import load_params
+    from quest.learners.registry import load_params
 
     learner = registry.learner(model, load_params(REPO / "params.yaml"))
     flops = [0.0]

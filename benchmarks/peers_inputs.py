@@ -27,9 +27,9 @@ def quest_inputs(prepared, rows: np.ndarray) -> dict[str, np.ndarray]:  # noqa: 
     """quest's RealMLP on `rows` of the training split: its robust inputs layer's output, split by kind."""
     from quest.learners.base import Problem
     from quest.learners.realmlp.network import Layout, RobustInputs, build_realmlp, host_output, initialise
-    from quest.params import load_params
+    from quest.learners.registry import load_params
 
-    spec = load_params(REPO / "params.yaml").realmlp
+    spec = load_params(REPO / "params.yaml").section("realmlp")
     problem = Problem.of(prepared)
     x = prepared.x_train[rows]
     layout = Layout.of(x.shape[1], problem.feature_columns, problem.feature_names, one_hot_max=spec.one_hot_max)

@@ -170,7 +170,7 @@ from quest.data.sources import load_dataset
 from quest.evaluation.scoring import evaluate_all
 from quest.learners.base import Problem
 from quest.learners.classic.baselines import Baseline
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from quest.stages.prepare import prepare, write_prepared
 from quest.data.artifacts import read_prepared
 import yaml

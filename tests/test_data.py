@@ -6,7 +6,7 @@ import pytest
 
 from quest.data.sources import load_dataset, read_csv, resolve_task, synthetic_frame
 from quest.errors import QuestError
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
 
 

@@ -16,7 +16,7 @@ import pytest
 from quest.errors import QuestError
 from quest.learners import backend
 from quest.learners.backend import DeviceInfo, data_parallel_devices
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from tests.conftest import REPO, repo_params
 
 ENGINES = pytest.mark.parametrize("engine", ["fast", "fit"])

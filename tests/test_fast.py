@@ -8,7 +8,7 @@ from quest.learners.jobs import Job, plan_job
 from quest.learners.mlp.learner import fit_mlps
 from quest.learners.mlp.recipe import fit_many
 from quest.learners.networks import predict
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from tests.conftest import blobs, repo_params
 
 

@@ -10,7 +10,7 @@ from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.gbdt.catboost import ITERATIONS, LIBRARY_ITERATIONS, CatBoost
 from quest.learners.gbdt.lightgbm import LightGBM
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
 
 LEARNERS = [CatBoost(), LightGBM()]

@@ -1,10 +1,12 @@
-"""The learner interface: one registry, and a model added there (a toy one, in a test) takes part in compare,
-learning and tune with no stage edited; every learner is scored by the same function on the shared splits."""
+"""The learner interface: one registry, and a model added there (a toy one with a params section of its own, in a
+test) takes part in compare, learning and tune with no stage edited; every learner is scored by the same function on
+the shared splits."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,28 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.errors import QuestError
+from quest.errors import QuestError, run_cli
 from quest.evaluation.scoring import Scored, cross_validate, scores_of
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.learners.classic.baselines import Baseline
-from quest.params import params_from_dict
+from quest.learners.registry import Registered, params_from_dict
+from quest.params import require
 from quest.stages.compare import main as compare_main
 from quest.stages.learning import main as learning_main
 from quest.stages.prepare import main as prepare_main
 from quest.stages.tune import main as tune_main
 from tests.conftest import repo_params
+
+
+@dataclass(frozen=True)
+class PriorParams:
+    """The toy's own params.yaml section, `prior:`, as a new network's would be."""
+
+    shrink: float  # towards uniform shares: 0 keeps the training rows' shares, 1 is uniform
+
+    def __post_init__(self) -> None:
+        require(0 <= self.shrink <= 1, "prior.shrink", "in [0, 1]", self.shrink)
 
 
 class Prior(Learner):
@@ -32,14 +45,14 @@ class Prior(Learner):
     name = "prior"
     kind = "classic"
 
-    def __init__(self, fitted: Fitted) -> None:
-        self.fitted = fitted
+    def __init__(self, fitted: Fitted, spec: PriorParams = PriorParams(shrink=0.0)) -> None:
+        self.fitted, self.spec = fitted, spec
 
     def describe(self, problem: Problem) -> str:
         return "class shares of the training rows"
 
     def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> PriorModel:
-        return PriorModel(problem.n_classes, self.fitted, **hyper)
+        return PriorModel(problem.n_classes, self.fitted, **{"shrink": self.spec.shrink, **hyper})
 
 
 class Fitted:
@@ -72,17 +85,20 @@ class PriorModel:
 
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Fitted:
+    """The toy, registered as a new model is: one line, with the dataclass of its section."""
     fitted = Fitted(tmp_path / "fitted.txt")
-    monkeypatch.setitem(registry.FACTORIES, "prior", lambda params: Prior(fitted))
+    registered = Registered(lambda params: Prior(fitted, params.section("prior")), PriorParams)
+    monkeypatch.setitem(registry.LEARNERS, "prior", registered)
     return fitted
 
 
 def write_params(root: Path, **overrides: Any) -> Path:
+    toy = {"prior": {"shrink": 0.0}} if "prior" in registry.LEARNERS else {}  # the toy's section, while registered
     raw = repo_params(
         prepare={"folds": 2, "repeats": 1},
         train={"hidden_layers": [4], "epochs": 2, "early_stopping": {"patience": 0, "validation_fraction": 0.2}},
         mlflow={"experiment": "quest", "registered_model": ""},
-        **overrides,
+        **{**toy, **overrides},
     )
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     (root / "dvc.yaml").write_text("stages: {}\n")  # the repo root for quest.paths.repo_root
@@ -106,13 +122,15 @@ def test_a_registered_toy_learner_takes_part_in_compare_learning_and_tune(tmp_pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = write_params(
         tmp_path,
-        compare={"models": ["logreg", "prior"]},
+        prior={"shrink": 1.0},  # uniform shares: every log loss is log 2, whatever the fold
+        compare={"models": ["logreg", "prior"], "metric": "log_loss"},
         learning={"fractions": [0.5, 1.0], "repeats": 1},
     )
     argv, reports = prepared_with_an_mlp(tmp_path, params)
     compare_main([*argv, "--model", str(tmp_path / "mlp.keras")])
     table = pd.read_csv(reports / "comparison.csv").set_index("model")
     assert list(table.index) == ["mlp", "logreg", "prior"]
+    assert table.loc["prior", "cv_mean"] == pytest.approx(np.log(2))  # its section reached its models
     from quest.data.artifacts import read_prepared
 
     prepared = read_prepared(tmp_path / "data")
@@ -141,6 +159,40 @@ def test_a_registered_toy_learner_takes_part_in_compare_learning_and_tune(tmp_pa
     trials = pd.read_csv(reports / "tuning" / "trials.csv")
     assert trials["model"].tolist() == ["mlp", "mlp", "logreg", "logreg", "prior", "prior"]
     assert {json.loads(p)["shrink"] for p in trials.loc[trials["model"] == "prior", "params"]} <= {0.0, 0.5}
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"shrnk": 0.5}, "params.yaml: unknown key prior.shrnk; did you mean prior.shrink?"),
+        ({"shrink": 2.0}, "params.yaml: prior.shrink must be in [0, 1] (got 2.0)"),
+        ({"shrink": "half"}, "params.yaml: prior.shrink must be a number (got 'half')"),
+        (None, "params.yaml: missing key prior"),
+    ],
+)
+def test_a_registered_learners_own_section_is_validated_in_one_line(tmp_path, toy, capsys, section, message):
+    raw = repo_params(**({"prior": section} if section is not None else {}))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    with pytest.raises(QuestError) as raised:
+        registry.load_params(params)
+    assert str(raised.value) == message
+    capsys.readouterr()
+    argv = ["--params", str(params), "--data", str(tmp_path / "data"), "--reports", str(tmp_path / "reports")]
+    with pytest.raises(SystemExit) as stopped:  # a stage that makes learners, behind the `quest` command's wrapper
+        run_cli("quest compare", compare_main, argv)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == f"quest compare: error: {message}\n"
+    assert not (tmp_path / "reports").exists()
+    # prepare makes no learner and reads only the pipeline's sections: it depends on no learner's code (dvc.yaml)
+    prepare_main(["--params", str(params), "--out", str(tmp_path / "data")])
+    assert (tmp_path / "data").is_dir()
+
+
+def test_a_section_nobody_registered_is_an_unknown_key():
+    raw = repo_params(prior={"shrink": 0.0})  # the toy's section, with the toy not registered
+    with pytest.raises(QuestError, match=r"^params.yaml: unknown key prior; allowed: seed, data, .*, realmlp, tabm$"):
+        params_from_dict(raw)
 
 
 def test_every_learner_is_scored_on_the_shared_splits(tmp_path, toy):
@@ -193,7 +245,7 @@ def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkey
 
 def test_each_learner_says_what_it_is():
     params = params_from_dict(repo_params())
-    learners = [registry.learner(name, params) for name in registry.FACTORIES]
+    learners = [registry.learner(name, params) for name in registry.LEARNERS]
     others = [*registry.BASELINES, "lightgbm", "catboost", "realmlp", "tabm"]
     assert [learner.name for learner in learners] == ["mlp", *others]
     assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * (len(others) - 2) + ["neural"] * 2

@@ -13,7 +13,7 @@ from quest.evaluation.scoring import ModelResult, Scored, Skipped, evaluate_or_s
 from quest.learners import registry
 from quest.learners.base import COPIES, Problem
 from quest.learners.engine import check_memory
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from tests.conftest import blobs, repo_params
 from tests.test_compare import DECIDE, SIZES, results
 

@@ -13,7 +13,7 @@ from quest.learners.layers import CounterDropout
 from quest.learners.mlp.learner import fit_mlp
 from quest.learners.mlp.network import build_mlp
 from quest.learners.networks import predict
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
 
 

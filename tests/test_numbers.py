@@ -193,7 +193,7 @@ def test_divergence_names_the_final_network_and_the_widest_input():
     from quest.learners.callbacks import NonFiniteLoss
     from quest.learners.jobs import Job
     from quest.learners.mlp.learner import diverged
-    from quest.params import load_params
+    from quest.learners.registry import load_params
     from tests.conftest import REPO
 
     spec = replace(load_params(REPO / "params.yaml").train, learning_rate=0.5)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from quest.errors import QuestError
-from quest.params import load_params, params_from_dict
+from quest.learners.registry import load_params, params_from_dict
 from tests.conftest import REPO, repo_params
 
 
@@ -15,7 +15,8 @@ def test_repo_params_load_into_typed_frozen_objects():
     assert params.train.data_parallel == 1  # off: one device, whatever the machine has
     lecture = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf")
     assert params.compare.models == (*lecture, "hgb", "xgboost", "lightgbm", "catboost", "realmlp")
-    assert params.realmlp.hidden_layers == (256, 256, 256) and params.realmlp.learning_rate == "auto"
+    realmlp = params.section("realmlp")  # a learner's own section (quest.learners.registry.sections)
+    assert realmlp.hidden_layers == (256, 256, 256) and realmlp.learning_rate == "auto"
     with pytest.raises(AttributeError):
         params.train.epochs = 3  # frozen
 

@@ -258,7 +258,7 @@ def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
 def raw_test_rows(project: Path) -> pd.DataFrame:
     """The test split's rows as the table has them, before any preprocessing."""
     from quest.data.sources import load_dataset
-    from quest.params import load_params
+    from quest.learners.registry import load_params
 
     params = load_params(project / "params.yaml")
     table = load_dataset(params.data, seed=params.seed, root=project).features

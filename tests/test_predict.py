@@ -15,7 +15,7 @@ import yaml
 from quest.data.artifacts import read_prepared
 from quest.data.sources import load_dataset
 from quest.errors import run_cli
-from quest.params import load_params
+from quest.learners.registry import load_params
 from quest.predict import main as predict_main
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params

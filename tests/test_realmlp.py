@@ -27,13 +27,12 @@ from quest.learners.realmlp.network import (
     host_output,
     initialise,
 )
-from quest.learners.registry import keras_classes
-from quest.params import params_from_dict
+from quest.learners.registry import keras_classes, params_from_dict
 from tests.conftest import blobs, repo_params
 
 
 def spec(**realmlp):
-    return params_from_dict(repo_params(realmlp=realmlp)).realmlp
+    return params_from_dict(repo_params(realmlp=realmlp)).section("realmlp")
 
 
 TINY = {"hidden_layers": [8, 8], "embedding_frequencies": 4, "epochs": 6, "batch_size": 16}
@@ -249,7 +248,7 @@ def test_it_learns_saves_and_loads_as_a_learner(tmp_path):
     (found,) = scores_of(learner, x, y, [cell], problem, seed=0)
     assert found[0]["accuracy"] > 0.9
     job = plan_job(np.arange(160), y, task="classification", validation_fraction=0.2, seed=1)
-    recipe = RealMlpRecipe(params.realmlp, Layout.of(3, (), ()), task="classification", n_classes=2)
+    recipe = RealMlpRecipe(params.section("realmlp"), Layout.of(3, (), ()), task="classification", n_classes=2)
     (result,) = train_many(x, y, [job], recipe)
     save_mlp(result.model, tmp_path / "realmlp.keras")
     loaded = load_mlp(tmp_path / "realmlp.keras", keras_classes())

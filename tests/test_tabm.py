@@ -15,7 +15,7 @@ from quest.learners.base import Problem
 from quest.learners.engine import train_many
 from quest.learners.jobs import plan_job
 from quest.learners.networks import load_mlp, predict, save_mlp
-from quest.learners.registry import keras_classes
+from quest.learners.registry import keras_classes, params_from_dict
 from quest.learners.tabm.layers import (
     BatchEnsembleDense,
     EnsembleHeads,
@@ -24,14 +24,13 @@ from quest.learners.tabm.layers import (
     QuantileInputs,
 )
 from quest.learners.tabm.network import TabmLayout, TabmRecipe, TabmUpdater, _piecewise, build_tabm, initialise
-from quest.params import params_from_dict
 from tests.conftest import blobs, repo_params
 
 TINY = {"members": 4, "width": 8, "bins": 4, "embedding_dims": 3, "batch_size": 16, "epochs": 8, "patience": 2}
 
 
 def spec(**tabm):
-    return params_from_dict(repo_params(tabm=tabm)).tabm
+    return params_from_dict(repo_params(tabm=tabm)).section("tabm")
 
 
 def test_layout_groups_each_categorys_one_hot_block():

@@ -24,7 +24,7 @@ from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.classic.baselines import Baseline
 from quest.learners.mlp.learner import MLP
-from quest.params import params_from_dict
+from quest.learners.registry import params_from_dict
 from quest.stages.prepare import main as prepare_main
 from quest.stages.tune import main as tune_main
 from quest.tuning.search import Plan, TrialResult, TuneData, best_so_far, best_trial, scorer, tuned_learners
@@ -251,7 +251,7 @@ def test_a_combination_the_estimator_rejects_fails_that_trial_not_the_search():
 def test_every_space_in_params_yaml_names_hyperparameters_its_estimator_has(task: str, large: bool):
     params = params_from_dict(repo_params())
     problem = Problem(task, n_classes=2 if task == "classification" else 0, n_features=3, large=large)
-    assert set(params.tune.spaces) == set(registry.FACTORIES)  # a space for every model
+    assert set(params.tune.spaces) == set(registry.LEARNERS)  # a space for every model
     for name, space in params.tune.spaces.items():
         if name != "mlp":
             registry.learner(name, params).check_space(space, problem)

@@ -3,6 +3,13 @@
 params.yaml is the single home of every default: each key must be present there, so the file a user reads is
 the configuration that runs. A wrong key, type or value fails here with a message naming the key and what
 is allowed.
+
+The pipeline's own sections (data, prepare, train, compare, tune, ...) are the fields of `Params`. A learner
+with knobs of its own owns its section: its dataclass lives with the learner, and the registry
+(quest.learners.registry, whose `load_params` the stages that make learners call) hands the sections it knows to
+`read_params`; they land in `Params.sections`, by the learner's name. This module knows no learner. A stage that
+makes none (prepare, report) reads the pipeline's sections only (`sections=None`), so that it depends on no
+learner's code: the learners' sections are checked by train, the stage after prepare, before any model trains.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ import difflib
 import math
 import types
 import typing
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +43,8 @@ TabmEmbedding = Literal["piecewise", "none"]
 Metric = Literal["auto", "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "r2", "rmse", "mae"]
 
 
-def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
+def require(ok: bool, key: str, allowed: str, value: Any) -> None:
+    """The one-line error of every check: `key` must be `allowed`, and what it got."""
     if not ok:
         raise QuestError(f"params.yaml: {key} must be {allowed} (got {value!r})")
 
@@ -49,10 +58,10 @@ class SyntheticParams:
     noise: float
 
     def __post_init__(self) -> None:
-        _require(self.n_samples >= 10, "data.synthetic.n_samples", "at least 10", self.n_samples)
-        _require(self.n_features >= 2, "data.synthetic.n_features", "at least 2", self.n_features)
-        _require(self.n_classes >= 2, "data.synthetic.n_classes", "at least 2", self.n_classes)
-        _require(self.noise >= 0, "data.synthetic.noise", "non-negative", self.noise)
+        require(self.n_samples >= 10, "data.synthetic.n_samples", "at least 10", self.n_samples)
+        require(self.n_features >= 2, "data.synthetic.n_features", "at least 2", self.n_features)
+        require(self.n_classes >= 2, "data.synthetic.n_classes", "at least 2", self.n_classes)
+        require(self.noise >= 0, "data.synthetic.noise", "non-negative", self.noise)
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,8 @@ class DataParams:
 
     def __post_init__(self) -> None:
         if self.source == "csv":
-            _require(bool(self.path), "data.path", "a CSV path when data.source is csv", self.path)
-            _require(bool(self.target), "data.target", "a column name when data.source is csv", self.target)
+            require(bool(self.path), "data.path", "a CSV path when data.source is csv", self.path)
+            require(bool(self.target), "data.target", "a column name when data.source is csv", self.target)
 
 
 @dataclass(frozen=True)
@@ -77,9 +86,9 @@ class PrepareParams:
     repeats: int
 
     def __post_init__(self) -> None:
-        _require(0 < self.test_size < 1, "prepare.test_size", "between 0 and 1 (exclusive)", self.test_size)
-        _require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
-        _require(1 <= self.repeats <= 20, "prepare.repeats", "an integer from 1 to 20", self.repeats)
+        require(0 < self.test_size < 1, "prepare.test_size", "between 0 and 1 (exclusive)", self.test_size)
+        require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
+        require(1 <= self.repeats <= 20, "prepare.repeats", "an integer from 1 to 20", self.repeats)
 
 
 @dataclass(frozen=True)
@@ -88,8 +97,8 @@ class EarlyStoppingParams:
     validation_fraction: float
 
     def __post_init__(self) -> None:
-        _require(self.patience >= 0, "train.early_stopping.patience", "0 (off) or more", self.patience)
-        _require(
+        require(self.patience >= 0, "train.early_stopping.patience", "0 (off) or more", self.patience)
+        require(
             0 < self.validation_fraction < 1,
             "train.early_stopping.validation_fraction",
             "between 0 and 1 (exclusive)",
@@ -117,37 +126,37 @@ class TrainParams:
     early_stopping: EarlyStoppingParams
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.engine == "fit" or self.backend == "jax",
             "train.engine",
             "fit when train.backend is not jax (the fast engine compiles with JAX)",
             self.engine,
         )
-        _require(1 <= self.seeds <= 100, "train.seeds", "an integer from 1 to 100", self.seeds)
-        _require(
+        require(1 <= self.seeds <= 100, "train.seeds", "an integer from 1 to 100", self.seeds)
+        require(
             all(size >= 1 for size in self.hidden_layers),
             "train.hidden_layers",
             "a list of positive layer sizes",
             list(self.hidden_layers),
         )
-        _require(0 <= self.dropout_rate < 1, "train.dropout_rate", "in [0, 1)", self.dropout_rate)
-        _require(self.l2 >= 0, "train.l2", "non-negative", self.l2)
-        _require(self.learning_rate > 0, "train.learning_rate", "positive", self.learning_rate)
-        _require(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
-        _require(self.batch_size >= 1, "train.batch_size", "a positive integer", self.batch_size)
-        _require(
+        require(0 <= self.dropout_rate < 1, "train.dropout_rate", "in [0, 1)", self.dropout_rate)
+        require(self.l2 >= 0, "train.l2", "non-negative", self.l2)
+        require(self.learning_rate > 0, "train.learning_rate", "positive", self.learning_rate)
+        require(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
+        require(self.batch_size >= 1, "train.batch_size", "a positive integer", self.batch_size)
+        require(
             self.data_parallel == "all" or self.data_parallel >= 1,
             "train.data_parallel",
             "a positive device count or all",
             self.data_parallel,
         )
-        _require(
+        require(
             self.data_parallel == 1 or self.backend != "torch",
             "train.data_parallel",
             "1 when train.backend is torch (Keras distributes training on jax and tensorflow only)",
             self.data_parallel,
         )
-        _require(self.epochs >= 1, "train.epochs", "a positive integer", self.epochs)
+        require(self.epochs >= 1, "train.epochs", "a positive integer", self.epochs)
 
 
 @dataclass(frozen=True)
@@ -174,39 +183,39 @@ class RealMlpParams:
     validation_fraction: float
 
     def __post_init__(self) -> None:
-        _require(1 <= self.seeds <= 100, "realmlp.seeds", "an integer from 1 to 100", self.seeds)
-        _require(
+        require(1 <= self.seeds <= 100, "realmlp.seeds", "an integer from 1 to 100", self.seeds)
+        require(
             len(self.hidden_layers) > 0 and all(size >= 1 for size in self.hidden_layers),
             "realmlp.hidden_layers",
             "a non-empty list of positive layer sizes",
             list(self.hidden_layers),
         )
-        _require(self.embedding_frequencies >= 0, "realmlp.embedding_frequencies", "0 (off) or more",
+        require(self.embedding_frequencies >= 0, "realmlp.embedding_frequencies", "0 (off) or more",
                  self.embedding_frequencies)  # fmt: skip
         activations = typing.get_args(RealMlpActivation)  # checked here too: a trial's values skip the loader
-        _require(self.activation in activations, "realmlp.activation", f"one of {', '.join(activations)}",
+        require(self.activation in activations, "realmlp.activation", f"one of {', '.join(activations)}",
                  self.activation)  # fmt: skip
-        _require(self.embedding_sigma > 0, "realmlp.embedding_sigma", "positive", self.embedding_sigma)
-        _require(self.embedding_lr_factor > 0, "realmlp.embedding_lr_factor", "positive", self.embedding_lr_factor)
-        _require(self.scale_lr_factor > 0, "realmlp.scale_lr_factor", "positive", self.scale_lr_factor)
-        _require(self.one_hot_max >= 2, "realmlp.one_hot_max", "at least 2", self.one_hot_max)
-        _require(0 < self.beta2 < 1, "realmlp.beta2", "between 0 and 1 (exclusive)", self.beta2)
-        _require(self.embedding_dims >= 2, "realmlp.embedding_dims", "at least 2 (the column and one more)",
+        require(self.embedding_sigma > 0, "realmlp.embedding_sigma", "positive", self.embedding_sigma)
+        require(self.embedding_lr_factor > 0, "realmlp.embedding_lr_factor", "positive", self.embedding_lr_factor)
+        require(self.scale_lr_factor > 0, "realmlp.scale_lr_factor", "positive", self.scale_lr_factor)
+        require(self.one_hot_max >= 2, "realmlp.one_hot_max", "at least 2", self.one_hot_max)
+        require(0 < self.beta2 < 1, "realmlp.beta2", "between 0 and 1 (exclusive)", self.beta2)
+        require(self.embedding_dims >= 2, "realmlp.embedding_dims", "at least 2 (the column and one more)",
                  self.embedding_dims)  # fmt: skip
-        _require(self.categorical_embedding >= 1, "realmlp.categorical_embedding", "a positive size",
+        require(self.categorical_embedding >= 1, "realmlp.categorical_embedding", "a positive size",
                  self.categorical_embedding)  # fmt: skip
-        _require(0 <= self.dropout_rate < 1, "realmlp.dropout_rate", "in [0, 1)", self.dropout_rate)
-        _require(self.weight_decay >= 0, "realmlp.weight_decay", "non-negative", self.weight_decay)
-        _require(
+        require(0 <= self.dropout_rate < 1, "realmlp.dropout_rate", "in [0, 1)", self.dropout_rate)
+        require(self.weight_decay >= 0, "realmlp.weight_decay", "non-negative", self.weight_decay)
+        require(
             self.learning_rate == "auto" or self.learning_rate > 0,
             "realmlp.learning_rate",
             "auto or a positive number",
             self.learning_rate,
         )
-        _require(0 <= self.label_smoothing < 1, "realmlp.label_smoothing", "in [0, 1)", self.label_smoothing)
-        _require(self.epochs >= 1, "realmlp.epochs", "a positive integer", self.epochs)
-        _require(self.batch_size >= 1, "realmlp.batch_size", "a positive integer", self.batch_size)
-        _require(
+        require(0 <= self.label_smoothing < 1, "realmlp.label_smoothing", "in [0, 1)", self.label_smoothing)
+        require(self.epochs >= 1, "realmlp.epochs", "a positive integer", self.epochs)
+        require(self.batch_size >= 1, "realmlp.batch_size", "a positive integer", self.batch_size)
+        require(
             0 < self.validation_fraction < 1,
             "realmlp.validation_fraction",
             "between 0 and 1 (exclusive)",
@@ -236,23 +245,23 @@ class TabmParams:
     validation_fraction: float
 
     def __post_init__(self) -> None:
-        _require(1 <= self.seeds <= 100, "tabm.seeds", "an integer from 1 to 100", self.seeds)
+        require(1 <= self.seeds <= 100, "tabm.seeds", "an integer from 1 to 100", self.seeds)
         for key, allowed in (("arch", TabmArch), ("embedding", TabmEmbedding)):  # a trial's values skip the loader
             choices = typing.get_args(allowed)
-            _require(getattr(self, key) in choices, f"tabm.{key}", f"one of {', '.join(choices)}", getattr(self, key))
-        _require(1 <= self.members <= 256, "tabm.members", "an integer from 1 to 256", self.members)
-        _require(self.bins >= 2, "tabm.bins", "at least 2", self.bins)
-        _require(self.embedding_dims >= 1, "tabm.embedding_dims", "a positive size", self.embedding_dims)
-        _require(self.blocks == "auto" or self.blocks >= 1, "tabm.blocks", "auto or a positive count", self.blocks)
-        _require(self.width >= 1, "tabm.width", "a positive layer size", self.width)
-        _require(0 <= self.dropout_rate < 1, "tabm.dropout_rate", "in [0, 1)", self.dropout_rate)
-        _require(self.learning_rate > 0, "tabm.learning_rate", "a positive number", self.learning_rate)
-        _require(self.weight_decay >= 0, "tabm.weight_decay", "non-negative", self.weight_decay)
-        _require(self.batch_size == "auto" or self.batch_size >= 1, "tabm.batch_size", "auto or a positive integer",
+            require(getattr(self, key) in choices, f"tabm.{key}", f"one of {', '.join(choices)}", getattr(self, key))
+        require(1 <= self.members <= 256, "tabm.members", "an integer from 1 to 256", self.members)
+        require(self.bins >= 2, "tabm.bins", "at least 2", self.bins)
+        require(self.embedding_dims >= 1, "tabm.embedding_dims", "a positive size", self.embedding_dims)
+        require(self.blocks == "auto" or self.blocks >= 1, "tabm.blocks", "auto or a positive count", self.blocks)
+        require(self.width >= 1, "tabm.width", "a positive layer size", self.width)
+        require(0 <= self.dropout_rate < 1, "tabm.dropout_rate", "in [0, 1)", self.dropout_rate)
+        require(self.learning_rate > 0, "tabm.learning_rate", "a positive number", self.learning_rate)
+        require(self.weight_decay >= 0, "tabm.weight_decay", "non-negative", self.weight_decay)
+        require(self.batch_size == "auto" or self.batch_size >= 1, "tabm.batch_size", "auto or a positive integer",
                  self.batch_size)  # fmt: skip
-        _require(self.patience >= 0, "tabm.patience", "a non-negative integer", self.patience)
-        _require(self.epochs >= 1, "tabm.epochs", "a positive integer", self.epochs)
-        _require(
+        require(self.patience >= 0, "tabm.patience", "a non-negative integer", self.patience)
+        require(self.epochs >= 1, "tabm.epochs", "a positive integer", self.epochs)
+        require(
             0 < self.validation_fraction < 1,
             "tabm.validation_fraction",
             "between 0 and 1 (exclusive)",
@@ -286,12 +295,12 @@ class CompareParams:
     scale_threshold: int
 
     def __post_init__(self) -> None:
-        _require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)
-        _require(self.rope >= 0 and math.isfinite(self.rope), "compare.rope", "a finite number >= 0", self.rope)
-        _require(0.5 < self.probability < 1, "compare.probability", "between 0.5 and 1 (exclusive)", self.probability)
-        _require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
+        require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)
+        require(self.rope >= 0 and math.isfinite(self.rope), "compare.rope", "a finite number >= 0", self.rope)
+        require(0.5 < self.probability < 1, "compare.probability", "between 0.5 and 1 (exclusive)", self.probability)
+        require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
         repeated = sorted({name for name in self.models if self.models.count(name) > 1})
-        _require(not repeated, "compare.models", "a list naming each model once", list(self.models))
+        require(not repeated, "compare.models", "a list naming each model once", list(self.models))
 
     def large(self, n_train: int) -> bool:
         """Whether a training split of `n_train` rows switches svm_rbf and boosting to their scalable stand-ins."""
@@ -302,9 +311,9 @@ def _check_space(model: str, name: str, spec: Any) -> None:
     """One hyperparameter's range: a non-empty list of choices, or {low, high} with an optional `log: true`."""
     key = f"tune.spaces.{model}.{name}"
     if isinstance(spec, list):
-        _require(len(spec) > 0, key, "a non-empty list of choices or {low, high, log}", spec)
+        require(len(spec) > 0, key, "a non-empty list of choices or {low, high, log}", spec)
         return
-    _require(
+    require(
         isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log"},
         key,
         "a list of choices or a mapping {low, high} with optional log: true",
@@ -312,8 +321,8 @@ def _check_space(model: str, name: str, spec: Any) -> None:
     )
     low, high, log = spec["low"], spec["high"], spec.get("log", False)
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
-    _require(numbers and low < high, key, "numbers with low < high", spec)
-    _require(isinstance(log, bool) and (not log or low > 0), key, "log: true only with low > 0", spec)
+    require(numbers and low < high, key, "numbers with low < high", spec)
+    require(isinstance(log, bool) and (not log or low > 0), key, "log: true only with low > 0", spec)
 
 
 @dataclass(frozen=True)
@@ -326,10 +335,10 @@ class TuneParams:
     spaces: dict[str, dict[str, Any]]  # model -> hyperparameter -> [choices] | {low, high, log}
 
     def __post_init__(self) -> None:
-        _require(0 <= self.trials <= 10000, "tune.trials", "an integer from 0 (off) to 10000", self.trials)
-        _require(1 <= self.together <= 10000, "tune.together", "an integer from 1 to 10000", self.together)
-        _require(1 <= self.heartbeat <= 3600, "tune.heartbeat", "seconds, an integer from 1 to 3600", self.heartbeat)
-        _require(
+        require(0 <= self.trials <= 10000, "tune.trials", "an integer from 0 (off) to 10000", self.trials)
+        require(1 <= self.together <= 10000, "tune.together", "an integer from 1 to 10000", self.together)
+        require(1 <= self.heartbeat <= 3600, "tune.heartbeat", "seconds, an integer from 1 to 3600", self.heartbeat)
+        require(
             0 < self.validation_fraction < 1,
             "tune.validation_fraction",
             "between 0 and 1 (exclusive)",
@@ -337,7 +346,7 @@ class TuneParams:
         )
         # Which models may have a space, and which keys each may vary, the learners say (quest.learners).
         for model, space in self.spaces.items():
-            _require(isinstance(space, dict), f"tune.spaces.{model}", "a mapping of hyperparameter ranges", space)
+            require(isinstance(space, dict), f"tune.spaces.{model}", "a mapping of hyperparameter ranges", space)
             for name, spec in space.items():
                 _check_space(model, name, spec)
 
@@ -349,8 +358,8 @@ class LearningParams:
 
     def __post_init__(self) -> None:
         for fraction in self.fractions:
-            _require(0 < fraction <= 1, "learning.fractions", "a list of fractions in (0, 1]", list(self.fractions))
-        _require(1 <= self.repeats <= 20, "learning.repeats", "an integer from 1 to 20", self.repeats)
+            require(0 < fraction <= 1, "learning.fractions", "a list of fractions in (0, 1]", list(self.fractions))
+        require(1 <= self.repeats <= 20, "learning.repeats", "an integer from 1 to 20", self.repeats)
 
 
 @dataclass(frozen=True)
@@ -359,7 +368,7 @@ class MlflowParams:
     registered_model: str  # the registry name the MLP is registered under after each comparison; "" skips it
 
     def __post_init__(self) -> None:
-        _require(bool(self.experiment.strip()), "mlflow.experiment", "a non-empty name", self.experiment)
+        require(bool(self.experiment.strip()), "mlflow.experiment", "a non-empty name", self.experiment)
 
 
 @dataclass(frozen=True)
@@ -374,9 +383,9 @@ class OtherMachineParams:
 
     def __post_init__(self) -> None:
         for name in ("mean", "split", "probability", "splits"):
-            _require(getattr(self, name) >= 0, f"verify.other_machine.{name}", "non-negative", getattr(self, name))
-        _require(self.probability <= 1, "verify.other_machine.probability", "at most 1", self.probability)
-        _require(self.splits <= 1, "verify.other_machine.splits", "at most 1", self.splits)
+            require(getattr(self, name) >= 0, f"verify.other_machine.{name}", "non-negative", getattr(self, name))
+        require(self.probability <= 1, "verify.other_machine.probability", "at most 1", self.probability)
+        require(self.splits <= 1, "verify.other_machine.splits", "at most 1", self.splits)
 
 
 @dataclass(frozen=True)
@@ -385,9 +394,9 @@ class VerifyParams:
     other_machine: OtherMachineParams  # on another numerical fingerprint: the conclusions, and these bounds
 
     def __post_init__(self) -> None:
-        _require("default" in self.tolerance, "verify.tolerance", "a mapping with a `default` entry", self.tolerance)
+        require("default" in self.tolerance, "verify.tolerance", "a mapping with a `default` entry", self.tolerance)
         for name, value in self.tolerance.items():
-            _require(value >= 0, f"verify.tolerance.{name}", "non-negative", value)
+            require(value >= 0, f"verify.tolerance.{name}", "non-negative", value)
 
     def allowed(self, metric: str) -> float:
         return self.tolerance.get(metric, self.tolerance["default"])
@@ -399,17 +408,26 @@ class Params:
     data: DataParams
     prepare: PrepareParams
     train: TrainParams
-    realmlp: RealMlpParams
-    tabm: TabmParams
     compare: CompareParams
     tune: TuneParams
     learning: LearningParams
     mlflow: MlflowParams
     verify: VerifyParams
+    # The learners' own sections (RealMLP's, TabM's, ...), each under its learner's name: their dataclasses live
+    # with the learners, and the registry says which there are (quest.learners.registry.SECTIONS).
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """Learner `name`'s own section, as its dataclass."""
+        return self.sections[name]
 
 
-def load_params(path: Path) -> Params:
-    """Read and validate params.yaml; every problem is a QuestError naming the key."""
+Sections = Mapping[str, type]  # top-level key -> the dataclass its mapping is validated into
+
+
+def read_params(path: Path, sections: Sections | None) -> Params:
+    """Read and validate params.yaml, with the learners' `sections` besides the pipeline's own; every problem is a
+    QuestError naming the key. `sections=None`: the learners' sections are not read here (see the module's text)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -424,23 +442,30 @@ def load_params(path: Path) -> Params:
         raise QuestError(f"{path}: invalid YAML{where}") from None
     if raw is None:
         raise QuestError(f"{path}: the file is empty")
-    return params_from_dict(raw)
+    return build_params(raw, sections)
 
 
 # Keys that were renamed: the old name gets a line naming the new one.
 RENAMED = {"compare.baselines": "compare.models"}  # it lists the neural entrants too, not only baselines
 
 
-def params_from_dict(raw: Any) -> Params:
-    return _build(Params, raw, "")
+def build_params(raw: Any, sections: Sections | None) -> Params:
+    """Params from params.yaml's mapping, each of `sections` validated into its dataclass (None: see read_params)."""
+    return _build(Params, raw, "", sections)
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
+def _build(cls: type, raw: Any, where: str, sections: Sections | None = None) -> Any:
+    """`cls` from the mapping at `where`; at the top level, the learners' `sections` too, into `Params.sections`
+    (None there: keys besides the pipeline's are the learners', read by the stages that make them)."""
     label = where or "the top level"
     if not isinstance(raw, dict):
         raise QuestError(f"params.yaml: {label} must be a mapping (got {type(raw).__name__})")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
+    own = [f.name for f in fields(cls) if not (cls is Params and f.name == "sections")]
+    if cls is Params and sections is None:
+        raw = {key: value for key, value in raw.items() if key in own}
+    sections = sections or {}
+    names = [*own, *sections]
     for key in raw:
         if _join(where, key) in RENAMED:
             old = _join(where, key)
@@ -452,7 +477,10 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     for name in names:
         if name not in raw:
             raise QuestError(f"params.yaml: missing key {_join(where, name)}")
-    return cls(**{name: _coerce(hints[name], raw[name], _join(where, name)) for name in names})
+    values = {name: _coerce(hints[name], raw[name], _join(where, name)) for name in own}
+    if cls is Params:
+        values["sections"] = {name: _build(kind, raw[name], _join(where, name)) for name, kind in sections.items()}
+    return cls(**values)
 
 
 def _join(where: str, key: Any) -> str:
@@ -474,7 +502,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return _build(hint, value, key)
     if origin is Literal:
         allowed = typing.get_args(hint)
-        _require(value in allowed, key, f"one of {', '.join(map(str, allowed))}", value)
+        require(value in allowed, key, f"one of {', '.join(map(str, allowed))}", value)
         return value
     if origin in (typing.Union, types.UnionType):
         options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
@@ -491,23 +519,23 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         raise QuestError(f"params.yaml: {key} must be {allowed} (got {value!r})")
     if origin is dict:
         value_hint = typing.get_args(hint)[1]
-        _require(isinstance(value, dict), key, "a mapping", value)
+        require(isinstance(value, dict), key, "a mapping", value)
         return {str(name): _coerce(value_hint, item, f"{key}.{name}") for name, item in value.items()}
     if origin is tuple:
         item_hint = typing.get_args(hint)[0]
-        _require(isinstance(value, list), key, "a list", value)
+        require(isinstance(value, list), key, "a list", value)
         return tuple(_coerce(item_hint, item, key) for item in value)
     if hint is bool:
-        _require(isinstance(value, bool), key, "true or false", value)
+        require(isinstance(value, bool), key, "true or false", value)
         return value
     if hint is int:
-        _require(isinstance(value, int) and not isinstance(value, bool), key, "an integer", value)
+        require(isinstance(value, int) and not isinstance(value, bool), key, "an integer", value)
         return value
     if hint is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        _require(ok, key, "a number", value)
+        require(ok, key, "a number", value)
         return float(value)
     if hint is str:
-        _require(isinstance(value, str), key, "a string", value)
+        require(isinstance(value, str), key, "a string", value)
         return value
     raise TypeError(f"unsupported params type {hint!r} for {key}")  # a bug in this module, not user input

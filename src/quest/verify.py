@@ -36,7 +36,8 @@ from quest.evaluation.reproduction import (
     other_machine_tolerances,
     uncertainty,
 )
-from quest.params import VerifyParams, load_params
+from quest.learners.registry import load_params
+from quest.params import VerifyParams
 from quest.tracking.machine import differences, summary
 
 EXIT_MISMATCH = 1

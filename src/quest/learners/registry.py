@@ -1,20 +1,35 @@
-"""Every learner quest knows, by the name params.yaml uses for it. Adding a model is one module with its
-Learner and one line here; no stage changes.
+"""Every learner quest knows, by the name params.yaml uses for it. Adding a model is one folder with its
+Learner (and, where it has knobs, the dataclass of its params section) and one line here; no stage changes.
 
 The MLP (`mlp`) is the subject of the comparison: the train stage trains it, and `compare.models` lists the
-others it is compared with. Learner modules are imported when a learner is made, never at import.
+others it is compared with. A learner with knobs of its own owns a params.yaml section under its name: the
+stages load params.yaml through `load_params` here, which validates those sections too. Learner modules are
+imported when a learner is made, never at import; a section's dataclass is imported here, and imports no Keras.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from quest import params as config
 from quest.errors import QuestError
 from quest.learners.base import Learner
-from quest.params import Params
+from quest.params import Params, RealMlpParams, TabmParams
 
 Factory = Callable[[Params], Learner]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A learner quest knows: how to make one from the params, and the dataclass of its own params.yaml section
+    (under the learner's name), or None where it has no knobs there."""
+
+    make: Factory
+    section: type | None = None
 
 
 def _mlp(params: Params) -> Learner:
@@ -35,13 +50,13 @@ def _baseline(name: str) -> Factory:
 def _realmlp(params: Params) -> Learner:
     from quest.learners.realmlp.learner import RealMLP
 
-    return RealMLP(params.realmlp, params.train, seed=params.seed)
+    return RealMLP(params.section("realmlp"), params.train, seed=params.seed)
 
 
 def _tabm(params: Params) -> Learner:
     from quest.learners.tabm.learner import TabM
 
-    return TabM(params.tabm, params.train, seed=params.seed)
+    return TabM(params.section("tabm"), params.train, seed=params.seed)
 
 
 def _catboost(params: Params) -> Learner:
@@ -72,24 +87,39 @@ def keras_classes() -> dict[str, type]:
 
 SUBJECT = "mlp"
 BASELINES = ("logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf", "hgb", "xgboost")
-# name -> factory(params) -> Learner. A new model's line goes here; a test may add a toy one for its duration.
-FACTORIES: dict[str, Factory] = {
-    SUBJECT: _mlp,
-    **{name: _baseline(name) for name in BASELINES},
-    "lightgbm": _lightgbm,
-    "catboost": _catboost,
-    "realmlp": _realmlp,
-    "tabm": _tabm,
+# name -> how to make it and its section. A new model's line goes here; a test may add a toy one for its duration.
+LEARNERS: dict[str, Registered] = {
+    SUBJECT: Registered(_mlp),
+    **{name: Registered(_baseline(name)) for name in BASELINES},
+    "lightgbm": Registered(_lightgbm),
+    "catboost": Registered(_catboost),
+    "realmlp": Registered(_realmlp, RealMlpParams),
+    "tabm": Registered(_tabm, TabmParams),
 }
+
+
+def sections() -> dict[str, type]:
+    """The params.yaml sections the learners own, by learner name: what params.yaml holds besides the pipeline's."""
+    return {name: entry.section for name, entry in LEARNERS.items() if entry.section is not None}
+
+
+def load_params(path: Path) -> Params:
+    """params.yaml, read and validated with every learner's own section (quest.params.read_params)."""
+    return config.read_params(path, sections())
+
+
+def params_from_dict(raw: Any) -> Params:
+    """params.yaml's mapping, validated with every learner's own section (quest.params.build_params)."""
+    return config.build_params(raw, sections())
 
 
 def others() -> list[str]:
     """What compare.models may name: every learner but the subject."""
-    return [name for name in FACTORIES if name != SUBJECT]
+    return [name for name in LEARNERS if name != SUBJECT]
 
 
 def learner(name: str, params: Params) -> Learner:
-    return FACTORIES[name](params)
+    return LEARNERS[name].make(params)
 
 
 def subject(params: Params) -> Learner:
@@ -119,10 +149,8 @@ def entrants(params: Params, *, who: str) -> list[Learner]:
 def check_spaces(params: Params) -> None:
     """tune.spaces may hold a space for any learner, and only for those."""
     for name in params.tune.spaces:
-        if name not in FACTORIES:
-            raise QuestError(
-                f"params.yaml: tune.spaces must be models drawn from {', '.join(FACTORIES)} (got {name!r})"
-            )
+        if name not in LEARNERS:
+            raise QuestError(f"params.yaml: tune.spaces must be models drawn from {', '.join(LEARNERS)} (got {name!r})")
 
 
 def stand_in_notice(who: str, learners: Sequence[Learner], *, n_train: int, threshold: int, verb: str = "run") -> None:

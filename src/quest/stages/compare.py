@@ -35,7 +35,8 @@ from quest.evaluation.scoring import ModelResult, Skipped, evaluate_all
 from quest.files import file_md5, read_json, require, staged_into, write_json, write_logged, write_text
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
-from quest.params import Params, load_params
+from quest.learners.registry import load_params
+from quest.params import Params
 from quest.tracking import provenance, runs, store
 from quest.tracking.comparison import Entrant, Headline, comparison_run
 from quest.tracking.model_registry import register_mlp

@@ -17,7 +17,7 @@ from quest.evaluation.diagnostics import csv_table, roc_pr_lines
 from quest.evaluation.metrics import scores
 from quest.files import read_history, staged_into, write_json, write_logged, write_text
 from quest.learners import backend
-from quest.params import load_params
+from quest.learners.registry import load_params
 from quest.tracking import provenance, runs, store
 
 PREDICTIONS = "predictions.csv"  # in reports/eval: the MLP's answer for every test row

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from quest import arguments, paths, timing
 from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, read_json, require, write_json, write_logged, write_stage_off, write_text
-from quest.params import Params, load_params
+from quest.learners.registry import load_params
+from quest.params import Params
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,7 +16,7 @@ from quest.data.sources import Dataset, load_dataset
 from quest.data.splits import assign_folds, split_indices
 from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, write_json
-from quest.params import load_params
+from quest.params import read_params
 
 
 def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.prepare", __doc__, "params", "out")
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
+    params = read_params(args.params, sections=None)  # it makes no learner: their sections are train's to check
     root = paths.repo_root(args.params.parent)
     dataset = load_dataset(params.data, seed=params.seed, root=root)
     result = prepare(

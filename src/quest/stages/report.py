@@ -12,7 +12,7 @@ from quest.data.artifacts import Schema
 from quest.errors import run_cli
 from quest.evaluation.report import build_html, build_markdown
 from quest.files import file_md5, read_json, require, staged_into, write_logged, write_text
-from quest.params import load_params
+from quest.params import read_params
 from quest.tracking import provenance, runs, store
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL
 
@@ -21,7 +21,7 @@ from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL
 def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.report", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params = read_params(args.params, sections=None)  # it makes no learner: their sections are train's to check
     schema = Schema.from_dict(read_json(require(args.data / paths.SCHEMA, "prepare")))
     config_path = args.model.parent / paths.MODEL_CONFIG.name
     config = read_json(config_path) if config_path.is_file() else None

@@ -25,7 +25,8 @@ from quest.files import file_md5, history_csv, write_json, write_text
 from quest.learners.base import Problem
 from quest.learners.callbacks import EpochHook, Progress
 from quest.learners.mlp.learner import MLP
-from quest.params import Params, load_params
+from quest.learners.registry import load_params
+from quest.params import Params
 from quest.processes import alive
 from quest.tracking import provenance, runs, store
 from quest.tracking.epochs import MlflowEpochLogger

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from quest import arguments
 from quest.errors import QuestError, Terminated, run_cli, shown_uri
-from quest.params import Params, load_params
+from quest.learners.registry import load_params
+from quest.params import Params
 
 
 def main(argv: list[str] | None = None) -> None:
