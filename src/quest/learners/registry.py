@@ -18,7 +18,9 @@ from typing import Any
 from quest import params as config
 from quest.errors import QuestError
 from quest.learners.base import Learner
-from quest.params import Params, RealMlpParams, TabmParams
+from quest.learners.realmlp.params import RealMlpParams
+from quest.learners.tabm.params import TabmParams
+from quest.params import Params
 
 Factory = Callable[[Params], Learner]
 

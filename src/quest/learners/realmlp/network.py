@@ -45,7 +45,7 @@ from quest.learners.realmlp.layers import (
     RobustInputs,
     encoded,
 )
-from quest.params import RealMlpParams
+from quest.learners.realmlp.params import RealMlpParams
 
 HE_POINTS = 5  # he+5: a bias puts the unit's zero at a random convex combination of this many training rows
 ADAM = (0.9, 1e-8)  # β₁, ε (PyTorch's form: ε added to √v̂); β₂ is realmlp.beta2

@@ -12,7 +12,8 @@ import numpy as np
 
 from quest.learners.base import Problem
 from quest.learners.neural import RecipeLearner
-from quest.params import TabmParams, TrainParams
+from quest.learners.tabm.params import TabmParams
+from quest.params import TrainParams
 
 if TYPE_CHECKING:
     from quest.learners.jobs import Job

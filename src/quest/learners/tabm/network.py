@@ -44,7 +44,7 @@ from quest.learners.tabm.layers import (
     QuantileInputs,
     piecewise_bins,
 )
-from quest.params import TabmParams
+from quest.learners.tabm.params import TabmParams
 
 ADAM = (0.9, 0.999, 1e-8)  # PyTorch's AdamW defaults: β₁, β₂, ε
 UNDECAYED = ("bias", "linear_weight", "linear_bias")  # pytabkit's make_parameter_groups: no weight decay here
