@@ -21,3 +21,14 @@ def test_every_stage_depends_on_every_module_it_runs():
         listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
         needed = files_needed(name)
         assert listed == needed, f"stage {name}: dvc.yaml deps should be exactly {sorted(needed)}"
+
+
+def test_the_stages_that_make_learners_track_every_learners_own_params_section():
+    """A learner's own section (quest.learners.registry.sections) decides its rows: dvc must rerun the stages that
+    make learners when it changes. DVC tracks params by top-level key, so each section is listed by name."""
+    from quest.learners import registry
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("compare", "learning", "tune"):
+        missing = sorted(set(registry.sections()) - set(stages[name]["params"]))
+        assert missing == [], f"dvc.yaml: stage {name}'s params should list {', '.join(missing)}"
