@@ -123,7 +123,7 @@ def split_table(name: str, data: dict, repeats: int, folder: Path, threads: int)
             raw[column] = pd.to_numeric(raw[column], errors="coerce")
             raw[column] = raw[column].fillna(raw[column].median())
     raw.to_csv(folder / "train.csv", index=False)
-    held_out = np.stack([mask for _, mask in prepared.splits()])
+    held_out = np.stack([mask for _, _, mask in prepared.splits()])
     np.save(folder / "y.npy", prepared.y_train)
     np.save(folder / "held_out.npy", held_out)
     meta = {

@@ -69,7 +69,48 @@ CSV_CASES = [
 ]
 
 
-THROUGH_THE_COMMAND = {"params invalid YAML", "not UTF-8", "target absent"}
+# GOOD with a customer (4 rows each, both classes in each) and a day per row, for prepare.split.
+DAYS = [f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}" for i in range(48)]
+GROUPED = (
+    "\n".join(
+        ["age,fare,port,customer,day,survived"]
+        + [f"{20 + i},{10 + i}.5,{'SCQ'[i % 3]},c{i // 4},{DAYS[i]},{i % 2}" for i in range(48)]
+    )
+    + "\n"
+)
+
+
+def split(**settings) -> dict:
+    """prepare's overrides for a split (one repeat in time, which has one order)."""
+    chosen = {"kind": "group", "column": "customer", "gap": 0, "feature": False, **settings}
+    return {"split": chosen, **({"repeats": 1} if chosen["kind"] == "time" else {})}
+
+
+SPLIT_CASES = [
+    ("split column absent", GROUPED, split(column="custmer"),
+     "prepare.split.column 'custmer' is not a column; did you mean 'customer'?"),
+    ("split column is the target", GROUPED, split(column="survived"), "prepare.split.column 'survived' is the target"),
+    ("fewer groups than folds + 1", GROUPED, {**split(), "folds": 12},
+     "prepare.split.column 'customer' holds 12 groups; the test split and prepare.folds=12 folds need at least 13"),
+    ("a row without its group", GROUPED.replace(",c3,", ",,", 1), split(),
+     "prepare.split.column 'customer' is empty in row 13; every row needs its group"),
+    ("a time that does not parse", GROUPED.replace("2024-01-05", "soon"), split(kind="time", column="day"),
+     "prepare.split.column 'day' holds 'soon' in row 5, which is not a date, a datetime or a number"),
+    ("a class that cannot reach every fold", GROUPED + "".join(f"6{i},9,S,c{i // 3},2024-03-0{i + 1},2\n"
+     for i in range(6)), split(), "class '2'"),
+    ("a gap that leaves a fold nothing", GROUPED, split(kind="time", column="day", gap=10),
+     "prepare.split.gap=10 leaves fold 1 no earlier row to train on"),
+    ("repeats of a time split", GROUPED, {**split(kind="time", column="day"), "repeats": 3},
+     "prepare.repeats must be 1 when prepare.split.kind is time"),
+    ("a gap at random", GROUPED, split(kind="random", column=None, gap=2),
+     "prepare.split.gap must be 0 unless prepare.split.kind is time"),
+    ("a column at random", GROUPED, split(kind="random"), "prepare.split.column must be null when"),
+    ("a group split without its column", GROUPED, split(column=None),
+     "prepare.split.column must be a column name when prepare.split.kind is group"),
+]  # fmt: skip
+
+
+THROUGH_THE_COMMAND = {"params invalid YAML", "not UTF-8", "target absent", "a time that does not parse"}
 
 
 @dataclass(frozen=True)
@@ -148,3 +189,11 @@ def test_what_is_handled_rather_than_refused(tmp_path, capsys):
     assert f"data.path {outside / 'table.csv'} is outside the repository" in done.stderr
     schema = yaml.safe_load((root / "processed" / "schema.json").read_text())
     assert schema["source"] == str(outside / "table.csv")  # recorded, resolved
+
+
+@pytest.mark.parametrize(("case", "csv", "prepare", "message"), SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
+def test_bad_split(earlier, tmp_path, capsys, case, csv, prepare, message):
+    params = yaml.safe_dump(repo_params(**csv_params(), prepare=prepare))
+    done, before = run_case(earlier, tmp_path, capsys, case, params, csv)
+    assert_user_error(done, "quest prepare: error: ", message)
+    assert dvc_md5(tmp_path / "processed") == before

@@ -134,7 +134,7 @@ def test_a_registered_toy_learner_takes_part_in_compare_learning_and_tune(tmp_pa
     from quest.data.artifacts import read_prepared
 
     prepared = read_prepared(tmp_path / "data")
-    cv_fits = [int((~held_out).sum()) for _, held_out in prepared.splits()]
+    cv_fits = [int(training.sum()) for _, training, _ in prepared.splits()]
     assert toy.sizes() == [*cv_fits, len(prepared.y_train)]  # one fit per shared split, then one on the whole split
     assert "| prior | classic | class shares of the training rows |" in (reports / "comparison.md").read_text()
 
@@ -204,10 +204,10 @@ def test_every_learner_is_scored_on_the_shared_splits(tmp_path, toy):
     problem = Problem.of(prepared)
     folds = cross_validate(Prior(toy), prepared, problem, seed=0)
     splits = list(prepared.splits())
-    assert toy.sizes() == [int((~held_out).sum()) for _, held_out in splits]  # one fit per split, on its training rows
-    majority = [np.bincount(prepared.y_train[~held]).argmax() for _, held in splits]
+    assert toy.sizes() == [int(training.sum()) for _, training, _ in splits]  # one fit per split, on its training rows
+    majority = [np.bincount(prepared.y_train[training]).argmax() for _, training, _ in splits]
     expected = [
-        float(np.mean(prepared.y_train[held] == label)) for (_, held), label in zip(splits, majority, strict=True)
+        float(np.mean(prepared.y_train[held] == label)) for (_, _, held), label in zip(splits, majority, strict=True)
     ]
     assert folds["accuracy"] == pytest.approx(expected)
 

@@ -195,12 +195,13 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
         assert found.info.status == "FINISHED"
         assert found.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert found.data.tags["quest.data_dvc_md5"] == data_md5
-        assert {"model", "estimator", "task", "dataset", "folds", "seed"} <= set(found.data.params)
+        assert {"model", "estimator", "task", "dataset", "folds", "seed", "split"} <= set(found.data.params)
         assert (found.data.params["model"], found.data.params["task"], found.data.params["folds"]) == (
             name,
             "classification",
             "2",
         )
+        assert found.data.params["split"] == "random"  # how prepare divided the rows (prepare.split)
         digests.add(found.inputs.dataset_inputs[0].dataset.digest)
         for key in ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value", "p_better", "p_worse"):
             assert found.data.metrics[key] == pytest.approx(table.loc[name, key], abs=1e-6)
@@ -231,6 +232,8 @@ def test_every_model_lands_in_the_mlflow_store_with_the_shared_keys(project: Pat
     logged = mlflow.search_logged_models(experiment_ids=[mlp.info.experiment_id], output_format="list")
     networks = [by_name[name].info.run_id for name in ("mlp", "realmlp", "tabm")]  # each a model on raw rows
     assert sorted(m.source_run_id for m in logged) == sorted(networks) and all(m.model_id for m in logged)
+    for model in logged:  # each served model says how the rows it learned from were split
+        assert mlflow.models.get_model_info(f"models:/{model.model_id}").metadata == {"quest.split": "random"}
     epochs = mlflow.MlflowClient().get_metric_history(mlp.info.run_id, "val_loss")
     assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
 

@@ -69,8 +69,8 @@ def test_prepare_writes_what_later_stages_read(tmp_path):
     assert prepared.schema.features == ("numeric__x", "categorical__kind_p", "categorical__kind_q")
     assert prepared.folds.shape == (2, 30) and sorted(set(prepared.folds.ravel().tolist())) == [0, 1, 2]
     splits = list(prepared.splits())
-    assert [number for number, _ in splits] == list(range(6))
-    assert all(mask.sum() == 10 for _, mask in splits)
+    assert [number for number, _, _ in splits] == list(range(6))
+    assert all(held.sum() == 10 and (training == ~held).all() for _, training, held in splits)
     assert prepared.split_sizes == (20, 10)
     assert not list((tmp_path).glob(".*tmp*"))  # nothing half-written left behind
 

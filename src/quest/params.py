@@ -19,7 +19,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +28,9 @@ import yaml
 from quest.errors import QuestError
 
 Source = Literal["breast_cancer", "wine", "diabetes", "csv", "synthetic"]
+SplitKind = Literal["random", "group", "time"]
 Task = Literal["classification", "regression", "auto"]
-SyntheticKind = Literal["moons", "spirals", "xor", "classification"]
+SyntheticKind = Literal["moons", "spirals", "xor", "classification", "grouped"]
 Backend = Literal["tensorflow", "jax", "torch"]
 Device = Literal["auto", "cpu", "gpu"]
 Engine = Literal["fast", "fit"]
@@ -77,15 +78,43 @@ class DataParams:
 
 
 @dataclass(frozen=True)
+class SplitParams:
+    """How rows are divided, in every split quest makes (quest.data.splits): `random` for independent rows,
+    `group` to keep each value of `column` (a customer, a patient, a machine) on one side, `time` to train on
+    the past of `column` (dates, datetimes or numbers) and validate on what follows, `gap` rows apart."""
+
+    kind: SplitKind
+    column: str | None
+    gap: int
+    feature: bool  # the split column is also a model input (it is not, by default)
+
+    def __post_init__(self) -> None:
+        named = self.column is not None and bool(str(self.column).strip())
+        require(self.kind == "random" or named, "prepare.split.column",
+                f"a column name when prepare.split.kind is {self.kind}", self.column)  # fmt: skip
+        require(self.kind != "random" or self.column is None, "prepare.split.column",
+                "null when prepare.split.kind is random (a column needs kind group or time)", self.column)  # fmt: skip
+        require(self.gap >= 0, "prepare.split.gap", "0 or a positive row count", self.gap)
+        require(self.gap == 0 or self.kind == "time", "prepare.split.gap", "0 unless prepare.split.kind is time",
+                self.gap)  # fmt: skip
+        require(not self.feature or self.kind != "random", "prepare.split.feature",
+                "false when prepare.split.kind is random (there is no split column)", self.feature)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PrepareParams:
     test_size: float
     folds: int
     repeats: int
+    split: SplitParams
 
     def __post_init__(self) -> None:
         require(0 < self.test_size < 1, "prepare.test_size", "between 0 and 1 (exclusive)", self.test_size)
         require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
         require(1 <= self.repeats <= 20, "prepare.repeats", "an integer from 1 to 20", self.repeats)
+        require(self.repeats == 1 or self.split.kind != "time", "prepare.repeats",
+                "1 when prepare.split.kind is time (forward-chaining folds have one order: a repeat would be a copy)",
+                self.repeats)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -291,6 +320,12 @@ class Params:
     def section(self, name: str) -> Any:
         """Learner `name`'s own section, as its dataclass."""
         return self.sections[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values laid out as params.yaml lays them out: the learners' sections at the top level."""
+        found = asdict(self)
+        found.pop("sections")
+        return {**found, **{name: asdict(section) for name, section in self.sections.items()}}
 
 
 Sections = Mapping[str, type]  # top-level key -> the dataclass its mapping is validated into

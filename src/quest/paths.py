@@ -33,6 +33,7 @@ X_TRAIN, Y_TRAIN = "X_train.npy", "y_train.npy"
 X_TEST, Y_TEST = "X_test.npy", "y_test.npy"
 FOLDS = "folds.npy"
 TEST_ROWS = "test_rows.npy"  # which rows of the loaded table the test split holds
+SPLIT_KEYS = "split_keys.npy"  # prepare.split group or time: each training row's group code or rank in time
 PREPROCESSING = "preprocessing.json"  # the fitted preprocessing, as numbers
 SCHEMA = "schema.json"
 

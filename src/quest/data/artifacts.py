@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from quest import paths
+from quest.data.splits import RANDOM, Division, training_rows
 from quest.errors import QuestError, first_line
 from quest.files import read_json, require
 
@@ -36,6 +37,27 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Split:
+    """How prepare divided the rows when not at random (prepare.split): by the groups or in the time order of
+    `column`."""
+
+    kind: Literal["group", "time"]
+    column: str
+    gap: int = 0  # time: rows left out between each training part and the rows it is validated on
+    groups: int = 0  # group: the groups in the training split
+
+    def describe(self) -> str:
+        """In a few words, for the report and the stage's line."""
+        if self.kind == "group":
+            return (
+                f"by group of `{self.column}` ({self.groups} groups in training; no group on both sides of any "
+                "split, the test split included)"
+            )
+        gap = f", {self.gap} rows apart" if self.gap else ""
+        return f"in time by `{self.column}` (each fold trains on the past only{gap}; the test split is the latest rows)"
+
+
+@dataclass(frozen=True)
 class Schema:
     """What prepare decided about the table; saved beside the processed data and read by later stages."""
 
@@ -50,9 +72,22 @@ class Schema:
     n_test: int
     folds: int
     repeats: int
+    split: Split | None = None  # None: at random (prepare.split.kind random), as every table was before it
+
+    @property
+    def split_param(self) -> str:
+        """How the rows were split, as every MLflow run records it: random, group:<column> or time:<column>
+        (with +gap<rows> where a gap is set)."""
+        if self.split is None:
+            return "random"
+        gap = f"+gap{self.split.gap}" if self.split.gap else ""
+        return f"{self.split.kind}:{self.split.column}{gap}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        if self.split is None:  # a random split's schema.json is byte for byte what it was before prepare.split
+            del found["split"]
+        return found
 
     def outputs(self) -> list[str]:
         """What the model answers for a raw row: its label and one probability per class, or its value."""
@@ -81,6 +116,8 @@ class Schema:
         fields = {**raw, "columns": columns}
         for key in ("class_labels", "features"):
             fields[key] = tuple(raw[key])
+        if raw.get("split") is not None:
+            fields["split"] = Split(**raw["split"])
         return cls(**fields)
 
 
@@ -194,24 +231,44 @@ class Prepared:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    folds: np.ndarray  # (repeats, rows): the fold of each training row in each repeat
+    folds: np.ndarray  # (repeats, rows): the fold of each training row in each repeat (-1: only ever trains)
     schema: Schema
+    division: Division = RANDOM  # how the training rows may be divided: every later split follows it
 
     @property
     def n_classes(self) -> int:
         return len(self.schema.class_labels)
 
-    def splits(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(split number, held-out mask) for every fold of every repeat, in the same order for every model."""
+    def splits(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(split number, training mask, held-out mask) for every fold of every repeat, in the same order for every
+        model. The training rows are every other fold's, or in time only the earlier ones (forward chaining)."""
         for repeat in range(self.schema.repeats):
             for fold in range(self.schema.folds):
-                yield repeat * self.schema.folds + fold, self.folds[repeat] == fold
+                training = training_rows(self.folds[repeat], fold, self.division)
+                yield repeat * self.schema.folds + fold, training, self.folds[repeat] == fold
 
     @property
-    def split_sizes(self) -> tuple[int, int]:
-        """Average (training, held-out) rows of a split: the n_train and n_test of the corrected statistics."""
-        held_out = len(self.y_train) / self.schema.folds
-        return round(len(self.y_train) - held_out), round(held_out)
+    def split_sizes(self) -> tuple[float, float]:
+        """Average (training, held-out) rows of a split."""
+        if self.division.kind == "random":
+            held_out = len(self.y_train) / self.schema.folds
+            return round(len(self.y_train) - held_out), round(held_out)
+        sizes = np.array([(train.sum(), held.sum()) for _, train, held in self.splits()], dtype=float)
+        return float(sizes[:, 0].mean()), float(sizes[:, 1].mean())
+
+    @property
+    def correction_sizes(self) -> tuple[float, float]:
+        """The n_train and n_test of the corrected statistics (quest.evaluation.stats), whose variance correction
+        is n_test / n_train. At random: a split's rows. By group: the mean over the splits of held-out groups per
+        training group, as groups, not rows, are the independent units. In time: the mean over the splits of
+        held-out rows per training row, each fold's own (forward chaining trains on more rows fold by fold). Given
+        as (mean training units, that mean ratio times them)."""
+        if self.division.kind == "random":
+            return self.split_sizes
+        units = self.division.units
+        pairs = [(units(np.flatnonzero(train)), units(np.flatnonzero(held))) for _, train, held in self.splits()]
+        n_train = float(np.mean([train for train, _ in pairs]))
+        return n_train, n_train * float(np.mean([held / train for train, held in pairs]))
 
 
 def read_prepared(directory: Path) -> Prepared:
@@ -227,6 +284,8 @@ def read_prepared(directory: Path) -> Prepared:
         name: _load_array(directory / name)
         for name in (paths.X_TRAIN, paths.Y_TRAIN, paths.X_TEST, paths.Y_TEST, paths.FOLDS)
     }
+    if schema.split is not None:
+        arrays[paths.SPLIT_KEYS] = _load_array(directory / paths.SPLIT_KEYS)
     prepared = Prepared(
         x_train=arrays[paths.X_TRAIN],
         y_train=arrays[paths.Y_TRAIN],
@@ -234,6 +293,9 @@ def read_prepared(directory: Path) -> Prepared:
         y_test=arrays[paths.Y_TEST],
         folds=arrays[paths.FOLDS],
         schema=schema,
+        division=RANDOM
+        if schema.split is None
+        else Division(schema.split.kind, arrays[paths.SPLIT_KEYS], schema.split.gap),  # fmt: skip
     )
     expected = {
         paths.X_TRAIN: (schema.n_train, len(schema.features)),
@@ -241,6 +303,7 @@ def read_prepared(directory: Path) -> Prepared:
         paths.X_TEST: (schema.n_test, len(schema.features)),
         paths.Y_TEST: (schema.n_test,),
         paths.FOLDS: (schema.repeats, schema.n_train),
+        **({paths.SPLIT_KEYS: (schema.n_train,)} if schema.split is not None else {}),
     }
     for name, shape in expected.items():
         if arrays[name].shape != shape:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from quest.errors import QuestError
-from quest.params import DataParams, SyntheticParams
+from quest.params import DataParams, SplitParams, SyntheticParams
 
 # A numeric target with at most this many distinct integer values is read as class labels.
 MAX_CLASSES_FOR_AUTO = 20
@@ -34,10 +34,12 @@ class Dataset:
     name: str
     source: str  # a path or a description such as `sklearn.datasets.load_breast_cancer`
     task: Literal["classification", "regression"]
+    split_values: pd.Series | None = None  # prepare.split group or time: the split column, as the table holds it
 
 
-def load_dataset(data: DataParams, *, seed: int, root: Path) -> Dataset:
-    """Load the table named by `data`, drop the requested columns, validate it and resolve the task."""
+def load_dataset(data: DataParams, *, seed: int, root: Path, split: SplitParams | None = None) -> Dataset:
+    """Load the table named by `data`, drop the requested columns, validate it and resolve the task; with a
+    group or time `split`, take its column aside (a model input too only where split.feature says so)."""
     if data.source == "csv":
         path = resolve_data_path(data.path or "", root)
         frame = read_csv(path)
@@ -50,13 +52,38 @@ def load_dataset(data: DataParams, *, seed: int, root: Path) -> Dataset:
         label = f"sklearn.datasets.load_{data.source}"
 
     check_columns(frame, target=target_name, drop=data.drop, label=label)
+    split_values = None
+    if split is not None and split.kind != "random":
+        column = split.column or ""
+        check_split_column(frame, column, target=target_name, label=label)
+        if split.feature and column in data.drop:
+            raise QuestError(
+                f"{label}: prepare.split.feature is true but data.drop leaves {column!r} out of the features; "
+                "change one of them"
+            )
+        split_values = frame[column]
+        if not split.feature and column not in data.drop:  # the split reads it; the models do not
+            frame = frame.drop(columns=[column])
     frame = frame.drop(columns=list(data.drop))
     target = frame.pop(target_name)
     features = clean_features(frame, label=label)
     task = resolve_task(target, data.task, label=label)
     check_target(target, task=task, label=label)
     name = Path(data.path).stem if data.source == "csv" and data.path else data.source
-    return Dataset(features=features, target=target, name=name, source=label, task=task)
+    return Dataset(features=features, target=target, name=name, source=label, task=task, split_values=split_values)
+
+
+def check_split_column(frame: pd.DataFrame, column: str, *, target: str, label: str) -> None:
+    """prepare.split.column names a column of the table other than the target."""
+    columns = [str(name) for name in frame.columns]
+    if column not in columns:
+        near = difflib.get_close_matches(column, columns, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise QuestError(
+            f"{label}: prepare.split.column {column!r} is not a column{hint} (columns: {', '.join(columns)})"
+        )
+    if column == target:
+        raise QuestError(f"{label}: prepare.split.column {column!r} is the target (data.target); name another column")
 
 
 def resolve_data_path(path: str, root: Path) -> Path:
@@ -143,7 +170,8 @@ def embedded_frame(name: str) -> pd.DataFrame:
 
 
 def synthetic_frame(spec: SyntheticParams, *, seed: int) -> pd.DataFrame:
-    """Seeded nonlinear problems (moons, spirals, xor) and a scalable make_classification table."""
+    """Seeded nonlinear problems (moons, spirals, xor), a scalable make_classification table and a table of
+    groups (grouped)."""
     from sklearn.datasets import make_classification, make_moons
 
     rng = np.random.default_rng(seed)
@@ -160,6 +188,8 @@ def synthetic_frame(spec: SyntheticParams, *, seed: int) -> pd.DataFrame:
         x = rng.uniform(-1.0, 1.0, size=(n, 2))
         y = (x[:, 0] * x[:, 1] > 0).astype(int)
         x += rng.normal(scale=spec.noise * 0.1, size=x.shape)
+    elif spec.kind == "grouped":
+        return grouped_frame(spec, seed=seed)
     else:
         informative = max(2, spec.n_features // 2)
         x, y = make_classification(
@@ -172,6 +202,29 @@ def synthetic_frame(spec: SyntheticParams, *, seed: int) -> pd.DataFrame:
             random_state=seed,
         )
     frame = pd.DataFrame(x.astype(np.float32), columns=[f"x{i}" for i in range(x.shape[1])])
+    frame["target"] = y
+    return frame
+
+
+GROUP_ROWS = 10  # the grouped table's rows per group
+GROUP_EFFECT = 4.0  # how far a group's own share moves its rows' labels, against 1 for the signal that generalises
+
+
+def grouped_frame(spec: SyntheticParams, *, seed: int) -> pd.DataFrame:
+    """Rows of n / 10 groups (customers, patients), where a random split flatters a memorising model: every
+    feature but x0 is the group's own fingerprint (a point per group, a little noise per row), and each group has
+    its own pull on the label, which a model that recognises the fingerprint recalls for rows of a group it has
+    seen; only x0 carries a signal that holds for a new group. The `group` column names each row's group."""
+    rng = np.random.default_rng(seed)
+    n, groups = spec.n_samples, max(2, spec.n_samples // GROUP_ROWS)
+    group = rng.permutation(np.arange(n) % groups)
+    fingerprint = rng.normal(size=(groups, spec.n_features - 1))
+    pull = rng.normal(size=groups)
+    signal = rng.normal(size=n)
+    x = np.column_stack([signal, fingerprint[group] + rng.normal(scale=0.3, size=(n, spec.n_features - 1))])
+    y = (signal + GROUP_EFFECT * pull[group] + rng.normal(scale=spec.noise, size=n) > 0).astype(int)
+    frame = pd.DataFrame(x.astype(np.float32), columns=[f"x{i}" for i in range(spec.n_features)])
+    frame["group"] = group
     frame["target"] = y
     return frame
 

@@ -255,6 +255,7 @@ class Verdict:
     alpha: float
     neural: dict[str, Entry]
     rope_setting: float | str | None = None  # compare.rope as set (auto, or a number), once the stage adds it
+    split: str | None = None  # how prepare divided the rows (Schema.split_param) where not at random
 
     @property
     def words(self) -> str:
@@ -283,6 +284,8 @@ class Verdict:
         }
         if self.rope_setting is not None:
             written["rope_setting"] = self.rope_setting
+        if self.split is not None:  # a random split's verdict.json is what it was before prepare.split
+            written["split"] = self.split
         return written
 
 

@@ -37,12 +37,15 @@ def cells(prepared: Prepared, *, fractions: Sequence[float], repeats: int, seed:
     """Every (split, fraction < 1) of the first `repeats` repeats; the same rows for every model."""
     limit = repeats * prepared.schema.folds
     found = []
-    for split, held_out in prepared.splits():
+    for split, training, held_out in prepared.splits():
         if split >= limit:
             break
-        training = np.flatnonzero(~held_out)
+        rows = np.flatnonzero(training)
         for fraction in (f for f in fractions if f < 1.0):
-            chosen = subsample(training, prepared.y_train, fraction, task=prepared.schema.task, seed=seed + split + 1)
+            chosen = subsample(
+                rows, prepared.y_train, fraction, task=prepared.schema.task, seed=seed + split + 1,
+                division=prepared.division,
+            )  # fmt: skip
             found.append(Cell(split, fraction, chosen, held_out))
     return found
 

@@ -147,7 +147,8 @@ def build_markdown(reports: Path, schema: Schema, config: dict | None) -> str:
             "",
             f"`{schema.dataset}` ({schema.source}): {schema.n_train} training and {schema.n_test} test rows, "
             f"{len(schema.columns)} columns becoming {len(schema.features)} model inputs, target `{schema.target}`. "
-            f"Cross-validation: {schema.folds} folds x {schema.repeats} repeats, the same splits for every model.",
+            f"Cross-validation: {schema.folds} folds x {schema.repeats} repeats, the same splits for every model."
+            + (f" Rows split {schema.split.describe()}." if schema.split is not None else ""),
             "",
         ],
     ]

@@ -214,11 +214,13 @@ def compare_elsewhere(
 
 
 def conclusions(files: Mapping[str, str]) -> dict[str, str]:
-    """What the results conclude, each a phrase's name -> its value: which models ran and in which family, the
-    metric, the best of each family, the headline verdict, each neural entrant's verdict, the winner."""
+    """What the results conclude, each a phrase's name -> its value: which models ran and in which family, how
+    the rows were split, the metric, the best of each family, the headline verdict, each neural entrant's verdict,
+    the winner."""
     verdict = json.loads(files[VERDICT])
     table = list(csv.DictReader(io.StringIO(files[COMPARISON])))
     found = {f"model {row['model']}": row["family"] for row in table}
+    found["split"] = str(verdict.get("split", "random"))  # the rows divided another way: another question
     found["metric"] = str(verdict.get("metric"))
     found["headline pair"] = f"{verdict.get('best_neural')} against {verdict.get('best_classic')}"
     found["headline verdict"] = str(verdict.get("outcome"))

@@ -156,12 +156,12 @@ def cv_cells(prepared: Prepared, *, limit: int | None = None) -> list[Scored]:
     """Every shared split (the first `limit`): fit on its training rows, score its held-out rows."""
     return [
         Scored(
-            rows=np.flatnonzero(~held_out),
+            rows=np.flatnonzero(training),
             targets=(prepared.y_train[held_out],),
             inputs=(prepared.x_train[held_out],),
             index=split,
         )
-        for split, held_out in prepared.splits()
+        for split, training, held_out in prepared.splits()
         if limit is None or split < limit
     ]
 

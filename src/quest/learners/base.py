@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from quest.data.artifacts import Prepared
+from quest.data.splits import RANDOM, Division
 from quest.errors import QuestError
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class Problem:
     # Per model input, its raw column's kind and name (Schema.feature_columns): a categorical column's one-hot
     # inputs share a name. Empty: every input is numeric.
     feature_columns: tuple[tuple[str, str], ...] = ()
+    # How the training rows may be divided (prepare.split): a learner's own validation slice follows it.
+    division: Division = field(default=RANDOM, compare=False)
 
     @classmethod
     def of(cls, prepared: Prepared, *, large: bool = False) -> Problem:
@@ -51,6 +54,7 @@ class Problem:
             large=large,
             feature_names=schema.features,
             feature_columns=schema.feature_columns(),
+            division=prepared.division,
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from quest.data.splits import validation_split
+from quest.data.splits import RANDOM, Division, validation_split
 
 
 @dataclass
@@ -47,7 +47,12 @@ def to_target_units(model: keras.Sequential, *, mean: float, scale: float) -> No
     model.add(keras.layers.Rescaling(scale=scale, offset=mean, name="target_units"))
 
 
-def plan_job(rows: np.ndarray, y: np.ndarray, *, task: str, validation_fraction: float, seed: int) -> Job:
-    """A job over `rows` of (x, y): a seeded, stratified slice of them watches for early stopping."""
-    fit, validation = validation_split(y[rows], task=task, fraction=validation_fraction, seed=seed)
+def plan_job(
+    rows: np.ndarray, y: np.ndarray, *, task: str, validation_fraction: float, seed: int, division: Division = RANDOM
+) -> Job:
+    """A job over `rows` of (x, y): a seeded, stratified slice of them watches for early stopping, drawn as the
+    table's `division` (over the rows of y) allows: whole groups, or the latest rows."""
+    fit, validation = validation_split(
+        y[rows], task=task, fraction=validation_fraction, seed=seed, division=division.of(rows)
+    )
     return Job(fit_rows=rows[fit], validation_rows=rows[validation], seed=seed)

@@ -124,7 +124,14 @@ class NetworkLearner(Learner):
             fraction = self.validation_fraction(hyper)
             jobs = [
                 dataclasses.replace(
-                    plan_job(fits[i].rows, y, task=problem.task, validation_fraction=fraction, seed=fits[i].seed),
+                    plan_job(
+                        fits[i].rows,
+                        y,
+                        task=problem.task,
+                        validation_fraction=fraction,
+                        seed=fits[i].seed,
+                        division=problem.division,
+                    ),  # fmt: skip
                     hyper=tuple(sorted(own[i].items())),
                 )
                 for i in members

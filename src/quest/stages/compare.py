@@ -87,8 +87,14 @@ def _scores(found: object, keys: tuple[str, ...], path: Path, names: tuple[str, 
 
 
 def splits_text(prepared: Prepared) -> str:
+    """The shared splits in words, for the report's first lines: how many, and how they divide the rows."""
     schema = prepared.schema
-    return f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
+    folds = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
+    if schema.split is None:
+        return folds
+    if schema.split.kind == "time":
+        return f"{schema.folds} forward-chaining folds {schema.split.describe()}"
+    return f"{folds} {schema.split.describe()}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
                 file=sys.stderr,
             )
             results.append(result)
-    n_train, n_test = prepared.split_sizes
+    n_train, n_test = prepared.correction_sizes
     ran = [learner for learner in entrants if learner.name not in skipped]
     learners = {learner.name: learner for learner in [registry.subject(params), *ran]}
     kinds = {name: learner.kind for name, learner in learners.items()}
@@ -175,7 +181,11 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
     sizes = {"kinds": kinds, "n_train": n_train, "n_test": n_test, "rope": rope}
     table = comparison_table(results, metric, **sizes)
     settings = {"probability": params.compare.probability, "alpha": params.compare.alpha}
-    outcome = dataclasses.replace(verdict(results, metric, **sizes, **settings), rope_setting=params.compare.rope)
+    outcome = dataclasses.replace(
+        verdict(results, metric, **sizes, **settings),
+        rope_setting=params.compare.rope,
+        split=schema.split_param if schema.split is not None else None,
+    )
     descriptions = {name: learner.describe(problem) for name, learner in learners.items()}
     rope_note = (
         f" ({params.compare.rope:g} of the training target's standard deviation)" if metric in RELATIVE_ROPE else ""

@@ -102,12 +102,15 @@ def learn(args: argparse.Namespace, params: Params) -> None:
         print(wide.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
         print(f"learning: {overtakes['text']} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
         # Inside: the curves replace the earlier ones only once MLflow has them.
-        log_to_mlflow(params, table, metric, staging, origin)
+        log_to_mlflow(params, table, metric, staging, origin, split=prepared.schema.split_param)
 
 
 @timing.timed("mlflow")
-def log_to_mlflow(params: Params, table: pd.DataFrame, metric: str, out_dir: Path, origin: Provenance) -> None:
-    """One run with the curve as metrics (step = training rows) per model, and the chart and table."""
+def log_to_mlflow(
+    params: Params, table: pd.DataFrame, metric: str, out_dir: Path, origin: Provenance, *, split: str
+) -> None:
+    """One run with the curve as metrics (step = training rows) per model, and the chart and table; `split` says
+    how prepare divided the rows (Schema.split_param)."""
     import mlflow
     import numpy as np
     from mlflow.entities import Metric
@@ -120,7 +123,12 @@ def log_to_mlflow(params: Params, table: pd.DataFrame, metric: str, out_dir: Pat
     tags = {**origin.tags(), TAG_MODEL: "learning_curve", TAG_STAGE: "learning"}
     with mlflow.start_run(run_name="learning curve", tags=tags) as run:
         mlflow.log_params(
-            {"metric": metric, "fractions": str(list(params.learning.fractions)), "repeats": params.learning.repeats}
+            {
+                "metric": metric,
+                "fractions": str(list(params.learning.fractions)),
+                "repeats": params.learning.repeats,
+                "split": split,
+            }  # fmt: skip
         )
         now = int(time.time() * 1000)
         metrics = [

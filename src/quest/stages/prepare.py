@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 
 from quest import arguments, paths, timing
-from quest.data.artifacts import Column, Preprocessing, Schema
+from quest.data import leaks
+from quest.data.artifacts import Column, Preprocessing, Schema, Split
 from quest.data.preprocess import fit_preprocessing, infer_columns
 from quest.data.sources import Dataset, load_dataset
-from quest.data.splits import assign_folds, split_indices
+from quest.data.splits import RANDOM, Division, assign_folds, division_of, split_indices
 from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, write_json
-from quest.params import read_params
+from quest.params import SplitParams, read_params
 
 
 def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -28,14 +29,21 @@ def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, 
     return target.map(index).to_numpy(dtype=np.int64), tuple(str(label) for label in labels)
 
 
-def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeats: int = 1) -> dict:
-    """Everything prepare writes, computed in memory: arrays, the fitted preprocessing and the schema."""
+def prepare(
+    dataset: Dataset, *, test_size: float, folds: int, seed: int, repeats: int = 1, split: SplitParams | None = None
+) -> dict:
+    """Everything prepare writes, computed in memory: arrays, the fitted preprocessing and the schema. A group or
+    time `split` divides the rows by its column (dataset.split_values), in the test split and every fold."""
     y, class_labels = encode_target(dataset.target, dataset.task)
+    division = divide(dataset, split, folds=folds)
     try:
-        train_rows, test_rows = split_indices(y, task=dataset.task, test_size=test_size, seed=seed, labels=class_labels)
-        fold_of = assign_folds(
-            y[train_rows], task=dataset.task, folds=folds, seed=seed, repeats=repeats, labels=class_labels
+        train_rows, test_rows = split_indices(
+            y, task=dataset.task, test_size=test_size, seed=seed, labels=class_labels, division=division
         )
+        fold_of = assign_folds(
+            y[train_rows], task=dataset.task, folds=folds, seed=seed, repeats=repeats, labels=class_labels,
+            division=division.of(train_rows),
+        )  # fmt: skip
     except QuestError as error:
         raise QuestError(f"{dataset.source}: {error}") from None
     train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
@@ -46,8 +54,8 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
             f"{dataset.source}: no feature column holds a value in the training split; nothing to learn from"
         )
     x_train, x_test = preprocessing.apply(train), preprocessing.apply(test)  # the one function serving applies too
-    for x, split in ((x_train, "training"), (x_test, "test")):
-        check_finite_inputs(x, preprocessing, split=split, source=dataset.source)
+    for x, part in ((x_train, "training"), (x_test, "test")):
+        check_finite_inputs(x, preprocessing, split=part, source=dataset.source)
     schema = Schema(
         dataset=dataset.name,
         source=dataset.source,
@@ -60,7 +68,12 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
         n_test=len(test_rows),
         folds=folds,
         repeats=repeats,
-    )
+        split=None if split is None or division.kind == "random" else Split(
+            division.kind, str(split.column), gap=split.gap,
+            groups=division.units(train_rows) if division.kind == "group" else 0,
+        ),
+    )  # fmt: skip
+    keys = {} if division.keys is None else {paths.SPLIT_KEYS: division.keys[train_rows]}
     return {
         paths.X_TRAIN: x_train,
         paths.Y_TRAIN: y[train_rows],
@@ -68,9 +81,28 @@ def prepare(dataset: Dataset, *, test_size: float, folds: int, seed: int, repeat
         paths.Y_TEST: y[test_rows],
         paths.FOLDS: fold_of,
         paths.TEST_ROWS: test_rows,  # positions in the loaded table: the raw rows of the test split
+        **keys,  # each training row's group code or rank in time, for every split after prepare's
         "preprocessing": preprocessing,
         "schema": schema,
-    }
+        "notices": [] if division.kind != "random" else leaks.notices(
+            dataset.features, dataset.target, task=dataset.task, train_rows=train_rows, test_rows=test_rows
+        ),
+    }  # fmt: skip
+
+
+def divide(dataset: Dataset, split: SplitParams | None, *, folds: int) -> Division:
+    """The rows' division by prepare.split: at random, or by the split column's groups or times, with enough
+    groups for the test split and every fold."""
+    if split is None or split.kind == "random" or dataset.split_values is None:
+        return RANDOM
+    division = division_of(dataset.split_values, split.kind, gap=split.gap, label=dataset.source)
+    groups = division.units(np.arange(len(dataset.target)))
+    if split.kind == "group" and groups < folds + 1:
+        raise QuestError(
+            f"{dataset.source}: prepare.split.column {split.column!r} holds {groups} groups; the test split and "
+            f"prepare.folds={folds} folds need at least {folds + 1}: lower prepare.folds or gather more groups"
+        )
+    return division
 
 
 def check_finite_inputs(x: np.ndarray, preprocessing: Preprocessing, *, split: str, source: str) -> None:
@@ -103,20 +135,25 @@ def main(argv: list[str] | None = None) -> None:
 
     params = read_params(args.params, sections=None)  # it makes no learner: their sections are train's to check
     root = paths.repo_root(args.params.parent)
-    dataset = load_dataset(params.data, seed=params.seed, root=root)
+    split = params.prepare.split
+    dataset = load_dataset(params.data, seed=params.seed, root=root, split=split)
     result = prepare(
         dataset,
         test_size=params.prepare.test_size,
         folds=params.prepare.folds,
         repeats=params.prepare.repeats,
         seed=params.seed,
+        split=split,
     )
     write_prepared(result, args.out)
     schema: Schema = result["schema"]
+    for notice in result["notices"]:
+        print(f"prepare: notice: {dataset.source}: {notice}", file=sys.stderr)
+    divided = f", split {schema.split.describe()}" if schema.split is not None else ""
     print(
         f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train / {schema.n_test} test rows, "
         f"{len(schema.columns)} columns -> {len(schema.features)} features, "
-        f"{schema.folds} folds x {schema.repeats} repeats -> {args.out}",
+        f"{schema.folds} folds x {schema.repeats} repeats{divided} -> {args.out}",
         file=sys.stderr,
     )
 

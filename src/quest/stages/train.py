@@ -170,7 +170,13 @@ def training_run(
     with mlflow.start_run(run_name="mlp", tags=tags) as run, runs.killed_on_interrupt(), runs.failed_with_reason():
         estimator = f"Keras MLP {'-'.join(map(str, spec.hidden_layers))} {spec.activation}"
         model = runs.model_params(
-            "mlp", estimator, task=schema.task, dataset=schema.dataset, folds=schema.folds, seed=params.seed
+            "mlp",
+            estimator,
+            task=schema.task,
+            dataset=schema.dataset,
+            folds=schema.folds,
+            seed=params.seed,
+            split=schema.split_param,
         )
         mlflow.log_params({**model, **runs.flatten("train", asdict(spec))})
         runs.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)

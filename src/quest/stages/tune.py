@@ -133,6 +133,7 @@ def log_to_mlflow(
                     "sampler": "random",
                     "sampler_seed": sampler_seed(tuning.seed, name),
                     "study": tuning.study_names[name],
+                    "split": tuning.split,
                 }
             )
             mlflow.log_dict(tuning.space(name), "space.json")

@@ -158,7 +158,8 @@ def _log_entrant(
     from mlflow.tracking import MlflowClient
 
     schema = prepared.schema
-    described = {"task": schema.task, "dataset": schema.dataset, "folds": schema.folds, "seed": params.seed}
+    described = {"task": schema.task, "dataset": schema.dataset, "folds": schema.folds, "seed": params.seed,
+                 "split": schema.split_param}  # fmt: skip
     mlflow.log_params(runs.model_params(entrant.name, entrant.description, **described))
     runs.log_training_data(prepared.x_train, prepared.y_train, name=schema.dataset, data_dir=data_dir)
     runs.log_provenance(fingerprint, params)

@@ -47,7 +47,8 @@ def log_raw_rows_model(
     artifacts: Mapping[str, Path], schema: Schema, *, requirements: list[str], name: str = "model"
 ) -> Any:
     """Log quest.serve with the network, the preprocessing, the schema and the config as its artifacts, into
-    the active run. MLflow stores the model as code (no pickle): loading it runs quest's own serve.py."""
+    the active run. MLflow stores the model as code (no pickle): loading it runs quest's own serve.py. Its
+    MLmodel's metadata says how prepare split the rows it learned from (`quest.split`)."""
     import mlflow
 
     with warnings.catch_warnings():
@@ -62,4 +63,5 @@ def log_raw_rows_model(
             code_paths=[str(QUEST_CODE)],
             signature=signature(schema),
             pip_requirements=requirements,
+            metadata={"quest.split": schema.split_param},  # how its training rows were divided, in MLmodel
         )

@@ -3,12 +3,11 @@ provenance artifacts, the run that trained a saved model."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +16,9 @@ from quest.files import file_md5
 from quest.processes import this_process
 from quest.tracking.provenance import Provenance
 from quest.tracking.tags import TAG_FAILURE, TAG_MODEL, TAG_MODEL_MD5, TAG_PROCESS
+
+if TYPE_CHECKING:
+    from quest.params import Params
 
 
 @contextmanager
@@ -56,12 +58,12 @@ def reopened(run_id: str) -> Iterator[Any]:
         yield run
 
 
-def log_provenance(fingerprint: dict, params: object) -> None:
+def log_provenance(fingerprint: dict, params: Params) -> None:
     """The environment fingerprint and the whole resolved params.yaml, as artifacts of the active run."""
     import mlflow
 
     mlflow.log_dict(fingerprint, "environment.json")
-    mlflow.log_dict(dataclasses.asdict(params), "params.json")
+    mlflow.log_dict(params.as_dict(), "params.json")
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -94,9 +96,20 @@ def find_run(experiment: str, tags: Mapping[str, str]) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def model_params(model: str, estimator: str, *, task: str, dataset: str, folds: int, seed: int) -> dict[str, object]:
-    """The params every model run carries, so the UI's compare view lines the MLP up with each baseline."""
-    return {"model": model, "estimator": estimator, "task": task, "dataset": dataset, "folds": folds, "seed": seed}
+def model_params(
+    model: str, estimator: str, *, task: str, dataset: str, folds: int, seed: int, split: str
+) -> dict[str, object]:
+    """The params every model run carries, so the UI's compare view lines the MLP up with each baseline; `split`
+    says how the rows were divided (Schema.split_param)."""
+    return {
+        "model": model,
+        "estimator": estimator,
+        "task": task,
+        "dataset": dataset,
+        "folds": folds,
+        "seed": seed,
+        "split": split,
+    }
 
 
 def log_training_data(x: np.ndarray, y: np.ndarray, *, name: str, data_dir: Path) -> None:

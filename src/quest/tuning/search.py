@@ -61,7 +61,9 @@ class TrialResult:
 
 
 def tune_data(prepared: Prepared, problem: Problem, *, fraction: float, seed: int) -> TuneData:
-    fit_rows, validation_rows = validation_split(prepared.y_train, task=problem.task, fraction=fraction, seed=seed)
+    fit_rows, validation_rows = validation_split(
+        prepared.y_train, task=problem.task, fraction=fraction, seed=seed, division=prepared.division
+    )
     return TuneData(
         x=prepared.x_train,
         y=prepared.y_train,
@@ -245,6 +247,7 @@ class Plan:
     study_names: dict[str, str]  # model -> study name, derived from everything that decides its trials
     settings: TuneParams  # params.yaml's tune section: spaces, budget, storage, heartbeat, trials together
     seed: int  # the pipeline's: each model's sampler seed and its fits' seeds derive from it
+    split: str = "random"  # how prepare divided the rows (Schema.split_param), which the inner split follows
 
     @property
     def models(self) -> list[str]:
@@ -349,4 +352,5 @@ def plan(data_dir: Path, params: Params, *, who: str = "tune") -> Plan:
         study_names=names,
         settings=settings,
         seed=params.seed,
+        split=prepared.schema.split_param,
     )
