@@ -16,7 +16,8 @@ PURE = 0.9  # classification: the share of rows whose class is their value's mos
 GAIN = 0.2  # and at least this much above the share of the most frequent class overall
 EXPLAINED = 0.95  # regression: the share of the target's variance that the values' means explain, at least this
 DUPLICATES = 0.05  # the share of test rows that are copies of one training row each, at least this (and 2 rows)
-TIME_NAME = re.compile(r"(^|[^a-z])(date|time|timestamp|datetime|year|month|week|day)s?([^a-z]|$)", re.IGNORECASE)
+WHEN_NAME = re.compile(r"(^|[^a-z])(date|datetime|timestamp)s?([^a-z]|$)", re.IGNORECASE)
+YEAR_NAME = re.compile(r"(^|[^a-z])years?([^a-z]|$)", re.IGNORECASE)
 DATE_TEXT = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*$")
 
 
@@ -24,7 +25,7 @@ def notices(
     features: pd.DataFrame, target: pd.Series, *, task: str, train_rows: np.ndarray, test_rows: np.ndarray
 ) -> list[str]:
     """What prepare says after a random split, each a sentence naming the column and the setting that fits."""
-    found = []
+    found, times = [], []
     for column in features.columns:
         values = features[column]
         if _group_like(values, target, task=task):
@@ -36,11 +37,18 @@ def notices(
                 f"{column}"
             )
         elif _time_like(column, values):
-            found.append(
-                f"column {column!r} looks like a time stamp: if the model will be used on rows later than these, a "
-                f"random split lets the future train for the past; set prepare.split.kind: time and "
-                f"prepare.split.column: {column}"
-            )
+            times.append(str(column))
+    if times:
+        which = (
+            f"column {times[0]!r} looks like a time stamp"
+            if len(times) == 1
+            else f"columns {', '.join(map(repr, times))} look like time stamps"
+        )
+        found.append(
+            f"{which}: if the model will be used on rows later than these, a random split lets the future train "
+            f"for the past; set prepare.split.kind: time and prepare.split.column: "
+            + (times[0] if len(times) == 1 else "the one that says when a row was recorded")
+        )
     repeated = _repeated(features, train_rows, test_rows)
     if repeated >= max(2, DUPLICATES * len(test_rows)):
         found.append(
@@ -78,7 +86,9 @@ def _group_like(values: pd.Series, target: pd.Series, *, task: str) -> bool:
 
 
 def _time_like(column: object, values: pd.Series) -> bool:
-    """A date-like name over numbers or dates, or text that reads as dates."""
+    """Dates, text that reads as dates, or numbers under a name that says when (date, timestamp) or years (a
+    `year` name over whole numbers from 1900 to 2100). A duration (`Time`, `months`, `total_day_minutes`) is
+    not a time stamp."""
     present = values.dropna()
     if present.empty:
         return False
@@ -87,16 +97,31 @@ def _time_like(column: object, values: pd.Series) -> bool:
     text = present.head(100).astype(str)
     if text.map(lambda value: bool(DATE_TEXT.match(value))).mean() >= 0.95:
         return True
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-    return bool(TIME_NAME.search(str(column))) and numeric and present.nunique() >= MIN_VALUES
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    name = str(column)
+    if WHEN_NAME.search(name):
+        return present.nunique() >= MIN_VALUES
+    numbers = present.to_numpy(dtype=float)
+    years = bool(np.all(np.mod(numbers, 1) == 0) and numbers.min() >= 1900 and numbers.max() <= 2100)
+    return bool(YEAR_NAME.search(name)) and years and present.nunique() >= 2
 
 
 def _repeated(features: pd.DataFrame, train_rows: np.ndarray, test_rows: np.ndarray) -> int:
-    """Test rows equal in every feature (missing equal to missing) to exactly one training row: a copy of one
-    record. A row that many training rows share is a common profile (a third-class passenger of unknown age),
-    not a copy, and is not counted."""
+    """Test rows equal in every feature (missing equal to missing) to exactly one training row, and distinctive:
+    some value of theirs occurs in no third row of the table, so chance would not have repeated it (two readings
+    of one record). A profile many rows share (a third-class passenger of unknown age), or a row of coarse codes
+    only, is not counted: a table of those repeats rows by chance."""
     if features.shape[1] == 0:
         return 0
     hashes = pd.util.hash_pandas_object(features, index=False).to_numpy()
     seen = pd.Series(hashes[train_rows]).value_counts()
-    return int((pd.Series(hashes[test_rows]).map(seen) == 1).sum())
+    copies = test_rows[(pd.Series(hashes[test_rows]).map(seen) == 1).to_numpy()]
+    if len(copies) == 0:
+        return 0
+    distinctive = np.zeros(len(copies), dtype=bool)
+    for column in features.columns:
+        values = features[column]
+        counts = values.map(values.value_counts(dropna=True)).to_numpy()
+        distinctive |= np.nan_to_num(counts[copies].astype(float), nan=np.inf) <= 2
+    return int(distinctive.sum())
