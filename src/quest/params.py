@@ -25,9 +25,11 @@ from typing import Any, Literal
 
 import yaml
 
+from quest import catalogue
 from quest.errors import QuestError
 
-Source = Literal["breast_cancer", "wine", "diabetes", "csv", "synthetic"]
+# The embedded tables, a CSV, the synthetic ones, then the packaged real tables (quest.catalogue).
+Source = Literal[("breast_cancer", "wine", "diabetes", "csv", "synthetic", *catalogue.NAMES)]  # type: ignore[valid-type]
 SplitKind = Literal["random", "group", "time"]
 Task = Literal["classification", "regression", "auto"]
 SyntheticKind = Literal["moons", "spirals", "xor", "classification", "grouped"]

