@@ -41,5 +41,10 @@ def test_regression_scores():
 def test_primary_metric():
     assert primary_metric("auto", "classification") == "accuracy"
     assert primary_metric("auto", "regression") == "r2"
-    with pytest.raises(QuestError, match="compare.metric is accuracy but a regression task allows auto, r2, rmse, mae"):
+    # TabArena's: ROC AUC for two classes, log loss for more, RMSE for regression.
+    assert primary_metric("tabarena", "classification", 2) == "roc_auc"
+    assert primary_metric("tabarena", "classification", 3) == "log_loss"
+    assert primary_metric("tabarena", "regression", 0) == "rmse"
+    allowed = "allows auto, tabarena, r2, rmse, mae"
+    with pytest.raises(QuestError, match=f"compare.metric is accuracy but a regression task {allowed}"):
         primary_metric("accuracy", "regression")

@@ -40,7 +40,7 @@ DataParallel = int | Literal["all"]  # devices that split each mini-batch, or ev
 Activation = Literal["relu", "tanh", "sigmoid"]
 Initializer = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal"]
 Optimizer = Literal["adam", "sgd"]
-Metric = Literal["auto", "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "r2", "rmse", "mae"]
+Metric = Literal["auto", "tabarena", "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "r2", "rmse", "mae"]
 
 
 def require(ok: bool, key: str, allowed: str, value: Any) -> None:

@@ -11,13 +11,17 @@ REGRESSION_METRICS = ("r2", "rmse", "mae")
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 
-def primary_metric(metric: str, task: str) -> str:
-    """The comparison's metric: `auto` is accuracy for classification and r2 for regression."""
+def primary_metric(metric: str, task: str, n_classes: int = 2) -> str:
+    """The comparison's metric: `auto` is accuracy for classification and r2 for regression; `tabarena` is what
+    TabArena judges each task on, ROC AUC for two classes, log loss for more, RMSE for regression, so that a
+    table's numbers sit beside the published ones (accuracy flatters on imbalanced tables)."""
     if metric == "auto":
         return "accuracy" if task == "classification" else "r2"
+    if metric == "tabarena":
+        return "rmse" if task == "regression" else "roc_auc" if n_classes <= 2 else "log_loss"
     allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     if metric not in allowed:
-        raise QuestError(f"compare.metric is {metric} but a {task} task allows auto, {', '.join(allowed)}")
+        raise QuestError(f"compare.metric is {metric} but a {task} task allows auto, tabarena, {', '.join(allowed)}")
     return metric
 
 

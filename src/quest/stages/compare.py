@@ -149,7 +149,7 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
     """Score every entrant on the shared splits and the test split, then set the neural family against the
     classic one."""
     schema = prepared.schema
-    metric = primary_metric(params.compare.metric, schema.task)
+    metric = primary_metric(params.compare.metric, schema.task, prepared.n_classes)
     entrants = registry.entrants(params, who="compare")
     problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))
     if problem.large:

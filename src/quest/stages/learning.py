@@ -77,7 +77,7 @@ def learn(args: argparse.Namespace, params: Params) -> None:
     from quest.tracking import provenance
 
     prepared = read_prepared(args.data)
-    metric = primary_metric(params.compare.metric, prepared.schema.task)
+    metric = primary_metric(params.compare.metric, prepared.schema.task, prepared.n_classes)
     compared = read_compared(args.reports / paths.CV_FOLDS.name, prepared, metric)
     learners = [registry.subject(params), *(m for m in registry.entrants(params, who="learning") if m.name in compared)]
     problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))  # the comparison's models

@@ -330,7 +330,7 @@ def plan(data_dir: Path, params: Params, *, who: str = "tune") -> Plan:
         registry.stand_in_notice(
             who, learners, n_train=len(prepared.y_train), threshold=params.compare.scale_threshold, verb="are tuned"
         )
-    metric = primary_metric(params.compare.metric, problem.task)
+    metric = primary_metric(params.compare.metric, problem.task, problem.n_classes)
     data_md5 = dvc_md5(data_dir)
     names = {}
     for learner in learners:
