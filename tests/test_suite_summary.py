@@ -62,3 +62,30 @@ def test_verdict_counts():
     assert counts == {"better": 1, "equivalent": 0, "worse": 1, "unclear": 2}
     with pytest.raises(ValueError, match="verdicts must be better, equivalent, worse, unclear"):
         suite.verdict_counts({"a": "won"})
+
+
+def test_pairwise_wilcoxon_holm_by_hand(tmp_path):
+    # Six tables; a is better than b on all six (exact two-sided p = 2/64 = 0.03125), b and c trade places.
+    rows = []
+    for t in range(6):
+        rows += [(f"t{t}", "a", 0.1 + t / 100), (f"t{t}", "b", 0.2 + t / 100), (f"t{t}", "c", 0.2 + t / 100 + (
+            0.01 if t % 2 else -0.01 - t / 1000))]  # fmt: skip
+    found = results(rows, {f"t{t}": True for t in range(6)})
+    p = suite.pairwise_wilcoxon(found)
+    raw = {("a", "b"): 2 / 64, ("a", "c"): 2 / 64}
+    assert p.loc["a", "b"] == pytest.approx(raw[("a", "b")] * 3)  # Holm: the smallest of 3 p-values times 3
+    assert p.loc["a", "b"] == p.loc["b", "a"] and p.loc["a", "a"] == 1
+    assert p.loc["b", "c"] > 0.05  # no difference shown
+    suite.critical_difference(found, tmp_path / "cd.png")
+    suite.critical_difference(found, tmp_path / "again.png")
+    assert (tmp_path / "cd.png").read_bytes() == (tmp_path / "again.png").read_bytes()  # the same bytes
+
+
+def test_network_against_trees_is_a_point_per_table(tmp_path):
+    points = suite.network_against_trees(
+        THREE, {"t1": 500, "t2": 1000, "t3": 4000}, networks={"mlp"}, trees={"forest"}, path=tmp_path / "s.png"
+    )
+    # Rescaled within each table (above): t1 mlp 1, forest 0.5; t2 mlp 0, forest 1; t3 mlp 2/3, forest 1.
+    assert points["networks"].to_dict() == pytest.approx({"t1": 1.0, "t2": 0.0, "t3": 2 / 3})
+    assert points["trees"].to_dict() == pytest.approx({"t1": 0.5, "t2": 1.0, "t3": 1.0})
+    assert (tmp_path / "s.png").stat().st_size > 1000

@@ -18,7 +18,8 @@ from quest.files import atomic_path  # noqa: E402
 _PNG_METADATA = {"Software": None}
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def save(figure: plt.Figure, path: Path) -> None:
+    """Write `figure` to `path` whole or not at all, with the same bytes for the same figure, and close it."""
     figure.tight_layout()
     with atomic_path(path) as staging:
         figure.savefig(staging, format="png", dpi=110, metadata=_PNG_METADATA)
@@ -38,7 +39,7 @@ def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, titl
     for (row, column), count in np.ndenumerate(matrix):
         axes.text(column, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
     axes.set_title(title)
-    _save(figure, path)
+    save(figure, path)
 
 
 def curves(
@@ -59,7 +60,7 @@ def curves(
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
     axes.legend(loc="lower right" if diagonal else "lower left", fontsize=8)
     axes.grid(alpha=0.3)
-    _save(figure, path)
+    save(figure, path)
 
 
 def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> None:
@@ -74,7 +75,7 @@ def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str)
     right.set(xlabel="predicted", ylabel="actual - predicted", title=f"{title}: residuals")
     for axes in (left, right):
         axes.grid(alpha=0.3)
-    _save(figure, path)
+    save(figure, path)
 
 
 def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, path: Path) -> None:
@@ -90,7 +91,7 @@ def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, pat
         axes.set(xlabel="epoch", ylabel=name, title=f"MLP {name}")
         axes.legend(fontsize=8)
         axes.grid(alpha=0.3)
-    _save(figure, path)
+    save(figure, path)
 
 
 FAMILY_COLOURS = {"neural": "tab:orange", "classic": "tab:blue"}
@@ -134,7 +135,7 @@ def posterior(
     axes.set_ylabel("posterior density")
     axes.set_title(f"Best neural ({neural}) vs best classic ({classic}): posterior of the difference", fontsize=11)
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
-    _save(figure, path)
+    save(figure, path)
 
 
 def comparison_bars(
@@ -171,7 +172,7 @@ def comparison_bars(
     labels += [f"{family}: CV mean, 95% interval" for family in shown]
     axes.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="y", alpha=0.3)
-    _save(figure, path)
+    save(figure, path)
 
 
 def learning_curves(table, *, metric: str, path: Path) -> None:
@@ -202,7 +203,7 @@ def learning_curves(table, *, metric: str, path: Path) -> None:
     axes.set(xlabel="training rows (log scale)", ylabel=metric, title=f"Learning curves ({metric}, same folds)")
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(alpha=0.3)
-    _save(figure, path)
+    save(figure, path)
 
 
 def budget_curves(curves: Mapping[str, Sequence[float]], *, metric: str, path: Path) -> None:
@@ -233,4 +234,4 @@ def budget_curves(curves: Mapping[str, Sequence[float]], *, metric: str, path: P
     )
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(alpha=0.3)
-    _save(figure, path)
+    save(figure, path)

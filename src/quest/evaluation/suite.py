@@ -1,6 +1,8 @@
 """Across tables, the way the tabular benchmarks sum up (issue 33): Elo per model with a bootstrap over tables,
 calibrated so that the random forest is 1000 (TabArena's method, computed by its own engine, `bencheval`), the
-average rank, the normalised score, and the count of tables on which each verdict fell.
+average rank, the normalised score, the count of tables on which each verdict fell, and the pairwise Wilcoxon
+signed-rank tests with Holm's correction that a critical-difference diagram draws (Benavoli, Corani and
+Mangili, JMLR 2016, rather than a post-hoc test on mean ranks).
 
 Every function takes one long table of results, a row per (table, model), with the model's score on that table
 and whether lower is better there, so that tables judged on different metrics (ROC AUC, log loss, RMSE) sit
@@ -10,6 +12,7 @@ together: only each table's order of the models, or its scores rescaled within t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pandas as pd
 
@@ -54,12 +57,8 @@ def average_ranks(results: pd.DataFrame) -> pd.Series:
 def normalised_scores(results: pd.DataFrame) -> pd.Series:
     """Each model's score rescaled within each table, 1 for the table's best and 0 for its worst, averaged over
     the tables (a table where every model scored the same counts 1 for all)."""
-    found = errors(results)
-    grouped = found.groupby("table")["error"]
-    best, worst = grouped.transform("min"), grouped.transform("max")
-    span = (worst - best).where(worst > best)
-    rescaled = ((worst - found["error"]) / span).fillna(1.0)
-    return rescaled.groupby(found["model"]).mean().sort_values(ascending=False).rename("normalised_score")
+    found = rescaled(results)
+    return found.groupby("model")["rescaled"].mean().sort_values(ascending=False).rename("normalised_score")
 
 
 def verdict_counts(outcomes: Mapping[str, str]) -> dict[str, int]:
@@ -68,3 +67,76 @@ def verdict_counts(outcomes: Mapping[str, str]) -> dict[str, int]:
     if unknown:
         raise ValueError(f"verdicts must be {', '.join(OUTCOMES)} (got {', '.join(unknown)})")
     return {outcome: sum(found == outcome for found in outcomes.values()) for outcome in OUTCOMES}
+
+
+def pairwise_wilcoxon(results: pd.DataFrame) -> pd.DataFrame:
+    """Holm-adjusted p-values of the Wilcoxon signed-rank test between every two models, paired by table (models x
+    models, 1 on the diagonal); scikit-posthocs computes them. Only the tables where both models ran count."""
+    import scikit_posthocs
+
+    found = errors(results)
+    wide = found.pivot(index="table", columns="model", values="error").dropna()
+    long = wide.melt(var_name="model", value_name="error", ignore_index=False).reset_index()  # tables in one order
+    return scikit_posthocs.posthoc_wilcoxon(long, val_col="error", group_col="model", p_adjust="holm")
+
+
+def critical_difference(results: pd.DataFrame, path: Path, *, alpha: float = 0.05) -> None:
+    """The critical-difference diagram: each model at its average rank, those no pairwise Wilcoxon–Holm test at
+    `alpha` tells apart joined by a bar (scikit-posthocs draws it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scikit_posthocs
+
+    from quest.evaluation.plots import save
+
+    ranks = average_ranks(results)
+    figure, axes = plt.subplots(figsize=(8, 0.35 * len(ranks) + 1.2))
+    scikit_posthocs.critical_difference_diagram(ranks, pairwise_wilcoxon(results), ax=axes, alpha=alpha)
+    axes.set_title(f"Average rank over {results['table'].nunique()} tables (1 = best); a bar: no difference shown")
+    save(figure, path)
+
+
+def rescaled(results: pd.DataFrame) -> pd.DataFrame:
+    """(table, model, rescaled): each model's score within its table, 1 for the table's best and 0 for its worst."""
+    found = errors(results)
+    grouped = found.groupby("table")["error"]
+    best, worst = grouped.transform("min"), grouped.transform("max")
+    value = ((worst - found["error"]) / (worst - best).where(worst > best)).fillna(1.0)
+    return pd.DataFrame({"table": found["table"], "model": found["model"], "rescaled": value})
+
+
+def network_against_trees(
+    results: pd.DataFrame, rows: Mapping[str, int], *, networks: set[str], trees: set[str], path: Path
+) -> pd.DataFrame:
+    """The lecture's figure, per suite: each table a point, its best network's rescaled score against its best
+    tree ensemble's, sized by the table's rows; above the diagonal the networks did better. Returns the points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from quest.evaluation.plots import save
+
+    found = rescaled(results)
+    wide = found.pivot(index="table", columns="model", values="rescaled")
+    points = pd.DataFrame(
+        {
+            "trees": wide[[m for m in wide.columns if m in trees]].max(axis=1),
+            "networks": wide[[m for m in wide.columns if m in networks]].max(axis=1),
+            "rows": [rows[table] for table in wide.index],
+        },
+        index=wide.index,
+    )
+    figure, axes = plt.subplots(figsize=(5.5, 5.5))
+    sizes = 20 + 180 * (points["rows"] / points["rows"].max()) ** 0.5
+    axes.scatter(points["trees"], points["networks"], s=sizes, alpha=0.6, color="tab:blue", edgecolor="black")
+    for table, point in points.iterrows():
+        axes.annotate(str(table), (point["trees"], point["networks"]), fontsize=7, xytext=(4, 3),
+                      textcoords="offset points")  # fmt: skip
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="best tree ensemble (rescaled score)",
+             ylabel="best network (rescaled score)", title="Networks against trees, a point per table")  # fmt: skip
+    save(figure, path)
+    return points
