@@ -118,11 +118,15 @@ def _before(keys: np.ndarray, held: np.ndarray, gap: int) -> np.ndarray:
     return earlier
 
 
+def _label(code: int, labels: tuple[str, ...]) -> str:
+    """A class by its label, for messages (its code where the labels are not known)."""
+    return labels[code] if code < len(labels) else str(code)
+
+
 def _rarest(y: np.ndarray, labels: tuple[str, ...]) -> tuple[str, int]:
     """The least frequent class (by its label) and its row count."""
     classes, counts = np.unique(y, return_counts=True)
-    code = int(classes[counts.argmin()])
-    return (labels[code] if code < len(labels) else str(code)), int(counts.min())
+    return _label(int(classes[counts.argmin()]), labels), int(counts.min())
 
 
 def split_indices(
@@ -184,7 +188,7 @@ def _check_classes(
         return
     for part, name in ((test, "test"), (train, "training")):
         for code in np.setdiff1d(np.unique(y), y[part]):
-            label = labels[code] if code < len(labels) else str(code)
+            label = _label(code, labels)
             split = {"random": "stratified ", "group": "grouped ", "time": "latest rows' "}[how]
             fix = "change prepare.test_size" if how != "group" else "change prepare.test_size or the seed"
             raise QuestError(
@@ -275,7 +279,7 @@ def _time_folds(y: np.ndarray, division: Division, *, task: str, folds: int, lab
             )
         if task == "classification":
             for code in np.setdiff1d(np.unique(y), y[training]):
-                label = labels[code] if code < len(labels) else str(code)
+                label = _label(code, labels)
                 raise QuestError(
                     f"prepare.split: class {label!r} has no row before fold {fold + 1} of {folds} in time, so that "
                     "fold cannot learn it: lower prepare.folds or start the table where every class has occurred"
@@ -292,7 +296,7 @@ def _check_fold_classes(
         return
     for fold in range(folds):
         for code in np.setdiff1d(np.unique(y), y[fold_of == fold]):
-            label = labels[code] if code < len(labels) else str(code)
+            label = _label(code, labels)
             raise QuestError(
                 f"prepare.folds={folds}: class {label!r} ({int(np.sum(y == code))} training rows) cannot reach every "
                 f"fold {why} (fold {fold + 1} holds none): lower prepare.folds or gather more rows of that class"
