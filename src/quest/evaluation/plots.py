@@ -18,8 +18,7 @@ from quest.files import atomic_path  # noqa: E402
 _PNG_METADATA = {"Software": None}
 
 
-def save(figure: plt.Figure, path: Path) -> None:
-    """Write `figure` to `path` whole or not at all, with the same bytes for the same figure, and close it."""
+def _save(figure: plt.Figure, path: Path) -> None:
     figure.tight_layout()
     with atomic_path(path) as staging:
         figure.savefig(staging, format="png", dpi=110, metadata=_PNG_METADATA)
@@ -39,7 +38,7 @@ def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, titl
     for (row, column), count in np.ndenumerate(matrix):
         axes.text(column, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
     axes.set_title(title)
-    save(figure, path)
+    _save(figure, path)
 
 
 def curves(
@@ -60,7 +59,7 @@ def curves(
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
     axes.legend(loc="lower right" if diagonal else "lower left", fontsize=8)
     axes.grid(alpha=0.3)
-    save(figure, path)
+    _save(figure, path)
 
 
 def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> None:
@@ -75,7 +74,7 @@ def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str)
     right.set(xlabel="predicted", ylabel="actual - predicted", title=f"{title}: residuals")
     for axes in (left, right):
         axes.grid(alpha=0.3)
-    save(figure, path)
+    _save(figure, path)
 
 
 def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, path: Path) -> None:
@@ -91,7 +90,7 @@ def training_curves(history: Mapping[str, Sequence[float]], best_epoch: int, pat
         axes.set(xlabel="epoch", ylabel=name, title=f"MLP {name}")
         axes.legend(fontsize=8)
         axes.grid(alpha=0.3)
-    save(figure, path)
+    _save(figure, path)
 
 
 FAMILY_COLOURS = {"neural": "tab:orange", "classic": "tab:blue"}
@@ -135,7 +134,7 @@ def posterior(
     axes.set_ylabel("posterior density")
     axes.set_title(f"Best neural ({neural}) vs best classic ({classic}): posterior of the difference", fontsize=11)
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
-    save(figure, path)
+    _save(figure, path)
 
 
 def comparison_bars(
@@ -172,7 +171,7 @@ def comparison_bars(
     labels += [f"{family}: CV mean, 95% interval" for family in shown]
     axes.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(axis="y", alpha=0.3)
-    save(figure, path)
+    _save(figure, path)
 
 
 def learning_curves(table, *, metric: str, path: Path) -> None:
@@ -203,7 +202,7 @@ def learning_curves(table, *, metric: str, path: Path) -> None:
     axes.set(xlabel="training rows (log scale)", ylabel=metric, title=f"Learning curves ({metric}, same folds)")
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(alpha=0.3)
-    save(figure, path)
+    _save(figure, path)
 
 
 def budget_curves(curves: Mapping[str, Sequence[float]], *, metric: str, path: Path) -> None:
@@ -234,4 +233,31 @@ def budget_curves(curves: Mapping[str, Sequence[float]], *, metric: str, path: P
     )
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.grid(alpha=0.3)
-    save(figure, path)
+    _save(figure, path)
+
+
+def critical_difference(ranks, pvalues, *, tables: int, path: Path, alpha: float = 0.05) -> None:
+    """The critical-difference diagram across tables: each model at its average rank (a Series), those that no
+    pairwise test at `alpha` tells apart (`pvalues`, models x models) joined by a bar; scikit-posthocs draws it."""
+    import scikit_posthocs
+
+    figure, axes = plt.subplots(figsize=(8, 0.35 * len(ranks) + 1.2))
+    scikit_posthocs.critical_difference_diagram(ranks, pvalues, ax=axes, alpha=alpha)
+    axes.set_title(f"Average rank over {tables} tables (1 = best); a bar: no difference shown")
+    _save(figure, path)
+
+
+def network_against_trees(points, path: Path) -> None:
+    """The lecture's figure for a suite: a point per table (`points`: trees, networks, rows), its best network's
+    rescaled score against its best tree ensemble's, sized by its rows; above the diagonal the networks did
+    better."""
+    figure, axes = plt.subplots(figsize=(5.5, 5.5))
+    sizes = 20 + 180 * (points["rows"] / points["rows"].max()) ** 0.5
+    axes.scatter(points["trees"], points["networks"], s=sizes, alpha=0.6, color="tab:blue", edgecolor="black")
+    for table, point in points.iterrows():
+        axes.annotate(str(table), (point["trees"], point["networks"]), fontsize=7, xytext=(4, 3),
+                      textcoords="offset points")  # fmt: skip
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="best tree ensemble (rescaled score)",
+             ylabel="best network (rescaled score)", title="Networks against trees, a point per table")  # fmt: skip
+    _save(figure, path)

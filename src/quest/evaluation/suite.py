@@ -81,21 +81,12 @@ def pairwise_wilcoxon(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def critical_difference(results: pd.DataFrame, path: Path, *, alpha: float = 0.05) -> None:
-    """The critical-difference diagram: each model at its average rank, those no pairwise Wilcoxon–Holm test at
-    `alpha` tells apart joined by a bar (scikit-posthocs draws it)."""
-    import matplotlib
+    """The critical-difference diagram of the average ranks and the pairwise Wilcoxon–Holm tests
+    (quest.evaluation.plots draws it)."""
+    from quest.evaluation import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import scikit_posthocs
-
-    from quest.evaluation.plots import save
-
-    ranks = average_ranks(results)
-    figure, axes = plt.subplots(figsize=(8, 0.35 * len(ranks) + 1.2))
-    scikit_posthocs.critical_difference_diagram(ranks, pairwise_wilcoxon(results), ax=axes, alpha=alpha)
-    axes.set_title(f"Average rank over {results['table'].nunique()} tables (1 = best); a bar: no difference shown")
-    save(figure, path)
+    tables = results["table"].nunique()
+    plots.critical_difference(average_ranks(results), pairwise_wilcoxon(results), tables=tables, path=path, alpha=alpha)
 
 
 def rescaled(results: pd.DataFrame) -> pd.DataFrame:
@@ -112,12 +103,7 @@ def network_against_trees(
 ) -> pd.DataFrame:
     """The lecture's figure, per suite: each table a point, its best network's rescaled score against its best
     tree ensemble's, sized by the table's rows; above the diagonal the networks did better. Returns the points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from quest.evaluation.plots import save
+    from quest.evaluation import plots
 
     found = rescaled(results)
     wide = found.pivot(index="table", columns="model", values="rescaled")
@@ -129,14 +115,5 @@ def network_against_trees(
         },
         index=wide.index,
     )
-    figure, axes = plt.subplots(figsize=(5.5, 5.5))
-    sizes = 20 + 180 * (points["rows"] / points["rows"].max()) ** 0.5
-    axes.scatter(points["trees"], points["networks"], s=sizes, alpha=0.6, color="tab:blue", edgecolor="black")
-    for table, point in points.iterrows():
-        axes.annotate(str(table), (point["trees"], point["networks"]), fontsize=7, xytext=(4, 3),
-                      textcoords="offset points")  # fmt: skip
-    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="best tree ensemble (rescaled score)",
-             ylabel="best network (rescaled score)", title="Networks against trees, a point per table")  # fmt: skip
-    save(figure, path)
+    plots.network_against_trees(points, path)
     return points
