@@ -74,3 +74,14 @@ def timed(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
+
+
+def duration_text(seconds: float) -> str:
+    """A wall time as people read it on a console: 45s, 3m 07s, 1h 02m."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, seconds_left = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds_left:02d}s"
+    return f"{minutes // 60}h {minutes % 60:02d}m"

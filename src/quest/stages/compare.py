@@ -131,10 +131,9 @@ def heartbeat(models: int) -> Iterator[Callable[[], None]]:
             now = time.monotonic()
             if now - last[0] >= HEARTBEAT and interrupts.received() is None:  # a stopped command's line is its last
                 last[0] = now
-                minutes, seconds = divmod(int(now - started), 60)
                 at_work = "; ".join(interrupts.activities()) or "scoring"
-                print(f"compare: {done[0]} of {models} models scored, {minutes}m {seconds:02d}s; at work: {at_work}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(f"compare: {done[0]} of {models} models scored, {timing.duration_text(now - started)}; at "
+                      f"work: {at_work}", file=sys.stderr, flush=True)  # fmt: skip
 
     thread = threading.Thread(target=beat, name="quest-heartbeat", daemon=True)
     thread.start()
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.compare", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
+    params = load_params(args.params, table=args.table)
     prepared = read_prepared(args.data)
     comparison = compare(params, prepared, read_subject(args.reports, prepared))
     origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
