@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro check test fuzz verify lint audit ui server sweep bench-cpu bench-shapes bench-gpu bench-peers lock clean
+.PHONY: help setup repro suite check test fuzz verify lint audit ui server sweep bench-cpu bench-shapes bench-gpu bench-peers lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ repro: $(STAMP) ## run the whole pipeline (dvc repro) on the dataset named in pa
 	$(BIN)/dvc repro
 	@# The last line: identical to the committed results, the same conclusions on another machine, or different.
 	@$(BIN)/python -m quest.verify --workspace
+
+suite: $(STAMP) ## run quest on every table of params.yaml's suite (suite/dvc.yaml), summed up in reports/suite
+	$(BIN)/python -m quest.suite
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), one test file at a time each, so a file's module fixtures
 # and the order of its tests stay in one process. Most tests wait on subprocesses, servers and stores: on two

@@ -15,12 +15,27 @@ def files_needed(stage: str) -> set[str]:
     return {path.relative_to(REPO).as_posix() for path in found}
 
 
+def stages_of(pipeline: str) -> dict:
+    """A dvc.yaml's stages by name, a foreach stage's by the `do` every table's instance runs."""
+    stages = yaml.safe_load((REPO / pipeline).read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
+
+
 def test_every_stage_depends_on_every_module_it_runs():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
-        needed = files_needed(name)
-        assert listed == needed, f"stage {name}: dvc.yaml deps should be exactly {sorted(needed)}"
+    for pipeline in ("dvc.yaml", "suite/dvc.yaml"):
+        for name, stage in stages_of(pipeline).items():
+            listed = {dep for dep in stage["deps"] if dep.startswith("src/")}
+            needed = files_needed(name)
+            assert listed == needed, f"stage {name}: {pipeline} deps should be exactly {sorted(needed)}"
+
+
+def test_a_suite_table_runs_the_stages_of_the_single_table_pipeline_with_its_params():
+    """Each table's stage is the top pipeline's, with --table and the suite's keys besides the params it reads."""
+    top, suite = stages_of("dvc.yaml"), stages_of("suite/dvc.yaml")
+    for name in ("prepare", "train", "evaluate", "compare"):
+        assert suite[name]["cmd"].startswith(f"python -m quest.stages.{name} --params params.yaml --table ${{key}}")
+        own = [key for key in top[name]["params"] if key != "data"]  # the table's entry says where its data is
+        assert suite[name]["params"] == [*own, "suite.profile", "suite.profiles", "suite.tables.${key}"]
 
 
 def test_the_stages_that_make_learners_track_every_learners_own_params_section():
@@ -28,7 +43,7 @@ def test_the_stages_that_make_learners_track_every_learners_own_params_section()
     make learners when it changes. DVC tracks params by top-level key, so each section is listed by name."""
     from quest.learners import registry
 
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = stages_of("dvc.yaml")
     for name in ("compare", "learning", "tune"):
         missing = sorted(set(registry.sections()) - set(stages[name]["params"]))
         assert missing == [], f"dvc.yaml: stage {name}'s params should list {', '.join(missing)}"

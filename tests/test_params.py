@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from quest.errors import QuestError
 from quest.learners.registry import load_params, params_from_dict
@@ -49,6 +50,12 @@ def test_repo_params_load_into_typed_frozen_objects():
             "train.data_parallel must be 1 when train.backend is torch",
         ),
         ({"seedz": 1}, "unknown key seedz; did you mean seed?"),
+        ({"prepare": {"max_train_rows": 20}}, "prepare.max_train_rows must be null (every training row) or at least"),
+        ({"suite": {"profile": "huge"}}, "suite.profile must be one of lite, full (suite.profiles) (got 'huge')"),
+        ({"suite": {"tables": {"x": {"source": "digitz"}}}}, "suite.tables.x.source: no table named 'digitz'; did"),
+        ({"suite": {"tables": {"x": {"path": "a.csv"}}}}, "suite.tables.x.target must be a column name when the"),
+        ({"suite": {"tables": {"x": {"source": "oj", "task": "rank"}}}}, "suite.tables.x.task must be one of"),
+        ({"suite": {"tables": {"x": {"source": "oj", "metric": "auc"}}}}, "suite.tables.x.metric must be one of"),
         ({"compare": {"models": ["logreg", "logreg"]}}, "compare.models must be a list naming each model once"),
         (
             {"compare": {"baselines": ["logreg"]}},  # its name until it listed the neural entrants too
@@ -88,3 +95,26 @@ def test_unreadable_params_files(tmp_path: Path, text: str, message: str):
 def test_missing_params_file(tmp_path: Path):
     with pytest.raises(QuestError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_a_suite_table_runs_with_its_entry_its_profile_and_the_rest_of_params_yaml(tmp_path):
+    raw = repo_params(train={"epochs": 7})
+    raw["suite"]["tables"] = {"t": {"path": "data/raw/t.csv", "target": "y", "drop": ["id"], "split": {"kind": "group",
+                              "column": "who"}, "metric": "f1"}}  # fmt: skip
+    raw["suite"]["profiles"]["lite"] = {"prepare": {"repeats": 1, "max_train_rows": 500}, "train": {"seeds": 2}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    params = load_params(path, table="t")
+    assert (params.data.source, params.data.path, params.data.target, params.data.drop) == (
+        "csv", "data/raw/t.csv", "y", ("id",))  # fmt: skip
+    assert (params.prepare.split.kind, params.prepare.split.column) == ("group", "who")
+    assert (params.prepare.repeats, params.prepare.max_train_rows, params.train.seeds) == (1, 500, 2)  # the profile
+    assert params.train.epochs == 7 and params.compare.metric == "f1"
+    assert (params.mlflow.experiment, params.mlflow.registered_model) == ("quest-suite", "")
+    assert load_params(REPO / "params.yaml", table="ames").compare.metric == "tabarena"  # unless an entry says
+    with pytest.raises(QuestError, match=r"^params.yaml: suite.tables has no table 'x'; it has t$"):
+        load_params(path, table="x")
+    raw["suite"]["profiles"]["lite"] = {"prepare": {"repeats": 0}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(QuestError, match=r"^suite table t \(lite profile\): params.yaml: prepare.repeats must be"):
+        load_params(path, table="t")

@@ -49,7 +49,8 @@ TINY = {
 # does not depend on how many models run, and a tiny run of every model costs about 30 s more on 2 cores.
 LIGHT = ["logreg"]
 TINY_LIGHT = merge(TINY, {"compare": {"models": LIGHT}})
-OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns")
+OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns", "suite/dvc.lock",
+           "suite/tables")  # fmt: skip
 
 
 def environment(cwd: Path) -> dict[str, str]:

@@ -78,3 +78,18 @@ def test_prepare_writes_what_later_stages_read(tmp_path):
 def test_reading_before_prepare_is_a_clear_error(tmp_path):
     with pytest.raises(QuestError, match=r"schema.json: not found; run `dvc repro prepare` first"):
         read_prepared(tmp_path)
+
+
+def test_max_train_rows_samples_the_training_split_stratified_and_leaves_the_test_split_whole():
+    rng = np.random.default_rng(1)
+    features = pd.DataFrame({"x": rng.normal(size=400)})
+    target = pd.Series(["rare"] * 40 + ["common"] * 360, name="label")
+    dataset = Dataset(features=features, target=target, name="toy", source="inline", task="classification")
+    whole = prepare(dataset, test_size=0.25, folds=3, seed=0)
+    capped = prepare(dataset, test_size=0.25, folds=3, seed=0, max_train_rows=100)
+    assert (capped["test_rows.npy"] == whole["test_rows.npy"]).all()  # the same test split, whole
+    assert len(capped["y_train.npy"]) == 100 and np.bincount(capped["y_train.npy"]).tolist() == [90, 10]
+    assert capped["schema"].sampled_from == 300 and capped["schema"].rows == 400
+    assert "sampled_from" not in whole["schema"].to_dict()  # an unsampled schema.json is what it was before
+    again = prepare(dataset, test_size=0.25, folds=3, seed=0, max_train_rows=100)
+    assert (again["X_train.npy"] == capped["X_train.npy"]).all()  # seeded

@@ -28,4 +28,8 @@ def stage_parser(module: str, description: str | None, *options: str) -> argpars
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=Path, default=default, help=f"{text} (default: %(default)s)"
         )
+    if "params" in options:
+        parser.add_argument(
+            "--table", metavar="NAME", help="run as this table of params.yaml's suite.tables runs (suite/dvc.yaml)"
+        )
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -108,10 +109,14 @@ class PrepareParams:
     test_size: float
     folds: int
     repeats: int
+    max_train_rows: int | None  # a seeded, stratified sample of the training split at most this large; None: all
     split: SplitParams
 
     def __post_init__(self) -> None:
         require(0 < self.test_size < 1, "prepare.test_size", "between 0 and 1 (exclusive)", self.test_size)
+        require(self.max_train_rows is None or self.max_train_rows >= 10 * self.folds, "prepare.max_train_rows",
+                f"null (every training row) or at least 10 rows a fold ({10 * self.folds})",
+                self.max_train_rows)  # fmt: skip
         require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
         require(1 <= self.repeats <= 20, "prepare.repeats", "an integer from 1 to 20", self.repeats)
         require(self.repeats == 1 or self.split.kind != "time", "prepare.repeats",
@@ -304,6 +309,103 @@ class VerifyParams:
         return self.tolerance.get(metric, self.tolerance["default"])
 
 
+# What a suite's table may say: where it comes from (a named table, or a CSV's path and target), its own columns
+# to leave out, task and split (as prepare.split), and the metric it is judged on (TabArena's unless it says).
+TABLE_KEYS = ("source", "path", "target", "drop", "task", "split", "metric")
+TABLE_SOURCES = ("breast_cancer", "wine", "diabetes", *catalogue.NAMES)  # the named tables: embedded, packaged
+TABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+RANDOM_SPLIT = {"kind": "random", "column": None, "gap": 0, "feature": False}
+
+
+@dataclass(frozen=True)
+class SuiteParams:
+    """`make suite` (suite/dvc.yaml): the single-table protocol on each of `tables`, with `profile`'s overrides of
+    the params (a mapping laid out as params.yaml is). Tables are keyed by name, which names their DVC stages
+    (prepare@ames) and folder (suite/tables/ames): so a table added runs alone, whatever its place."""
+
+    profile: str
+    profiles: dict[str, dict[str, Any]]
+    tables: dict[str, dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        require(self.profile in self.profiles, "suite.profile", f"one of {', '.join(self.profiles)} (suite.profiles)",
+                self.profile)  # fmt: skip
+        require(bool(self.tables), "suite.tables", "a mapping of at least one table, by name", self.tables)
+        for name, entry in self.tables.items():
+            check_table(name, entry)
+
+
+def check_table(name: str, entry: dict[str, Any]) -> None:
+    """One suite table's entry, each problem named by its key (suite.tables.<name>.<key>)."""
+    key = f"suite.tables.{name}"
+    require(bool(TABLE_NAME.fullmatch(name)), key, "named with letters, digits, _ and - (it names a DVC stage and a "
+            "folder)", name)  # fmt: skip
+    for found in entry:
+        if found not in TABLE_KEYS:
+            raise QuestError(f"params.yaml: unknown key {key}.{found}; allowed: {', '.join(TABLE_KEYS)}")
+    require(("source" in entry) != ("path" in entry), key, "a mapping with either source (a named table) or path "
+            "and target (a CSV)", entry)  # fmt: skip
+    if "source" in entry:
+        source = entry["source"]
+        if source not in TABLE_SOURCES:
+            near = difflib.get_close_matches(str(source), TABLE_SOURCES, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise QuestError(
+                f"params.yaml: {key}.source: no table named {source!r}; {hint}the named tables are "
+                f"{', '.join(TABLE_SOURCES)} (docs/suite.md), or give path and target for a CSV"
+            )
+    else:
+        target = entry.get("target")
+        require(isinstance(target, str) and bool(target.strip()), f"{key}.target",
+                "a column name when the entry gives a CSV path", target)  # fmt: skip
+        _coerce(str, entry["path"], f"{key}.path")
+    hints = typing.get_type_hints(DataParams)
+    for field_name in ("drop", "task"):
+        if field_name in entry:
+            _coerce(hints[field_name], entry[field_name], f"{key}.{field_name}")
+    if "split" in entry:
+        require(isinstance(entry["split"], dict), f"{key}.split", "a mapping as prepare.split", entry["split"])
+        try:
+            _build(SplitParams, {**RANDOM_SPLIT, **entry["split"]}, f"{key}.split")
+        except QuestError as error:  # SplitParams names its keys as prepare.split's
+            raise QuestError(str(error).replace("prepare.split.", f"{key}.split.")) from None
+    if "metric" in entry:
+        _coerce(Metric, entry["metric"], f"{key}.metric")
+
+
+def for_table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """params.yaml's mapping as suite table `name` runs: the profile's overrides, then the entry's data, split and
+    metric (TabArena's when it names none), its runs in the suite's MLflow experiment and no model registered."""
+    suite = raw["suite"]
+    entry = suite["tables"][name]
+    found = _overridden(raw, suite["profiles"][suite["profile"]])
+    found["data"] = {
+        **found["data"],
+        "source": entry.get("source", "csv"),
+        "path": entry.get("path"),
+        "target": entry.get("target"),
+        "drop": entry.get("drop", []),
+        "task": entry.get("task", "auto"),
+    }
+    found["prepare"] = {**found["prepare"], "split": {**RANDOM_SPLIT, **entry.get("split", {})}}
+    found["compare"] = {**found["compare"], "metric": entry.get("metric", "tabarena")}
+    found["mlflow"] = {**found["mlflow"], "experiment": suite_experiment(raw["mlflow"]["experiment"]),
+                       "registered_model": ""}  # fmt: skip
+    return found
+
+
+def suite_experiment(experiment: str) -> str:
+    """The MLflow experiment of the suite's runs, beside the single table's."""
+    return f"{experiment}-suite"
+
+
+def _overridden(raw: Any, overrides: Any) -> Any:
+    """`raw` with `overrides` laid over it, mapping by mapping (a key it lacks is kept, for the check to name)."""
+    if not isinstance(raw, dict) or not isinstance(overrides, dict):
+        return overrides
+    return {**raw, **{key: _overridden(raw.get(key), value) for key, value in overrides.items()}}
+
+
 @dataclass(frozen=True)
 class Params:
     seed: int
@@ -315,6 +417,7 @@ class Params:
     learning: LearningParams
     mlflow: MlflowParams
     verify: VerifyParams
+    suite: SuiteParams
     # The learners' own sections (RealMLP's, TabM's, ...), each under its learner's name: their dataclasses live
     # with the learners, and the registry says which there are (quest.learners.registry.SECTIONS).
     sections: Mapping[str, Any] = field(default_factory=dict)
@@ -333,9 +436,10 @@ class Params:
 Sections = Mapping[str, type]  # top-level key -> the dataclass its mapping is validated into
 
 
-def read_params(path: Path, sections: Sections | None) -> Params:
+def read_params(path: Path, sections: Sections | None, *, table: str | None = None) -> Params:
     """Read and validate params.yaml, with the learners' `sections` besides the pipeline's own; every problem is a
-    QuestError naming the key. `sections=None`: the learners' sections are not read here (see the module's text)."""
+    QuestError naming the key. `sections=None`: the learners' sections are not read here (see the module's text).
+    `table`: the params as that table of the suite runs them (`for_table`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -350,7 +454,15 @@ def read_params(path: Path, sections: Sections | None) -> Params:
         raise QuestError(f"{path}: invalid YAML{where}") from None
     if raw is None:
         raise QuestError(f"{path}: the file is empty")
-    return build_params(raw, sections)
+    params = build_params(raw, sections)
+    if table is None:
+        return params
+    if table not in params.suite.tables:
+        raise QuestError(f"params.yaml: suite.tables has no table {table!r}; it has {', '.join(params.suite.tables)}")
+    try:
+        return build_params(for_table(raw, table), sections)
+    except QuestError as error:
+        raise QuestError(f"suite table {table} ({params.suite.profile} profile): {error}") from None
 
 
 # Keys that were renamed: the old name gets a line naming the new one.

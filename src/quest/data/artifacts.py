@@ -73,6 +73,12 @@ class Schema:
     folds: int
     repeats: int
     split: Split | None = None  # None: at random (prepare.split.kind random), as every table was before it
+    sampled_from: int | None = None  # the training split's rows before prepare.max_train_rows sampled it; None: not
+
+    @property
+    def rows(self) -> int:
+        """The table's rows, test and training split, before any sample of the training split."""
+        return (self.sampled_from or self.n_train) + self.n_test
 
     @property
     def split_param(self) -> str:
@@ -87,6 +93,8 @@ class Schema:
         found = asdict(self)
         if self.split is None:  # a random split's schema.json is byte for byte what it was before prepare.split
             del found["split"]
+        if self.sampled_from is None:  # and an unsampled one what it was before prepare.max_train_rows
+            del found["sampled_from"]
         return found
 
     def outputs(self) -> list[str]:

@@ -105,9 +105,10 @@ def sections() -> dict[str, type]:
     return {name: entry.section for name, entry in LEARNERS.items() if entry.section is not None}
 
 
-def load_params(path: Path) -> Params:
-    """params.yaml, read and validated with every learner's own section (quest.params.read_params)."""
-    return config.read_params(path, sections())
+def load_params(path: Path, *, table: str | None = None) -> Params:
+    """params.yaml, read and validated with every learner's own section (quest.params.read_params); `table`: as that
+    table of the suite runs."""
+    return config.read_params(path, sections(), table=table)
 
 
 def params_from_dict(raw: Any) -> Params:

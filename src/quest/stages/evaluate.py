@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.evaluate", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
+    params = load_params(args.params, table=args.table)
     prepared = read_prepared(args.data)
     backend.configure(params.train.backend, params.train.device, params.seed)
     from quest.learners.networks import load_mlp, predict

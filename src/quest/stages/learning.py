@@ -55,7 +55,7 @@ def _finite(value: object) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.learning", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params, table=args.table)
     if params.learning.fractions:
         learn(args, params)
         logged = [args.reports / paths.LEARNING_DIR.name]

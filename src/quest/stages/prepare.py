@@ -14,7 +14,7 @@ from quest.data import leaks
 from quest.data.artifacts import Column, Preprocessing, Schema, Split
 from quest.data.preprocess import fit_preprocessing, infer_columns
 from quest.data.sources import Dataset, load_dataset
-from quest.data.splits import RANDOM, Division, assign_folds, division_of, split_indices
+from quest.data.splits import RANDOM, Division, assign_folds, division_of, split_indices, subsample
 from quest.errors import QuestError, run_cli
 from quest.files import atomic_dir, write_json
 from quest.params import SplitParams, read_params
@@ -30,16 +30,29 @@ def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, tuple[str, 
 
 
 def prepare(
-    dataset: Dataset, *, test_size: float, folds: int, seed: int, repeats: int = 1, split: SplitParams | None = None
+    dataset: Dataset,
+    *,
+    test_size: float,
+    folds: int,
+    seed: int,
+    repeats: int = 1,
+    split: SplitParams | None = None,
+    max_train_rows: int | None = None,
 ) -> dict:
     """Everything prepare writes, computed in memory: arrays, the fitted preprocessing and the schema. A group or
-    time `split` divides the rows by its column (dataset.split_values), in the test split and every fold."""
+    time `split` divides the rows by its column (dataset.split_values), in the test split and every fold. Past
+    `max_train_rows` the training split is a seeded sample of itself (stratified; whole groups; the latest rows),
+    and the test split stays whole."""
     y, class_labels = encode_target(dataset.target, dataset.task)
     division = divide(dataset, split, folds=folds)
     try:
         train_rows, test_rows = split_indices(
             y, task=dataset.task, test_size=test_size, seed=seed, labels=class_labels, division=division
         )
+        sampled_from = None
+        if max_train_rows is not None and len(train_rows) > max_train_rows:
+            sampled_from, fraction = len(train_rows), max_train_rows / len(train_rows)
+            train_rows = subsample(train_rows, y, fraction, task=dataset.task, seed=seed, division=division)
         fold_of = assign_folds(
             y[train_rows], task=dataset.task, folds=folds, seed=seed, repeats=repeats, labels=class_labels,
             division=division.of(train_rows),
@@ -72,6 +85,7 @@ def prepare(
             division.kind, str(split.column), gap=split.gap,
             groups=division.units(train_rows) if division.kind == "group" else 0,
         ),
+        sampled_from=sampled_from,
     )  # fmt: skip
     keys = {} if division.keys is None else {paths.SPLIT_KEYS: division.keys[train_rows]}
     return {
@@ -133,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.prepare", __doc__, "params", "out")
     args = parser.parse_args(argv)
 
-    params = read_params(args.params, sections=None)  # it makes no learner: their sections are train's to check
+    params = read_params(args.params, sections=None, table=args.table)  # it makes no learner: see quest.params
     root = paths.repo_root(args.params.parent)
     split = params.prepare.split
     dataset = load_dataset(params.data, seed=params.seed, root=root, split=split)
@@ -144,14 +158,16 @@ def main(argv: list[str] | None = None) -> None:
         repeats=params.prepare.repeats,
         seed=params.seed,
         split=split,
+        max_train_rows=params.prepare.max_train_rows,
     )
     write_prepared(result, args.out)
     schema: Schema = result["schema"]
     for notice in result["notices"]:
         print(f"prepare: notice: {dataset.source}: {notice}", file=sys.stderr)
     divided = f", split {schema.split.describe()}" if schema.split is not None else ""
+    capped = f" (sampled from {schema.sampled_from})" if schema.sampled_from is not None else ""
     print(
-        f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train / {schema.n_test} test rows, "
+        f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train{capped} / {schema.n_test} test rows, "
         f"{len(schema.columns)} columns -> {len(schema.features)} features, "
         f"{schema.folds} folds x {schema.repeats} repeats{divided} -> {args.out}",
         file=sys.stderr,

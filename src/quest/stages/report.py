@@ -21,7 +21,7 @@ from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL
 def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.report", __doc__, "params", "data", "model", "reports")
     args = parser.parse_args(argv)
-    params = read_params(args.params, sections=None)  # it makes no learner: their sections are train's to check
+    params = read_params(args.params, sections=None, table=args.table)  # it makes no learner: see quest.params
     schema = Schema.from_dict(read_json(require(args.data / paths.SCHEMA, "prepare")))
     config_path = args.model.parent / paths.MODEL_CONFIG.name
     config = read_json(config_path) if config_path.is_file() else None

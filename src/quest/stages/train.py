@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.train", __doc__, "params", "data", "model", "cv_out")
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
+    params = load_params(args.params, table=args.table)
     prepared = read_prepared(args.data)
     learner = MLP(params.train, seed=params.seed)
     device = learner.configure()

@@ -35,7 +35,7 @@ TRIALS_FILE, BUDGET_FILE, CHART_FILE = "trials.csv", "budget.csv", "budget.png"
 def main(argv: list[str] | None = None) -> None:
     parser = arguments.stage_parser("stages.tune", __doc__, "params", "data", "reports")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params, table=args.table)
     if params.tune.trials:
         tune(args, params)
         logged = [args.reports / paths.TUNING_DIR.name]

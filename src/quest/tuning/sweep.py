@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the launcher: this process is one
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params, table=args.table)
     if params.tune.trials == 0:
         raise QuestError("params.yaml: tune.trials is 0 (tuning off); a sweep needs a budget, e.g. tune.trials: 12")
     if params.tune.storage is None:
