@@ -57,8 +57,8 @@ lint: $(STAMP) ## ruff: style, import order and formatting
 audit: $(STAMP) ## pip-audit of requirements.lock (needs the internet; --strict: unaudited counts as failed)
 	$(BIN)/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off
 
-ui: $(STAMP) ## open the MLflow UI on http://127.0.0.1:5000 for the repo's mlflow.db
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+ui: $(STAMP) ## the MLflow UI for the repo's mlflow.db on 127.0.0.1:5000, opened on quest's runs (not GenAI's page)
+	$(BIN)/python -m quest.ui
 
 server: $(STAMP) ## a team tracking server to try: mlflow server on PostgreSQL, http://127.0.0.1:5001
 	scripts/server.sh

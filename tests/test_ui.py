@@ -1,9 +1,11 @@
 """The MLflow UI, checked as a person would: Debian's Chromium, headless, against `mlflow ui` on 127.0.0.1.
 
-The pipeline runs on tiny settings; then the browser opens the experiment, finds the comparison's runs, ticks
-the MLP and every baseline, presses Compare, and reads the compare view. The last screen is saved as
-reports/ui_compare.png in the project, and copied to reports/ui_compare.png of this checkout (git ignores it) or
-to $QUEST_UI_SCREENSHOT when that is set, for a person to look at.
+The pipeline and a suite of two tables run on tiny settings; then the browser opens the runs pages `make ui`
+names (not MLflow 3's GenAI overview), expands the suite's and the comparisons' parent runs, finds the
+comparison's runs, ticks the MLP and every baseline, presses Compare, and reads the compare view. The screens
+are saved in the project's reports/ and copied to this checkout's reports/ (ui_runs.png, ui_suite.png,
+ui_compare.png; git ignores them), the compare view to $QUEST_UI_SCREENSHOT when that is set, for a person to
+look at.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,19 +53,26 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = copy_repo(tmp_path_factory.mktemp("quest"), repo_params(**TINY))
+    """The pipeline, then a suite of two tables with two baselines, on tiny settings."""
+    params = repo_params(**TINY)
+    params["suite"]["tables"] = {name: {"source": name} for name in ("house_prices", "credit_card")}
+    params["suite"]["profiles"]["lite"] = {
+        "prepare": {"max_train_rows": 200},
+        "compare": {"models": ["logreg", "forest"]},
+    }
+    root = copy_repo(tmp_path_factory.mktemp("quest"), params)
     run(["dvc", "repro"], root)
+    run(["python", "-m", "quest.suite"], root)
     return root
 
 
 @pytest.fixture(scope="module")
-def ui(project: Path) -> Iterator[str]:
-    """`make ui`'s command on a free port, for the project's store; its URL."""
+def ui(project: Path) -> Iterator[dict[str, str]]:
+    """`make ui`'s command (python -m quest.ui) on a free port, for the project's store: the runs pages it says,
+    by experiment."""
     port = free_port()
     log_path = project / "mlflow-ui.log"
-    store = f"sqlite:///{project / 'mlflow.db'}"
-    address = ["--host", "127.0.0.1", "--port", str(port)]
-    command = ["mlflow", "ui", "--backend-store-uri", store, *address, "--workers", "2"]
+    command = ["python", "-m", "quest.ui", "--port", str(port), "--no-browser"]
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command,
@@ -70,12 +80,16 @@ def ui(project: Path) -> Iterator[str]:
             env=environment(project),
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers go with it
+            start_new_session=True,  # its own process group: mlflow ui and its workers go with it
         )
     try:
         wait_healthy(port, process, log_path)
         assert bound_addresses(port) == {"127.0.0.1"}  # loopback only
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while "ui: quest: " not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        said = [line for line in log_path.read_text().splitlines() if line.startswith("ui: ")]
+        yield dict(line[len("ui: ") :].split(": ", 1) for line in said)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -132,15 +146,17 @@ def wait_for(driver, condition: Callable, message: str):
     return WebDriverWait(driver, WAIT_SECONDS).until(condition, message)
 
 
-def compare_in_the_ui(
-    driver, url: str, experiment_id: str, parent_id: str, run_ids: dict[str, str], screenshot: Path
-) -> None:
-    """Experiment page → model-training runs → the comparison's runs → tick each → Compare; checks the view."""
-    driver.get(f"{url}/#/experiments/{experiment_id}")
-    click(driver, (By.XPATH, "//*[normalize-space()='Model training']"))  # MLflow 3 opens on the GenAI tab
-    search = wait_for(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, "input[data-testid='search-box']")), "runs")
+def close_assistant(driver) -> None:
+    """The assistant's side panel would squeeze the runs table and the screenshot."""
     for close in driver.find_elements(By.CSS_SELECTOR, "[data-component-id='mlflow.assistant.chat_panel.close']"):
-        close.click()  # the assistant's side panel would squeeze the table and the screenshot
+        close.click()
+
+
+def compare_in_the_ui(driver, page: str, parent_id: str, run_ids: dict[str, str], screenshot: Path) -> None:
+    """The runs page `make ui` opens on → the comparison's runs → tick each → Compare; checks the view."""
+    driver.get(page)
+    search = wait_for(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, "input[data-testid='search-box']")), "runs")
+    close_assistant(driver)
     search.send_keys(f"tags.{TAG_GROUP} = '{parent_id}'", Keys.ENTER)
     wait_for(driver, EC.url_contains(f"{parent_id}%27"), "the search was not applied")
 
@@ -176,8 +192,58 @@ def compare_in_the_ui(
     assert all(run_id in charted for run_id in run_ids.values()), charted
 
 
+def test_make_ui_opens_on_the_runs_with_each_comparison_a_click_from_its_models(
+    project: Path, ui: dict[str, str], browser, tmp_path: Path
+):
+    """Not MLflow 3's GenAI overview ("Traces: 0"): the runs table, the comparison's row there, and one click on its
+    expander shows a row per model. The screen is saved as reports/ui_runs.png for a person to look at."""
+    runs = mlflow_runs(project)
+    parent = next(r for r in runs if r.data.tags.get(TAG_MODEL) == "comparison")
+    assert ui["quest"] == f"{ui['quest'].split('/#')[0]}/#/experiments/{parent.info.experiment_id}/runs"
+    browser.get(ui["quest"])
+    row = ".ag-pinned-left-cols-container [row-id='{}']"
+    wait_for(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, row.format(parent.info.run_id))), "no row")
+    assert "/runs?" in browser.current_url  # the runs table, not the GenAI overview it would otherwise open on
+    wait_for(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, "input[data-testid='search-box']")), "runs")
+    close_assistant(browser)
+    click(browser, (By.CSS_SELECTOR, row.format(parent.info.run_id) + " button"))  # the one click
+    children = [r for r in runs if r.data.tags.get(TAG_GROUP) == parent.info.run_id]
+    for child in children:
+        wait_for(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, row.format(child.info.run_id))),
+                 f"{child.info.run_name} is not shown under its comparison")  # fmt: skip
+    screenshot = project / "reports" / "ui_runs.png"
+    assert browser.save_screenshot(str(screenshot))
+    shutil.copyfile(screenshot, os.environ.get("QUEST_UI_RUNS_SCREENSHOT") or REPO / "reports" / "ui_runs.png")
+
+
+def test_the_suite_opens_on_its_runs_with_each_table_a_click_from_the_suite_and_its_models_from_the_table(
+    project: Path, ui: dict[str, str], browser
+):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["quest-suite"], output_format="list")
+    suite = next(r for r in runs if r.data.tags.get(TAG_MODEL) == "suite")
+    table = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == suite.info.run_id)
+    comparison = table.data.tags["quest.comparison_run"]
+    browser.get(ui["quest-suite"])
+    row = ".ag-pinned-left-cols-container [row-id='{}']"
+    for shown in (suite.info.run_id, comparison):  # the suite's row and the table's comparison, side by side
+        wait_for(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, row.format(shown))), f"no row {shown}")
+    close_assistant(browser)
+    click(browser, (By.CSS_SELECTOR, row.format(suite.info.run_id) + " button"))
+    wait_for(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, row.format(table.info.run_id))), "no table")
+    click(browser, (By.CSS_SELECTOR, row.format(comparison) + " button"))
+    models = [r for r in runs if r.data.tags.get(TAG_GROUP) == comparison]
+    assert sorted(r.info.run_name for r in models) == ["forest", "logreg", "mlp"]  # the MLP's run is train's, joined
+    for model in models:
+        wait_for(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, row.format(model.info.run_id))),
+                 f"{model.info.run_name} is not shown under its table's comparison")  # fmt: skip
+    assert browser.save_screenshot(str(REPO / "reports" / "ui_suite.png"))
+
+
 def test_the_compare_view_lines_up_the_mlp_and_every_baseline_on_cv_mean(
-    project: Path, ui: str, browser, tmp_path: Path
+    project: Path, ui: dict[str, str], browser, tmp_path: Path
 ):
     runs = mlflow_runs(project)
     parent = next(r for r in runs if r.data.tags.get(TAG_MODEL) == "comparison")
@@ -186,7 +252,7 @@ def test_the_compare_view_lines_up_the_mlp_and_every_baseline_on_cv_mean(
 
     screenshot = project / "reports" / "ui_compare.png"
     try:
-        compare_in_the_ui(browser, ui, parent.info.experiment_id, parent.info.run_id, children, screenshot)
+        compare_in_the_ui(browser, ui["quest"], parent.info.run_id, children, screenshot)
     except Exception as error:
         browser.save_screenshot(str(tmp_path / "failure.png"))
         (tmp_path / "failure.html").write_text(browser.page_source)
