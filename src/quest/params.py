@@ -330,9 +330,10 @@ class SuiteParams:
     def __post_init__(self) -> None:
         require(self.profile in self.profiles, "suite.profile", f"one of {', '.join(self.profiles)} (suite.profiles)",
                 self.profile)  # fmt: skip
-        require(bool(self.tables), "suite.tables", "a mapping of at least one table, by name", self.tables)
         for name, entry in self.tables.items():
             check_table(name, entry)
+        require(len(self.tables) >= 2, "suite.tables", "a mapping of at least two tables, by name (a suite sums up "
+                "across tables; one table is the pipeline's own job, `make repro`)", list(self.tables))  # fmt: skip
 
 
 def check_table(name: str, entry: dict[str, Any]) -> None:
