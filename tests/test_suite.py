@@ -75,7 +75,7 @@ def test_each_table_runs_its_own_chain_then_the_summary_sums_them_up(project):
     assert summary["elo"]["forest"]["elo"] == pytest.approx(1000.0)  # calibrated as TabArena calibrates
     for model, elo in summary["elo"].items():
         assert elo["low"] <= elo["elo"] <= elo["high"], model
-    assert summary["words"].startswith("Across 2 real tables (546 to 1,319 rows; ")
+    assert summary["words"].startswith("Across 2 tables (546 to 1,319 rows; ")
     report = (root / "reports" / "suite" / "report.md").read_text()
     assert summary["words"] in report and "| credit_card | 1,319 |" in report
     for image in ("critical_difference.png", "networks_vs_trees.png"):

@@ -12,6 +12,7 @@ from quest.errors import run_cli
 PIPELINE = ("prepare", "train", "evaluate", "compare", "learning", "tune", "report")
 MODULES = {name: f"quest.stages.{name}" for name in PIPELINE}
 MODULES |= {"sweep": "quest.tuning.sweep", "predict": "quest.predict", "verify": "quest.verify"}
+MODULES |= {"suite": "quest.suite", "summary": "quest.stages.summary", "ui": "quest.ui"}
 
 STAGES = {
     "prepare": "load, validate and split the data; fit preprocessing on the training split",
@@ -24,6 +25,9 @@ STAGES = {
     "report": "assemble reports/report.md and the self-contained reports/report.html",
     "predict": "the trained MLP's answers for the raw rows of a CSV file (quest predict --input a.csv --output b.csv)",
     "verify": "recompute a commit from scratch and check its committed metrics (make verify)",
+    "suite": "every table of params.yaml's suite.tables through the pipeline, then the summary (make suite)",
+    "summary": "the suite's last stage: verdicts, Elo, tests and pictures across its tables, in reports/suite",
+    "ui": "the MLflow UI for the repository's store, opened on quest's runs (make ui)",
 }
 
 

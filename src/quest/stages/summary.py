@@ -161,7 +161,7 @@ def words(found: Mapping[str, Any], tables: list[TableRun], params: Params) -> s
     kinds = pd.Series([table.task for table in tables]).value_counts()
     shape = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
     text = [
-        f"Across {len(tables)} real tables ({rows[0]:,} to {rows[-1]:,} rows; {shape}; the {params.suite.profile} "
+        f"Across {len(tables)} tables ({rows[0]:,} to {rows[-1]:,} rows; {shape}; the {params.suite.profile} "
         f"profile), the best network against the best classic model was {_counts(found['families'])}."
     ]
     for name, counts in found["entrants"].items():
