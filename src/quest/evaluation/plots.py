@@ -257,7 +257,9 @@ def network_against_trees(points, path: Path) -> None:
     for table, point in points.iterrows():
         axes.annotate(str(table), (point["trees"], point["networks"]), fontsize=7, xytext=(4, 3),
                       textcoords="offset points")  # fmt: skip
-    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="best tree ensemble (rescaled score)",
+    # Both axes over the points' range (each table's worst model, often the single tree, sits far below them).
+    low = max(0.0, min(points["trees"].min(), points["networks"].min()) - 0.05)
+    axes.plot([low, 1], [low, 1], color="grey", linestyle="--", linewidth=1)
+    axes.set(xlim=(low, 1.02), ylim=(low, 1.02), xlabel="best tree ensemble (rescaled score)",
              ylabel="best network (rescaled score)", title="Networks against trees, a point per table")  # fmt: skip
     _save(figure, path)

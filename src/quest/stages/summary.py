@@ -202,17 +202,22 @@ def report(found: Mapping[str, Any], params: Params) -> str:
         )
     for name, why in found["failed"].items():
         lines.append(f"| {name} | | | | | | | failed: {why} | | | |")
-    profile = params.suite.profiles[params.suite.profile]
-    lines += ["", f"Profile `{params.suite.profile}`: {profile or 'the single-table protocol'}; each table judged on "
-              "TabArena's metric for its task unless its entry names one; every score is a model's CV mean over the "
-              "table's folds."]  # fmt: skip
+    overrides = ", ".join(f"`{key}: {value}`" for key, value in _flat(params.suite.profiles[params.suite.profile]))
+    lines += ["", f"Profile `{params.suite.profile}`: {overrides or 'the single-table protocol'}; each table judged "
+              "on TabArena's metric for its task unless its entry names one; every score is a model's CV mean over "
+              "the table's folds."]  # fmt: skip
     if "elo" in found:
         lines += ["", "## Models", "", "| model | Elo [95 %] | average rank | normalised score |", "|---|---|---|---|"]
+        unbounded = [model for model, v in found["elo"].items() if v["low"] < 0]
         for model, v in found["elo"].items():
             lines.append(
                 f"| {model} | {v['elo']:.0f} [{v['low']:.0f}, {v['high']:.0f}] | "
                 f"{found['average_rank'][model]:.2f} | {found['normalised_score'][model]:.3f} |"
             )
+        if unbounded:
+            lines += ["", f"{', '.join(unbounded)}: an interval reaching below 0 comes from bootstrap draws of "
+                      "tables on which the model lost to every other, where Bradley–Terry has no finite estimate; "
+                      "read its far end as 'far below', not as a number."]  # fmt: skip
         lines += [
             "",
             f"![critical-difference diagram]({CD_CHART})",
@@ -227,6 +232,17 @@ def report(found: Mapping[str, Any], params: Params) -> str:
             "better.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _flat(overrides: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A profile's overrides as (dotted key, value) pairs: prepare.repeats, 1."""
+    found = []
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            found += _flat(value, f"{prefix}{key}.")
+        else:
+            found.append((f"{prefix}{key}", value))
+    return found
 
 
 @timing.timed("mlflow")
