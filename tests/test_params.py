@@ -50,6 +50,10 @@ def test_repo_params_load_into_typed_frozen_objects():
             "train.data_parallel must be 1 when train.backend is torch",
         ),
         ({"seedz": 1}, "unknown key seedz; did you mean seed?"),
+        (
+            {"compare": {"executor": "ray://h:1"}},
+            "compare.executor must be local or dask://host:port (got 'ray://h:1')",
+        ),
         ({"prepare": {"max_train_rows": 20}}, "prepare.max_train_rows must be null (every training row) or at least"),
         ({"suite": {"profile": "huge"}}, "suite.profile must be one of lite, full (suite.profiles) (got 'huge')"),
         ({"suite": {"tables": {"x": {"source": "digitz"}}}}, "suite.tables.x.source: no table named 'digitz'; did"),
@@ -100,7 +104,7 @@ def test_missing_params_file(tmp_path: Path):
 def test_a_suite_table_runs_with_its_entry_its_profile_and_the_rest_of_params_yaml(tmp_path):
     raw = repo_params(train={"epochs": 7})
     raw["suite"]["tables"] = {"t": {"path": "data/raw/t.csv", "target": "y", "drop": ["id"], "split": {"kind": "group",
-                              "column": "who"}, "metric": "f1"}}  # fmt: skip
+                              "column": "who"}, "metric": "f1"}, "oj": {"source": "oj"}}  # fmt: skip
     raw["suite"]["profiles"]["lite"] = {"prepare": {"repeats": 1, "max_train_rows": 500}, "train": {"seeds": 2}}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -112,7 +116,7 @@ def test_a_suite_table_runs_with_its_entry_its_profile_and_the_rest_of_params_ya
     assert params.train.epochs == 7 and params.compare.metric == "f1"
     assert (params.mlflow.experiment, params.mlflow.registered_model) == ("quest-suite", "")
     assert load_params(REPO / "params.yaml", table="ames").compare.metric == "tabarena"  # unless an entry says
-    with pytest.raises(QuestError, match=r"^params.yaml: suite.tables has no table 'x'; it has t$"):
+    with pytest.raises(QuestError, match=r"^params.yaml: suite.tables has no table 'x'; it has oj, t$"):
         load_params(path, table="x")
     raw["suite"]["profiles"]["lite"] = {"prepare": {"repeats": 0}}
     path.write_text(yaml.safe_dump(raw))

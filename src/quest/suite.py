@@ -113,15 +113,14 @@ def run(params: Params, root: Path, *, force: bool) -> Progress:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m quest.suite",
-        description="Run quest on every table of params.yaml's suite.tables (suite/dvc.yaml), then sum up across "
-        "them in reports/suite.",
+        description="Run quest on every table of params.yaml's suite.tables (suite/dvc.yaml, from the repository's "
+        "root), then sum up across them in reports/suite (docs/suite.md).",
     )
-    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rerun every table's stages, changed or not")
     args = parser.parse_args(argv)
 
-    root = paths.repo_root(args.params.resolve().parent)
-    params = read_params(args.params, sections=None)
+    root = paths.repo_root()
+    params = read_params(root / paths.PARAMS, sections=None)  # the file suite/dvc.yaml reads
     check(params, root)
     tables = params.suite.tables
     print(
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"suite: done in {duration_text(time.monotonic() - progress.started)}", file=sys.stderr)
         return
     failed = [f"--failed={name}={why}" for name, why in progress.failed.items()]
-    summary = [sys.executable, "-m", "quest.stages.summary", "--params", str(args.params), *failed]
+    summary = [sys.executable, "-m", "quest.stages.summary", "--params", str(paths.PARAMS), *failed]
     subprocess.run(summary, cwd=root, check=False)
     named = "; ".join(f"{name} ({why})" for name, why in progress.failed.items())
     raise QuestError(f"{len(progress.failed)} of {len(tables)} tables failed: {named}")
