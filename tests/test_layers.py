@@ -1,13 +1,13 @@
 """The house's shape, kept by a test: imports run downward only, MLflow stays at the edge, no import circles.
 
-top          cli, verify, predict, serve (the commands beside the pipeline, and the served model's code)
+top          cli, verify, predict, serve, suite, ui (the commands beside the pipeline, the served model's code)
 stages/      a thin main() per stage: the only code that writes stage outputs and calls MLflow
 tuning/      spaces, the search, shared studies, the sweep
 evaluation/  scoring, comparison, curves, metrics, statistics, plots, the report
 learners/    the learner interface and registry, the engine and what the families share; a folder per family
 tracking/    MLflow's store, runs, provenance, registry and logged models (called from stages and top only)
 data/        tables to arrays, and what prepare hands on
-ground       params, paths, errors, files, timing, processes, compat
+ground       params, paths, errors, files, timing, processes, compat, cluster
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from tests.imports import REPO, Import, imports, module_name, sources
 
 RANK = {"ground": 0, "data": 1, "tracking": 2, "learners": 3, "evaluation": 4, "tuning": 5, "stages": 6, "top": 7}
-TOP = {"quest.cli", "quest.verify", "quest.predict", "quest.serve"}
+TOP = {"quest.cli", "quest.verify", "quest.predict", "quest.serve", "quest.suite", "quest.ui"}
 EDGE = {"stages", "tracking", "top"}  # where MLflow may be imported, and what may import tracking/
 
 
