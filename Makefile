@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro suite check test fuzz verify lint audit ui server sweep bench-cpu bench-shapes bench-gpu bench-peers lock clean
+.PHONY: help setup repro suite cluster check test fuzz verify lint audit ui server sweep bench-cpu bench-shapes bench-gpu bench-peers lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ ui: $(STAMP) ## the MLflow UI for the repo's mlflow.db on 127.0.0.1:5000, opened
 
 server: $(STAMP) ## a team tracking server to try: mlflow server on PostgreSQL, http://127.0.0.1:5001
 	scripts/server.sh
+
+cluster: $(STAMP) ## a Dask scheduler and 2 workers on 127.0.0.1 to try QUEST_EXECUTOR=dask://127.0.0.1:8786
+	scripts/cluster.sh
 
 WORKERS ?= 2
 sweep: $(STAMP) ## WORKERS=N processes share the tune stage's Optuna studies on tune.storage, then dvc repro

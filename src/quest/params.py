@@ -192,6 +192,9 @@ class TrainParams:
         require(self.epochs >= 1, "train.epochs", "a positive integer", self.epochs)
 
 
+EXECUTOR = re.compile(r"local|dask://[^:/\s]+:\d+")  # compare.executor: here, or a Dask scheduler (quest.cluster)
+
+
 @dataclass(frozen=True)
 class CompareParams:
     metric: Metric
@@ -200,12 +203,14 @@ class CompareParams:
     probability: float
     models: tuple[str, ...]  # the models compared with the MLP, neural entrants and classic ones
     scale_threshold: int
+    executor: str  # local (a process pool here) or dask://host:port (a Dask cluster's scheduler): quest.cluster
 
     def __post_init__(self) -> None:
         require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)
         require(self.rope >= 0 and math.isfinite(self.rope), "compare.rope", "a finite number >= 0", self.rope)
         require(0.5 < self.probability < 1, "compare.probability", "between 0.5 and 1 (exclusive)", self.probability)
         require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
+        require(bool(EXECUTOR.fullmatch(self.executor)), "compare.executor", "local or dask://host:port", self.executor)
         repeated = sorted({name for name in self.models if self.models.count(name) > 1})
         require(not repeated, "compare.models", "a list naming each model once", list(self.models))
 

@@ -12,13 +12,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest import interrupts, processes
+from quest import cluster, interrupts, processes
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError, TooLarge, first_line
 from quest.evaluation.metrics import scores
@@ -237,9 +237,16 @@ def evaluate_or_skip(learner: Learner, prepared: Prepared, problem: Problem, *, 
 
 
 def evaluate_all(
-    learners: Sequence[Learner], prepared: Prepared, problem: Problem, *, seed: int, workers: int | None = None
+    learners: Sequence[Learner],
+    prepared: Prepared,
+    problem: Problem,
+    *,
+    seed: int,
+    workers: int | None = None,
+    executor: str = "local",
 ) -> Iterator[ModelResult | Skipped]:
-    """`evaluate_or_skip` for each learner, in order, spread over `workers` processes (all cores).
+    """`evaluate_or_skip` for each learner, in order, spread over `workers` processes (all cores), or over a Dask
+    cluster's workers when `executor` (or QUEST_EXECUTOR) names one (quest.cluster).
 
     Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
     result is the same as in one process (its model, data and seed do not depend on where it runs). Learners
@@ -247,6 +254,11 @@ def evaluate_all(
     here too, on a thread beside the workers from the start.
     """
     workers = min(len(learners), workers or len(os.sched_getaffinity(0)))
+    chosen = cluster.executor(executor)
+    if chosen != "local":
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)  # what a local pool's worker would have
+        yield from _on_cluster(chosen, learners, prepared, problem, seed=seed, threads=threads)
+        return
     # Forking a process that runs JAX's or TensorFlow's threads can deadlock the child (a test process may
     # have them; the compare stage never imports them): run in this process then.
     forkable = workers > 1 and not any(runtime in sys.modules for runtime in ("jax", "tensorflow", "torch"))
@@ -282,6 +294,36 @@ def evaluate_all(
                 left -= 1
                 if not left:
                     pool_done()
+            elif learner.name in networks:
+                yield networks[learner.name].result()
+            else:
+                yield evaluate_or_skip(learner, prepared, problem, seed=seed)
+
+
+def _on_cluster(
+    chosen: str, learners: Sequence[Learner], prepared: Prepared, problem: Problem, *, seed: int, threads: int
+) -> Iterator[ModelResult | Skipped]:
+    """As the local pool, with the cluster's workers in its place: the learners that would be spread go there (one
+    task a model), the networks train here on a thread beside them, those that fill the cores run here after."""
+    spread = [learner for learner in learners if not (learner.trains_together or learner.fills_cores)]
+    with (
+        cluster.connected(chosen) as client,
+        closing(cluster.each(client, _evaluate_there, spread, prepared, problem, seed, threads)) as remote,
+        ThreadPoolExecutor(max_workers=1) as beside,
+        interrupts.during(f"the cluster at {chosen} ({len(spread)} models)") as remote_done,
+    ):
+        networks = {
+            learner.name: beside.submit(evaluate_or_skip, learner, prepared, problem, seed=seed)
+            for learner in learners
+            if learner.trains_together
+        }
+        left = len(spread)
+        for learner in learners:
+            if learner in spread:
+                yield next(remote)
+                left -= 1
+                if not left:
+                    remote_done()
             elif learner.name in networks:
                 yield networks[learner.name].result()
             else:
@@ -327,3 +369,12 @@ def _evaluate(index: int) -> ModelResult | Skipped:
     # The workers already fill the cores: OpenMP/BLAS threads on top would only fight over them.
     with threadpool_limits(limits=_work.threads):
         return evaluate_or_skip(_work.learners[index], _work.prepared, _work.problem, seed=_work.seed)
+
+
+def _evaluate_there(learner: Learner, prepared: Prepared, problem: Problem, seed: int, threads: int) -> Any:
+    """On a cluster's worker: what a pool worker runs, with the threads a pool worker has."""
+    from threadpoolctl import threadpool_limits
+
+    processes.share_cores(threads)
+    with threadpool_limits(limits=threads):
+        return evaluate_or_skip(learner, prepared, problem, seed=seed)

@@ -157,7 +157,7 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
         )
     results, skipped = [subject], {}
     with heartbeat(len(entrants)) as scored:
-        for result in evaluate_all(entrants, prepared, problem, seed=params.seed):
+        for result in evaluate_all(entrants, prepared, problem, seed=params.seed, executor=params.compare.executor):
             scored()
             if isinstance(result, Skipped):
                 skipped[result.name] = result.reason
