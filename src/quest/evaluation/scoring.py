@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -282,22 +282,7 @@ def evaluate_all(
             interrupts.add_worker(child.pid)
         # Forked above, before any network is built: a compiled network's training leaves a core idle part of
         # the time (compiling is single-threaded), so it runs on a thread beside the workers, not after them.
-        networks = {
-            learner.name: beside.submit(evaluate_or_skip, learner, prepared, problem, seed=seed)
-            for learner in learners
-            if learner.trains_together
-        }
-        left = len(spread)
-        for learner in learners:
-            if learner in spread:
-                yield next(spread_results)
-                left -= 1
-                if not left:
-                    pool_done()
-            elif learner.name in networks:
-                yield networks[learner.name].result()
-            else:
-                yield evaluate_or_skip(learner, prepared, problem, seed=seed)
+        yield from _in_order(learners, spread, spread_results, pool_done, beside, prepared, problem, seed=seed)
 
 
 def _on_cluster(
@@ -312,22 +297,39 @@ def _on_cluster(
         ThreadPoolExecutor(max_workers=1) as beside,
         interrupts.during(f"the cluster at {chosen} ({len(spread)} models)") as remote_done,
     ):
-        networks = {
-            learner.name: beside.submit(evaluate_or_skip, learner, prepared, problem, seed=seed)
-            for learner in learners
-            if learner.trains_together
-        }
-        left = len(spread)
-        for learner in learners:
-            if learner in spread:
-                yield next(remote)
-                left -= 1
-                if not left:
-                    remote_done()
-            elif learner.name in networks:
-                yield networks[learner.name].result()
-            else:
-                yield evaluate_or_skip(learner, prepared, problem, seed=seed)
+        yield from _in_order(learners, spread, remote, remote_done, beside, prepared, problem, seed=seed)
+
+
+def _in_order(
+    learners: Sequence[Learner],
+    spread: Sequence[Learner],
+    spread_results: Iterator[ModelResult | Skipped],
+    spread_done: Callable[[], None],
+    beside: ThreadPoolExecutor,
+    prepared: Prepared,
+    problem: Problem,
+    *,
+    seed: int,
+) -> Iterator[ModelResult | Skipped]:
+    """Every learner's result in the learners' order: the spread ones' as `spread_results` hands them over (in
+    their order; `spread_done` once the last is in), the networks' from a thread `beside` started now, the others
+    fitted here, after the spread ones that come before them."""
+    networks = {
+        learner.name: beside.submit(evaluate_or_skip, learner, prepared, problem, seed=seed)
+        for learner in learners
+        if learner.trains_together
+    }
+    left = len(spread)
+    for learner in learners:
+        if learner in spread:
+            yield next(spread_results)
+            left -= 1
+            if not left:
+                spread_done()
+        elif learner.name in networks:
+            yield networks[learner.name].result()
+        else:
+            yield evaluate_or_skip(learner, prepared, problem, seed=seed)
 
 
 @dataclass(frozen=True)
