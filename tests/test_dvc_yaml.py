@@ -47,3 +47,19 @@ def test_the_stages_that_make_learners_track_every_learners_own_params_section()
     for name in ("compare", "learning", "tune"):
         missing = sorted(set(registry.sections()) - set(stages[name]["params"]))
         assert missing == [], f"dvc.yaml: stage {name}'s params should list {', '.join(missing)}"
+
+
+def test_what_either_pipeline_rewrites_is_not_a_dirty_tree():
+    """provenance records uncommitted code as dirty (and CI refuses it), but not what `dvc repro` itself rewrites:
+    either pipeline's lock and outputs, a suite table's included, or a second `make suite` would refuse itself."""
+    from quest.tracking.provenance import dvc_managed_paths
+
+    managed = dvc_managed_paths(REPO)
+    assert {
+        "dvc.lock",
+        "suite/dvc.lock",
+        "models/environment.json",
+        "suite/tables",
+        "reports/suite/summary.json",
+    } <= set(managed)
+    assert not any("${" in path for path in managed)

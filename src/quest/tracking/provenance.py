@@ -66,19 +66,27 @@ def collect(root: Path, data_dir: Path) -> Provenance:
     return Provenance(root=root, commit=commit, dirty=tuple(dirty), data_md5=data_md5)
 
 
+PIPELINES = ("dvc.yaml", "suite/dvc.yaml")  # the single table's and the suite's, whose stages run from the root
+
+
 def dvc_managed_paths(root: Path) -> list[str]:
-    """dvc.lock and every output dvc.yaml declares: DVC rewrites them during `dvc repro`."""
+    """Each pipeline's dvc.lock and every output it declares: DVC rewrites them during `dvc repro`. A `foreach`
+    stage's templated output (suite/tables/${key}/data) counts as the folder before its first template."""
     import yaml
 
-    try:
-        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages", {})
-    except (OSError, AttributeError, yaml.YAMLError):
-        return ["dvc.lock"]
-    managed = ["dvc.lock"]
-    for stage in stages.values():
-        for section in ("outs", "metrics", "plots"):
-            for entry in stage.get(section, []):
-                managed.append(next(iter(entry)) if isinstance(entry, dict) else str(entry))
+    managed = []
+    for pipeline in PIPELINES:
+        managed.append((Path(pipeline).parent / "dvc.lock").as_posix())
+        try:
+            stages = yaml.safe_load((root / pipeline).read_text(encoding="utf-8")).get("stages", {})
+        except (OSError, AttributeError, yaml.YAMLError):
+            continue
+        for stage in stages.values():
+            stage = stage.get("do", stage)
+            for section in ("outs", "metrics", "plots"):
+                for entry in stage.get(section, []):
+                    path = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+                    managed.append(path.split("${")[0].rstrip("/"))
     return managed
 
 
