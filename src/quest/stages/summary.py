@@ -119,8 +119,10 @@ def long_results(tables: list[TableRun]) -> pd.DataFrame:
 
 
 def summarise(params: Params, tables: list[TableRun], failed: Mapping[str, str], *, out: Path) -> dict[str, Any]:
-    """summary.json's content; draws the two pictures into `out` (when two tables or more ran)."""
+    """summary.json's content; writes the long table (results.csv) into `out`, and the two pictures when two
+    tables or more ran."""
     results = long_results(tables)
+    results.to_csv(out / RESULTS, index=False, float_format="%.6g")
     families = suite.verdict_counts({table.name: table.verdict["outcome"] for table in tables})
     networks = sorted(set(results.loc[results["family"] == "neural", "model"]))
     entrants = {
@@ -321,7 +323,6 @@ def main(argv: list[str] | None = None) -> None:
         found = summarise(params, tables, failed, out=out)
         write_json(out / SUMMARY, found)
         write_text(out / REPORT, report(found, params))
-        long_results(tables).to_csv(out / RESULTS, index=False, float_format="%.6g")
         log_to_mlflow(params, found, out=out, root=paths.repo_root(args.params.parent))
         logged = [out / name for name in OUTPUTS if (out / name).is_file()]
         write_logged(out / paths.LOGGED.format(stage="summary"), experiment=suite_experiment(params.mlflow.experiment),
