@@ -21,9 +21,23 @@ from tests.test_team_server import free_port
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ["logreg", "knn5", "forest", "boosting", "hgb", "xgboost", "lightgbm"]  # every one a task of its own
-PARAMS = {**TINY, "compare": {"models": MODELS}, "mlflow": {"registered_model": ""}}
-OUTPUTS = ("comparison.csv", "cv_folds.json", "verdict.json", "comparison.md")
+# Every one a task of its own: the classic models a local pool spreads, CatBoost (which fills a machine's cores)
+# and RealMLP (its fits in one compiled program, whose network comes back as its saved archive).
+MODELS = ["logreg", "knn5", "forest", "boosting", "hgb", "xgboost", "lightgbm", "catboost", "realmlp"]
+PARAMS = {
+    **TINY,
+    "compare": {"models": MODELS},
+    "learning": {"fractions": [0.5, 1.0]},
+    "mlflow": {"registered_model": ""},
+}
+OUTPUTS = (
+    "comparison.csv",
+    "cv_folds.json",
+    "verdict.json",
+    "comparison.md",
+    "learning/curve.csv",
+    "learning/by_size.csv",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +66,32 @@ def dask_cluster(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("local"), repo_params(**PARAMS))
-    run(["dvc", "repro", "compare"], root)
+    run(["dvc", "repro", "learning"], root)  # compare, then the learning curves
     return root
 
 
-def test_the_comparison_on_the_cluster_writes_what_a_local_run_writes(local_run: Path, dask_cluster, tmp_path):
+def test_the_comparison_and_curves_on_the_cluster_write_what_a_local_run_writes(
+    local_run: Path, dask_cluster, tmp_path
+):
     address = dask_cluster
     root = copy_repo(tmp_path, repo_params(**PARAMS))
-    done = run(["dvc", "repro", "compare"], root, env={cluster.ENV: address})
+    done = run(["dvc", "repro", "learning"], root, env={cluster.ENV: address})
     assert "Traceback" not in done.stderr
     for name in OUTPUTS:
         assert (root / "reports" / name).read_bytes() == (local_run / "reports" / name).read_bytes(), name
+    assert _networks(root) == _networks(local_run)  # RealMLP's, trained on a worker, saved by the stage
+    from distributed import Client
+
+    with Client(cluster.scheduler_address(address), timeout=30) as client:  # what ran there: each stage's tasks
+        ran = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"evaluate_there", "curve_there"} <= set(ran), ran  # Dask drops the leading underscore
+
+
+def _networks(root: Path) -> list[bytes]:
+    """The network files the comparison logged to MLflow (the MLP's model is train's: compare logs RealMLP's)."""
+    found = sorted(root.glob("mlartifacts/**/network.keras"))
+    assert found, f"no network logged under {root / 'mlartifacts'}"
+    return sorted(path.read_bytes() for path in found)
 
 
 def test_a_worker_killed_mid_task_has_its_fits_rerun_and_the_answer_is_the_same(

@@ -1,12 +1,13 @@
-"""The comparison's fits on a Dask cluster (`compare.executor: dask://host:port`, or QUEST_EXECUTOR): the engine
-the field already runs and monitors (its dashboard, its deployment tools), not one quest wrote.
+"""The comparison's and the learning curves' fits on a Dask cluster (`compare.executor: dask://host:port`, or
+QUEST_EXECUTOR): the engine the field already runs and monitors (its dashboard, its deployment tools), not one
+quest wrote.
 
-What goes there is what compare's process pool runs on one host: each classic model's fits (its CV splits and
-its final fit, one task a model). The prepared arrays are scattered once to every worker (`broadcast`), not
-shipped with each task. The networks (one compiled program a network, on the stage's own device) and CatBoost
-(which fills a machine's cores with one fit) stay in the stage process, as do MLflow logging and every output:
-the workers only compute. A worker that dies mid-task has its task rerun on another (Dask's scheduler does so);
-a model's result does not depend on where it ran, since its data, settings, seed and threads are the same.
+Each learner is one task: a classic model's fits (its CV splits and its final fit), a network's every fit in one
+compiled program, CatBoost's fits on a worker's every core. The prepared arrays are scattered once to every
+worker (`broadcast`), not shipped with each task. MLflow logging and every output stay in the stage process: the
+workers only compute, and a network comes back as the bytes of its saved archive. A worker that dies mid-task
+has its task rerun on another (Dask's scheduler does so); a result does not depend on where it ran, since its
+data, settings, seed and threads are the same.
 """
 
 from __future__ import annotations
@@ -102,11 +103,22 @@ def check_workers(client: Any, chosen: str) -> None:
             )
 
 
-def each(client: Any, function: Callable[..., Any], items: Sequence[Any], shared: Any, *args: Any) -> Iterator[Any]:
-    """function(item, shared, *args) for each item, a task each on the cluster, `shared` scattered once to every
-    worker; the results in the items' order, each as soon as it and those before it are done."""
+def each(
+    client: Any,
+    function: Callable[..., Any],
+    items: Sequence[Any],
+    shared: Any,
+    *args: Any,
+    priorities: Sequence[int] | None = None,
+) -> Iterator[Any]:
+    """function(item, shared, *args) for each item, a task each on the cluster (the higher its priority, the
+    sooner it starts), `shared` scattered once to every worker; the results in the items' order, each as soon as
+    it and those before it are done."""
     handle = client.scatter(shared, broadcast=True, hash=False)
-    futures = [client.submit(function, item, handle, *args, pure=False) for item in items]
+    futures = [
+        client.submit(function, item, handle, *args, pure=False, priority=priority)
+        for item, priority in zip(items, priorities or [0] * len(items), strict=True)
+    ]
     try:
         for future in futures:
             yield future.result()

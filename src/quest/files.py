@@ -142,6 +142,11 @@ def write_text(path: Path, text: str) -> None:
         temporary.write_text(text, encoding="utf-8")
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
 def write_json(path: Path, data: Any) -> None:
     write_text(path, dumps_json(data))
 

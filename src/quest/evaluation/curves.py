@@ -6,14 +6,17 @@ the fraction 1.0 point is the comparison's own fold scores, not a second computa
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from quest import cluster, interrupts, processes
 from quest.data.artifacts import Prepared
 from quest.data.splits import subsample
 from quest.errors import first_line
@@ -51,41 +54,94 @@ def cells(prepared: Prepared, *, fractions: Sequence[float], repeats: int, seed:
 
 
 def curve_scores(
-    learners: Sequence[Learner], prepared: Prepared, problem: Problem, grid: Sequence[Cell], *, metric: str, seed: int
+    learners: Sequence[Learner],
+    prepared: Prepared,
+    problem: Problem,
+    grid: Sequence[Cell],
+    *,
+    metric: str,
+    seed: int,
+    executor: str = "local",
 ) -> pd.DataFrame:
     """One row per (model, fraction < 1, split): the split's training rows used and the held-out score; NaN
-    where the model cannot fit so few rows (a notice says so) or a class is missing from them."""
+    where the model cannot fit so few rows (a notice says so) or a class is missing from them. Each model in
+    turn here, or each one task on the Dask cluster `executor` (or QUEST_EXECUTOR) names (quest.cluster)."""
+    chosen = cluster.executor(executor)
+    with ExitStack() as stack:
+        if chosen == "local":
+            found: Iterator[_Curve] = (_curve(learner, (prepared, grid), problem, metric, seed) for learner in learners)
+        else:
+            client = stack.enter_context(cluster.connected(chosen))
+            cores = len(os.sched_getaffinity(0))  # a model here has every core: there too, so it fits alike
+            priorities = [1 if learner.trains_together else 0 for learner in learners]  # the longest first
+            tasks = cluster.each(client, _curve_there, learners, (prepared, grid), problem, metric, seed, cores,
+                                 priorities=priorities)  # fmt: skip
+            found = stack.enter_context(closing(tasks))
+            stack.enter_context(interrupts.during(f"the cluster at {chosen} ({len(learners)} models)"))
+        return pd.DataFrame(
+            [row for learner, curve in zip(learners, found, strict=True) for row in _rows(learner, grid, curve)]
+        )
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """A model's held-out score at each cell of the grid (NaN where it could not fit), its seconds a cell, and the
+    notices of the fits it could not make."""
+
+    score: list[float]
+    seconds: float
+    notices: list[str]
+
+
+def _curve(
+    learner: Learner, shared: tuple[Prepared, Sequence[Cell]], problem: Problem, metric: str, seed: int
+) -> _Curve:
+    prepared, grid = shared
     x, y = prepared.x_train, prepared.y_train
-    rows = []
-    for learner in learners:
-        started = time.perf_counter()
-        # A classifier needs two classes among its rows; a cell without them scores NaN for every model.
-        usable = [i for i, cell in enumerate(grid) if problem.task != "classification" or _two_classes(y[cell.rows])]
-        scored = [
-            Scored(grid[i].rows, (y[grid[i].held_out],), (x[grid[i].held_out],), index=grid[i].split) for i in usable
-        ]
+    started = time.perf_counter()
+    # A classifier needs two classes among its rows; a cell without them scores NaN for every model.
+    usable = [i for i, cell in enumerate(grid) if problem.task != "classification" or _two_classes(y[cell.rows])]
+    scored = [Scored(grid[i].rows, (y[grid[i].held_out],), (x[grid[i].held_out],), index=grid[i].split) for i in usable]
+    notices: list[str] = []
 
-        def refused(fit: Fit, error: ValueError, name: str = learner.name) -> None:
-            print(f"learning: notice: {name} cannot fit {len(fit.rows)} rows: {first_line(error)}", file=sys.stderr)
+    def refused(fit: Fit, error: ValueError) -> None:
+        notices.append(f"learning: notice: {learner.name} cannot fit {len(fit.rows)} rows: {first_line(error)}")
 
-        found = scores_of(learner, x, y, scored, problem, seed=seed, label="learning", on_failure=refused)
-        score = [np.nan] * len(grid)
-        for i, result in zip(usable, found, strict=True):
-            score[i] = np.nan if result is None else result[0][metric]
-        seconds = (time.perf_counter() - started) / max(1, len(grid))
-        for cell, cell_score in zip(grid, score, strict=True):
-            rows.append(
-                {
-                    "model": learner.name,
-                    "fraction": cell.fraction,
-                    "split": cell.split + 1,
-                    "n_train": len(cell.rows),
-                    "score": cell_score,
-                    "seconds": seconds,
-                }
-            )
-        print(f"learning: {learner.name} at {len(grid)} (split, fraction) cells, {seconds:.2f}s each", file=sys.stderr)
-    return pd.DataFrame(rows)
+    found = scores_of(learner, x, y, scored, problem, seed=seed, label="learning", on_failure=refused)
+    score = [np.nan] * len(grid)
+    for i, result in zip(usable, found, strict=True):
+        score[i] = np.nan if result is None else result[0][metric]
+    return _Curve(score, (time.perf_counter() - started) / max(1, len(grid)), notices)
+
+
+def _curve_there(
+    learner: Learner, shared: tuple[Prepared, Sequence[Cell]], problem: Problem, metric: str, seed: int, threads: int
+) -> _Curve:
+    """On a cluster's worker: `_curve` with the threads the stage's own process has."""
+    from threadpoolctl import threadpool_limits
+
+    processes.share_cores(threads)
+    with threadpool_limits(limits=threads):
+        return _curve(learner, shared, problem, metric, seed)
+
+
+def _rows(learner: Learner, grid: Sequence[Cell], curve: _Curve) -> list[dict[str, object]]:
+    for notice in curve.notices:
+        print(notice, file=sys.stderr)
+    print(
+        f"learning: {learner.name} at {len(grid)} (split, fraction) cells, {curve.seconds:.2f}s each", file=sys.stderr
+    )
+    return [
+        {
+            "model": learner.name,
+            "fraction": cell.fraction,
+            "split": cell.split + 1,
+            "n_train": len(cell.rows),
+            "score": cell_score,
+            "seconds": curve.seconds,
+        }
+        for cell, cell_score in zip(grid, curve.score, strict=True)
+    ]
 
 
 def _two_classes(y: np.ndarray) -> bool:

@@ -6,6 +6,7 @@ it is scored.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -288,16 +289,18 @@ def evaluate_all(
 def _on_cluster(
     chosen: str, learners: Sequence[Learner], prepared: Prepared, problem: Problem, *, seed: int, threads: int
 ) -> Iterator[ModelResult | Skipped]:
-    """As the local pool, with the cluster's workers in its place: the learners that would be spread go there (one
-    task a model), the networks train here on a thread beside them, those that fill the cores run here after."""
-    spread = [learner for learner in learners if not (learner.trains_together or learner.fills_cores)]
+    """As the local pool, with the cluster's workers in its place: every learner one task, the networks (every fit
+    in one compiled program) first, as a local run starts them first, then the models a pool would spread, then
+    those that fill a machine's cores, with the threads each would have here."""
+    cores = len(os.sched_getaffinity(0))
+    tasks = [(learner, cores if learner.fills_cores else threads) for learner in learners]
+    priorities = [2 if learner.trains_together else 0 if learner.fills_cores else 1 for learner in learners]
     with (
         cluster.connected(chosen) as client,
-        closing(cluster.each(client, _evaluate_there, spread, prepared, problem, seed, threads)) as remote,
-        ThreadPoolExecutor(max_workers=1) as beside,
-        interrupts.during(f"the cluster at {chosen} ({len(spread)} models)") as remote_done,
+        closing(cluster.each(client, _evaluate_there, tasks, prepared, problem, seed, priorities=priorities)) as remote,
+        interrupts.during(f"the cluster at {chosen} ({len(tasks)} models)"),
     ):
-        yield from _in_order(learners, spread, remote, remote_done, beside, prepared, problem, seed=seed)
+        yield from remote
 
 
 def _in_order(
@@ -373,10 +376,17 @@ def _evaluate(index: int) -> ModelResult | Skipped:
         return evaluate_or_skip(_work.learners[index], _work.prepared, _work.problem, seed=_work.seed)
 
 
-def _evaluate_there(learner: Learner, prepared: Prepared, problem: Problem, seed: int, threads: int) -> Any:
-    """On a cluster's worker: what a pool worker runs, with the threads a pool worker has."""
+def _evaluate_there(task: tuple[Learner, int], prepared: Prepared, problem: Problem, seed: int) -> Any:
+    """On a cluster's worker: what a pool worker runs, with the threads it would have here; a network comes back
+    as the bytes of its saved archive (quest.learners.networks.network_archive), which the stage writes."""
     from threadpoolctl import threadpool_limits
 
+    learner, threads = task
     processes.share_cores(threads)
     with threadpool_limits(limits=threads):
-        return evaluate_or_skip(learner, prepared, problem, seed=seed)
+        found = evaluate_or_skip(learner, prepared, problem, seed=seed)
+    if isinstance(found, ModelResult) and found.model is not None:
+        from quest.learners.networks import network_archive
+
+        found = dataclasses.replace(found, model=network_archive(found.model))
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
@@ -28,6 +29,14 @@ def save_mlp(model: keras.Model, path: Path) -> None:
     with atomic_path(path) as staging, keras_without_tensorflow():
         model.save(staging)
         normalise_keras_archive(staging)
+
+
+def network_archive(model: keras.Model) -> bytes:
+    """The file save_mlp writes, as bytes: how a network trained on a cluster's worker travels to the stage."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "network.keras"
+        save_mlp(model, path)
+        return path.read_bytes()
 
 
 def load_mlp(path: Path, classes: Mapping[str, type]) -> keras.Model:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,16 @@ from quest.evaluation.comparison import (
 )
 from quest.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
 from quest.evaluation.scoring import ModelResult, Skipped, evaluate_all
-from quest.files import file_md5, read_json, require, staged_into, write_json, write_logged, write_text
+from quest.files import (
+    file_md5,
+    read_json,
+    require,
+    staged_into,
+    write_bytes,
+    write_json,
+    write_logged,
+    write_text,
+)
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.learners.registry import load_params
@@ -320,8 +330,6 @@ def headline(comparison: Comparison, reports: Path) -> Headline:
 
 def entrants(comparison: Comparison, problem: Problem) -> list[Entrant]:
     """Each model's run: its row's shared keys, its split scores and test scores, its network where it has one."""
-    from quest.learners.networks import save_mlp
-
     rows = comparison.table.set_index("model")
     found = []
     for result in comparison.results:
@@ -336,11 +344,23 @@ def entrants(comparison: Comparison, problem: Problem) -> list[Entrant]:
                 folds=result.folds[comparison.metric],
                 test=result.test,
                 seconds=result.seconds,
-                save=None if network is None else functools.partial(save_mlp, network),
+                save=_saver(network),
                 settings={} if network is None else learner.settings(problem),
             )
         )
     return found
+
+
+def _saver(network: Any) -> Callable[[Path], None] | None:
+    """How a result's network is saved: as Keras saves it, or, trained on a cluster's worker, the bytes of the
+    archive it saved there (quest.evaluation.scoring), written as they are, without loading Keras here."""
+    if network is None:
+        return None
+    if isinstance(network, bytes):
+        return functools.partial(write_bytes, data=network)
+    from quest.learners.networks import save_mlp
+
+    return functools.partial(save_mlp, network)
 
 
 def _register(name: str, experiment: str, subject_run: str, outcome: Verdict, reports: Path, root: Path) -> None:

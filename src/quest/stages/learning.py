@@ -85,7 +85,9 @@ def learn(args: argparse.Namespace, params: Params) -> None:
     grid = curves.cells(
         prepared, fractions=params.learning.fractions, repeats=params.learning.repeats, seed=params.seed
     )
-    partial = curves.curve_scores(learners, prepared, problem, grid, metric=metric, seed=params.seed)
+    partial = curves.curve_scores(
+        learners, prepared, problem, grid, metric=metric, seed=params.seed, executor=params.compare.executor
+    )
     limit = params.learning.repeats * prepared.schema.folds
     n_full, _ = prepared.split_sizes
     names = [learner.name for learner in learners]
