@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro suite cluster check test fuzz verify lint audit ui server sweep bench-cpu bench-shapes bench-gpu bench-peers lock clean
+.PHONY: help setup repro suite cluster check test fuzz verify lint audit ui server sweep bench-cpu bench-shapes bench-cluster bench-gpu bench-peers lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's 
 
 bench-shapes: $(STAMP) ## bench-cpu's grid of table shapes alone: each model's seconds and peak memory
 	$(BIN)/python benchmarks/bench.py shapes
+
+bench-cluster: $(STAMP) ## the default comparison on a local Dask cluster of 1 and 2 workers, beside the local pool
+	$(BIN)/python benchmarks/bench.py cluster
 
 bench-gpu: $(STAMP) ## benchmarks on a GPU (JAX): fast engine vs fit vs a hand-written loop on 1 M x 64 rows
 	$(BIN)/python benchmarks/bench.py gpu

@@ -4,6 +4,8 @@
                                        # MLflow's cost per epoch, baseline growth from n to 2n rows,
                                        # each model's seconds and memory on a grid of table shapes
     python benchmarks/bench.py gpu     # make bench-gpu: engines on a synthetic 1 M x 64 set on the GPU
+    python benchmarks/bench.py cluster # make bench-cluster: the default comparison on a local Dask cluster of
+                                       # 1 and 2 workers beside the local pool, and the cost of a task
 
 Each training engine runs in its own process (a Keras backend is chosen once per process). Results are
 printed and written to benchmarks/results/<part>.json and <part>.txt. Targets live here, never in tests.
@@ -12,10 +14,12 @@ printed and written to benchmarks/results/<part>.json and <part>.txt. Targets li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -702,6 +706,124 @@ def gpu(out: Report, rows: int, epochs: int, allow_cpu: bool) -> None:
     out.line(f"device: {device}")
 
 
+# --- a Dask cluster --------------------------------------------------------------------------------------------
+
+OVERHEAD_TASKS = 200  # empty tasks whose round trips give the cluster's cost per task
+
+
+def cluster_part(out: Report) -> None:
+    """The default comparison (compare stage) in this process's pool and on a local Dask cluster of 1 and then 2
+    single-threaded workers (scripts/cluster.sh, as make cluster starts it), side by side: with every default
+    model, and with the single-threaded classic ones alone; then what a task costs the cluster beyond its work."""
+    import yaml
+
+    sys.path.insert(0, str(REPO))  # the end-to-end tests' copy of the repo and their helpers
+    from tests.test_pipeline import copy_repo
+    from tests.test_team_server import free_port
+
+    out.section("The default comparison: a local process pool against a Dask cluster of 1 and 2 workers (seconds)")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    classic = [name for name in params["compare"]["models"] if name not in ("catboost", "realmlp")]
+    workloads = {
+        "every default model": params,
+        "classic models alone": {**params, "compare": {**params["compare"], "models": classic}},
+    }
+    with tempfile.TemporaryDirectory(prefix="quest-bench-") as tmp:
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("MLFLOW_TRACKING_URI", None)
+        copies = {}
+        for index, (workload, its_params) in enumerate(workloads.items()):
+            copies[workload] = copy_repo(Path(tmp) / f"quest-{index}", its_params)
+            # What compare reads; its first MLflow run makes the store.
+            _timed(["dvc", "repro", "evaluate"], copies[workload], {**env, "PYTHONPATH": str(copies[workload] / "src")})
+        stage = [sys.executable, "-m", "quest.stages.compare"]
+        wall: dict[tuple[str, str], float] = {}
+        tables: dict[str, set[bytes]] = {workload: set() for workload in workloads}
+
+        def run(mode: str, extra: dict[str, str]) -> str:
+            said = ""
+            for workload, copy in copies.items():
+                wall[workload, mode], said_here = _timed(stage, copy, {**env, "PYTHONPATH": str(copy / "src"), **extra})
+                tables[workload].add((copy / "reports" / "comparison.csv").read_bytes())
+                said = said or said_here
+            return said  # the first workload's (every model's) stderr
+
+        run("local pool", {})
+        for workers in (1, 2):
+            with _local_cluster(env, workers, free_port(), free_port()) as (address, started):
+                mode = f"{workers} worker{'s' if workers > 1 else ''}"
+                out.line(f"cluster of {mode}: scheduler and workers ready in {started:.1f}s")
+                said = run(mode, {"QUEST_EXECUTOR": address})
+                if workers == 2:
+                    fits = re.findall(r"^compare: (\w+) +CV .*\((\d+\.\d+)s\)$", said, flags=re.MULTILINE)
+                    out.line("on 2 workers, per model (s): " + ", ".join(f"{n} {sec}" for n, sec in fits))
+                    _task_overhead(out, copies["every default model"], address)
+    modes = ("local pool", "1 worker", "2 workers")
+    out.line(f"{'':<22}" + "".join(f"{mode:>12}" for mode in modes))
+    for workload in workloads:
+        out.line(f"{workload:<22}" + "".join(f"{wall[workload, mode]:>12.1f}" for mode in modes))
+    for key, workload in (("every", "every default model"), ("classic", "classic models alone")):
+        out.figure(f"cluster_{key}_1_vs_2_workers", wall[workload, "1 worker"] / wall[workload, "2 workers"])
+        out.figure(f"cluster_{key}_2_workers_vs_local_pool", wall[workload, "2 workers"] / wall[workload, "local pool"])
+    same = all(len(found) == 1 for found in tables.values())
+    out.figure("cluster_comparison_identical_to_local", "yes" if same else "no", text=True)
+
+
+@contextlib.contextmanager
+def _local_cluster(env: dict[str, str], workers: int, port: int, dashboard: int):
+    """scripts/cluster.sh with `workers` workers on free ports; yields (its dask:// address, seconds to ready)."""
+    from distributed import Client
+
+    started = time.perf_counter()
+    ports = {"QUEST_CLUSTER_PORT": str(port), "QUEST_CLUSTER_DASHBOARD": str(dashboard)}
+    script = subprocess.Popen(
+        [str(REPO / "scripts" / "cluster.sh")], env={**env, **ports, "QUEST_CLUSTER_WORKERS": str(workers)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield f"dask://127.0.0.1:{port}", time.perf_counter() - started
+    finally:
+        os.killpg(script.pid, signal.SIGTERM)
+        script.wait(timeout=60)
+
+
+def _task_overhead(out: Report, copy: Path, address: str) -> None:
+    """What a task costs beyond its work: the prepared arrays scattered to every worker once, then empty tasks
+    that read them, one at a time (a round trip each) and all submitted at once (the scheduler's throughput)."""
+    from distributed import Client
+
+    from quest.data.artifacts import read_prepared
+
+    prepared = read_prepared(copy / "data" / "processed")
+    size = prepared.x_train.nbytes + prepared.x_test.nbytes + prepared.y_train.nbytes + prepared.y_test.nbytes
+    with Client(address.replace("dask://", "tcp://"), timeout=30) as client:
+        started = time.perf_counter()
+        handle = client.scatter(prepared, broadcast=True, hash=False)
+        scattered = time.perf_counter() - started
+        started = time.perf_counter()
+        for index in range(OVERHEAD_TASKS):
+            client.submit(_rows_of, handle, index, pure=False).result()
+        one_by_one = (time.perf_counter() - started) / OVERHEAD_TASKS
+        started = time.perf_counter()
+        futures = [client.submit(_rows_of, handle, index, pure=False) for index in range(OVERHEAD_TASKS)]
+        client.gather(futures)
+        at_once = (time.perf_counter() - started) / OVERHEAD_TASKS
+    out.line(
+        f"the prepared arrays ({size / 1e6:.2f} MB) scattered to both workers: {scattered * 1000:.0f} ms, once per "
+        f"stage; an empty task on them: {one_by_one * 1000:.1f} ms a round trip one at a time, "
+        f"{at_once * 1000:.2f} ms a task with {OVERHEAD_TASKS} submitted at once"
+    )
+    out.figure("cluster_task_round_trip_ms", one_by_one * 1000)
+    out.figure("cluster_task_at_once_ms", at_once * 1000)
+
+
+def _rows_of(prepared: object, index: int) -> int:
+    return len(prepared.y_train) + index  # type: ignore[attr-defined]
+
+
 # --- output -------------------------------------------------------------------------------------------------
 
 
@@ -739,7 +861,11 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_shape":
         return shape_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["cpu", "gpu", "shapes"], help="shapes: the cpu part's shape grid alone")
+    parser.add_argument(
+        "part",
+        choices=["cpu", "gpu", "shapes", "cluster"],
+        help="shapes: the cpu part's shape grid alone; cluster: the default comparison on 1 and 2 Dask workers",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="cpu: 100 per fold; gpu: 3 timed epochs")
     parser.add_argument("--rows", type=int, default=1_000_000, help="gpu: rows of the synthetic set")
     parser.add_argument("--baseline-rows", type=int, default=2000, help="cpu: n of the baseline growth table")
@@ -766,6 +892,8 @@ def main() -> None:
     shapes = tuple(tuple(map(int, shape.split("x"))) for shape in args.shapes.split(",") if shape)
     if args.part in ("cpu", "shapes") and shapes:
         shape_grid(out, shapes, args.shape_limit)
+    if args.part == "cluster":
+        cluster_part(out)
     if args.part == "gpu":
         gpu(out, args.rows, args.epochs or 3, args.allow_cpu)
     out.line(f"\n(benchmark wall time {time.perf_counter() - started:.0f}s)")
