@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make cluster`: a Dask cluster to try on one machine: a scheduler on 127.0.0.1 and QUEST_CLUSTER_WORKERS
 # worker processes (default 2) of one thread each, every one with this checkout's code and lock. Point quest at
-# it from another shell, and the comparison's classic fits (and each suite table's) run there:
+# it from another shell, and the comparison's fits, the learning curves' and each suite table's run there:
 #   export QUEST_EXECUTOR=dask://127.0.0.1:8786      (or compare.executor in params.yaml)
 # Ctrl-C stops the scheduler and the workers. Several machines: docs/team.md.
 set -euo pipefail
