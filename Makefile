@@ -60,8 +60,8 @@ audit: $(STAMP) ## pip-audit of requirements.lock (needs the internet; --strict:
 ui: $(STAMP) ## the MLflow UI for the repo's mlflow.db on 127.0.0.1:5000, opened on quest's runs (not GenAI's page)
 	$(BIN)/python -m quest.ui
 
-server: $(STAMP) ## a team tracking server to try: mlflow server on PostgreSQL, http://127.0.0.1:5001
-	scripts/server.sh
+server: $(STAMP) ## a team tracking server on PostgreSQL: to try, http://127.0.0.1:5001; AUTH=1: passwords, rights, TLS
+	QUEST_SERVER_AUTH=$(or $(AUTH),0) scripts/server.sh
 
 cluster: $(STAMP) ## a Dask scheduler and 2 workers on 127.0.0.1 to try QUEST_EXECUTOR=dask://127.0.0.1:8786
 	scripts/cluster.sh

@@ -6,8 +6,9 @@
 #   scripts/postgres.sh stop DIR         stop it (the data stays in DIR)
 #
 # PostgreSQL refuses to run as root: as root, the cluster belongs to Debian's `postgres` user. Login is
-# `trust` on the loopback interface only, which is right for trying the server out on one machine; a team
-# server needs a password and TLS (see the README).
+# `trust` on the loopback interface only, which is right for trying the server out on one machine. With
+# QUEST_PG_PASSWORD_FILE set (make server AUTH=1), the cluster is made with that file's password for its `quest`
+# role and asks it of every connection (scram-sha-256); the password travels in PGPASSWORD, never in a URL.
 set -euo pipefail
 
 die() { echo "postgres.sh: $*" >&2; exit 2; }
@@ -36,8 +37,28 @@ start() {
     chown postgres: "$dir" && chmod 700 "$dir"
     runuser -u postgres -- test -x "$dir" || die "$dir: the postgres user cannot reach it (a parent directory is private)"
   fi
+  local secured=${QUEST_PG_PASSWORD_FILE:-}
+  if [[ -n $secured ]]; then
+    [[ -r $secured ]] || die "QUEST_PG_PASSWORD_FILE $secured: cannot read it"
+    PGPASSWORD=$(<"$secured")
+    export PGPASSWORD  # psql and createdb below, as the server's own processes, read it from the environment
+  fi
   if [[ ! -f "$dir/PG_VERSION" ]]; then
-    as_owner "$bin/initdb" -D "$dir" -U quest --auth=trust --encoding=UTF8 --no-instructions >/dev/null
+    if [[ -n $secured ]]; then
+      # initdb reads the password from a file its user can read: a copy in a private folder of its own.
+      local private
+      private=$(mktemp -d)
+      (umask 077 && cat "$secured" >"$private/password")
+      if [[ $(id -u) -eq 0 ]]; then chown -R postgres: "$private"; fi
+      as_owner "$bin/initdb" -D "$dir" -U quest --auth=scram-sha-256 --pwfile="$private/password" --encoding=UTF8 \
+        --no-instructions >/dev/null || { rm -rf "$private"; die "initdb failed in $dir"; }
+      rm -rf "$private"
+    else
+      as_owner "$bin/initdb" -D "$dir" -U quest --auth=trust --encoding=UTF8 --no-instructions >/dev/null
+    fi
+  fi
+  if [[ -n $secured ]] && grep -qE '^[^#]*[[:space:]]trust([[:space:]]|$)' "$dir/pg_hba.conf" 2>/dev/null; then
+    die "$dir was made without passwords (make server's trial mode); give AUTH=1 its own QUEST_SERVER_DIR"
   fi
   if ! as_owner "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
     as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
@@ -45,9 +66,13 @@ start() {
       || die "PostgreSQL did not start; see $dir/server.log"
   fi
   local database
-  for database in mlflow optuna; do  # MLflow's runs; the Optuna studies `make sweep` workers share
-    if ! as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U quest -d postgres -tAc \
-        "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1; then
+  # MLflow's runs; the Optuna studies `make sweep` workers share; MLflow's users and permissions (AUTH=1)
+  for database in mlflow optuna mlflow_auth; do
+    local exists
+    exists=$(as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U quest -d postgres -w -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = '$database'" 2>&1) \
+      || die "PostgreSQL on port $port refused quest's login: ${exists%%$'\n'*}"
+    if [[ $exists != 1 ]]; then
       as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U quest "$database"
     fi
   done

@@ -1,6 +1,6 @@
 """The house's shape, kept by a test: imports run downward only, MLflow stays at the edge, no import circles.
 
-top          cli, verify, predict, serve, suite, ui (the commands beside the pipeline, the served model's code)
+top          cli, verify, predict, serve, suite, ui, team (the commands beside the pipeline, the served model's code)
 stages/      a thin main() per stage: the only code that writes stage outputs and calls MLflow
 tuning/      spaces, the search, shared studies, the sweep
 evaluation/  scoring, comparison, curves, metrics, statistics, plots, the report
@@ -17,7 +17,7 @@ from pathlib import Path
 from tests.imports import REPO, Import, imports, module_name, sources
 
 RANK = {"ground": 0, "data": 1, "tracking": 2, "learners": 3, "evaluation": 4, "tuning": 5, "stages": 6, "top": 7}
-TOP = {"quest.cli", "quest.verify", "quest.predict", "quest.serve", "quest.suite", "quest.ui"}
+TOP = {"quest.cli", "quest.verify", "quest.predict", "quest.serve", "quest.suite", "quest.ui", "quest.team"}
 EDGE = {"stages", "tracking", "top"}  # where MLflow may be imported, and what may import tracking/
 
 

@@ -70,6 +70,11 @@ def test_repo_params_load_into_typed_frozen_objects():
         ({"tune": {"spaces": {"logreg": {"C": {"low": 2, "high": 1}}}}}, "tune.spaces.logreg.C must be numbers with"),
         ({"tune": {"spaces": {"logreg": {"C": []}}}}, "tune.spaces.logreg.C must be a non-empty list of choices"),
         ({"learning": {"fractions": [0.5, 1.5]}}, "learning.fractions must be a list of fractions in (0, 1]"),
+        (
+            {"tune": {"storage": "postgresql+psycopg://quest:s3cret@db:5432/optuna"}},  # shown without it
+            "tune.storage must be a URL without a password, which params.yaml (committed, logged to MLflow) must not "
+            "hold: put it in PGPASSFILE or PGPASSWORD (docs/team.md) (got 'postgresql+psycopg://quest:***@db:5432/",
+        ),
     ],
 )
 def test_bad_params_name_the_key_and_what_is_allowed(overrides, message):

@@ -12,7 +12,7 @@ from quest.errors import run_cli
 PIPELINE = ("prepare", "train", "evaluate", "compare", "learning", "tune", "report")
 MODULES = {name: f"quest.stages.{name}" for name in PIPELINE}
 MODULES |= {"sweep": "quest.tuning.sweep", "predict": "quest.predict", "verify": "quest.verify"}
-MODULES |= {"suite": "quest.suite", "summary": "quest.stages.summary", "ui": "quest.ui"}
+MODULES |= {"suite": "quest.suite", "summary": "quest.stages.summary", "ui": "quest.ui", "team": "quest.team"}
 
 STAGES = {
     "prepare": "load, validate and split the data; fit preprocessing on the training split",
@@ -28,6 +28,7 @@ STAGES = {
     "suite": "every table of params.yaml's suite.tables through the pipeline, then the summary (make suite)",
     "summary": "the suite's last stage: verdicts, Elo, tests and pictures across its tables, in reports/suite",
     "ui": "the MLflow UI for the repository's store, opened on quest's runs (make ui)",
+    "team": "the secured team server's users and rights: provision, add-user, rotate-admin (make server AUTH=1)",
 }
 
 

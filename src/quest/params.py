@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from quest import catalogue
-from quest.errors import QuestError
+from quest.errors import QuestError, shown_uri
 
 # The embedded tables, a CSV, the synthetic ones, then the packaged real tables (quest.catalogue).
 Source = Literal[("breast_cancer", "wine", "diabetes", "csv", "synthetic", *catalogue.NAMES)]  # type: ignore[valid-type]
@@ -256,11 +256,26 @@ class TuneParams:
             "between 0 and 1 (exclusive)",
             self.validation_fraction,
         )
+        if self.storage is not None and _password_of(self.storage):
+            allowed = (
+                "a URL without a password, which params.yaml (committed, logged to MLflow) must not hold: put it in "
+                "PGPASSFILE or PGPASSWORD (docs/team.md)"
+            )
+            require(False, "tune.storage", allowed, shown_uri(self.storage))
         # Which models may have a space, and which keys each may vary, the learners say (quest.learners).
         for model, space in self.spaces.items():
             require(isinstance(space, dict), f"tune.spaces.{model}", "a mapping of hyperparameter ranges", space)
             for name, spec in space.items():
                 _check_space(model, name, spec)
+
+
+def _password_of(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:  # not a URL at all: Optuna says so when it opens it
+        return None
 
 
 @dataclass(frozen=True)

@@ -170,22 +170,76 @@ def _dead_process(run: Any, host: str) -> str | None:
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
-    """A tracking server that does not answer fails the stage now, in one line, before any work is done
-    (MLflow's own client would retry for minutes and then raise a traceback)."""
-    import urllib.error
-    import urllib.request
+    """A tracking server that does not answer, does not trust us or that we cannot trust fails the stage now, in
+    one line naming what to set, before any work is done (MLflow's own client would retry for minutes and then
+    raise a traceback). The credentials and certificate are MLflow's own settings, read as MLflow reads them."""
+    import requests
+    from mlflow.utils.credentials import get_default_host_creds
 
+    creds = get_default_host_creds(uri)
+    cert = creds.server_cert_path
+    if cert and not os.access(cert, os.R_OK):
+        raise QuestError(f"MLFLOW_TRACKING_SERVER_CERT_PATH {cert}: cannot read the server's certificate there")
+    shown = shown_uri(uri)
+    verify: bool | str = False if creds.ignore_tls_verification else cert or True
+    auth = (creds.username, creds.password or "") if creds.username else None
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # it answered: an auth or routing matter, which MLflow reports itself
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+        answer = requests.get(
+            f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1}, auth=auth, verify=verify, timeout=timeout,
+        )  # fmt: skip
+    except requests.exceptions.SSLError as error:
         raise QuestError(
-            f"MLFLOW_TRACKING_URI {shown_uri(uri)}: no MLflow server answers there ({reason}); start it "
+            f"MLFLOW_TRACKING_URI {shown}: the server's certificate is not trusted here ({_ssl_reason(error)}); set "
+            "MLFLOW_TRACKING_SERVER_CERT_PATH to its certificate (make server AUTH=1 prints the path)"
+        ) from None
+    except (requests.exceptions.RequestException, OSError) as error:
+        if uri.startswith("http://") and _speaks_tls(uri, timeout):
+            raise QuestError(
+                f"MLFLOW_TRACKING_URI {shown}: the server there speaks TLS; use https:// instead of http://"
+            ) from None
+        raise QuestError(
+            f"MLFLOW_TRACKING_URI {shown}: no MLflow server answers there ({_ssl_reason(error)}); start it "
             "(make server) or unset MLFLOW_TRACKING_URI to log to mlflow.db"
         ) from None
+    if answer.status_code == 401:
+        if auth is None:
+            raise QuestError(
+                f"MLFLOW_TRACKING_URI {shown} asks who you are (401): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (docs/team.md)"
+            )
+        raise QuestError(
+            f"MLFLOW_TRACKING_URI {shown} refused user {creds.username}'s password (401): check "
+            "MLFLOW_TRACKING_PASSWORD"
+        )
+
+
+def _ssl_reason(error: BaseException) -> str:
+    """The innermost reason a request failed, in one line (requests wraps urllib3, which wraps ssl)."""
+    cause: BaseException = error
+    while cause.__context__ is not None or (cause.args and isinstance(cause.args[0], BaseException)):
+        inner = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else cause.__context__
+        if inner is None or inner is cause:
+            break
+        cause = inner
+    return getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or first_line(cause)
+
+
+def _speaks_tls(uri: str, timeout: float) -> bool:
+    """Whether the server at an http:// address answers a TLS handshake (it wants https://)."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only asking whether it speaks TLS at all
+    try:
+        address = (parts.hostname, parts.port or 80)
+        with socket.create_connection(address, timeout=timeout) as raw, context.wrap_socket(raw):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 @contextmanager
