@@ -10,7 +10,8 @@ import os
 import sys
 
 from quest import interrupts
-from quest.tracking.machine import cpuinfo, numpy_at_most_avx2
+from quest.host import cpuinfo
+from quest.tracking.machine import numpy_at_most_avx2
 
 interrupts.watch_dvc()  # before the stage's imports: a dvc killed during them is noticed too
 

@@ -20,6 +20,8 @@ import subprocess
 from collections.abc import MutableMapping
 from importlib import metadata
 
+from quest.host import cpuinfo
+
 # Environment variables that change a numerical library's path (kernel, vector width, threads, precision).
 NUMERICAL_ENV = (
     "XLA_FLAGS",
@@ -79,21 +81,6 @@ def cpu() -> dict[str, object]:
         "name": fields.get("model name", platform.processor() or platform.machine()),
         "vector": sorted(flag for flag in fields.get("flags", "").split() if VECTOR_FLAG.match(flag)),
     }
-
-
-def cpuinfo() -> dict[str, str]:
-    """The first processor's fields in /proc/cpuinfo; empty where there is none (not Linux)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if not line.strip():
-                    break  # the first processor is enough: a machine's cores are one model
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields
 
 
 def numpy_at_most_avx2(environ: MutableMapping[str, str], flags: set[str]) -> str | None:

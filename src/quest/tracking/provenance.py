@@ -9,12 +9,12 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from quest import __version__
 from quest.errors import QuestError
 from quest.files import dvc_md5
+from quest.host import installed_versions
 from quest.processes import this_process
 from quest.tracking import machine
 from quest.tracking.tags import TAG_GIT_COMMIT, TAG_PROCESS
@@ -121,16 +121,6 @@ def locked_versions(lock: Path) -> dict[str, str]:
 
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def installed_versions(names: list[str]) -> dict[str, str]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "missing"
-    return found
 
 
 def fingerprint(root: Path, *, commit: str, dirty: bool, seed: int, backend: str, device: str) -> dict:
