@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from quest import interrupts
 from quest.errors import QuestError
+from quest.host import cpuinfo, installed_versions
 from quest.params import EXECUTOR
 
 ENV = "QUEST_EXECUTOR"  # overrides compare.executor (a team's CI pointing every run at its cluster)
@@ -66,17 +68,9 @@ LIBRARIES = ("quest", "scikit-learn", "xgboost-cpu", "lightgbm", "numpy")
 def _versions() -> dict[str, str]:
     """What a process has of what quest's tasks compute with: quest, the model libraries, numpy's SIMD cap, and
     whether its CPU has AVX-512 (where the cap matters)."""
-    import importlib.metadata as metadata
-    from pathlib import Path
-
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "missing"
+    found = installed_versions(list(LIBRARIES))
     found[SIMD_CAP] = os.environ.get(SIMD_CAP, "unset")
-    found["AVX-512"] = "yes" if " avx512f " in f" {Path('/proc/cpuinfo').read_text()} " else "no"
+    found["AVX-512"] = "yes" if "avx512f" in cpuinfo().get("flags", "").split() else "no"
     return found
 
 
@@ -103,24 +97,26 @@ def check_workers(client: Any, chosen: str) -> None:
             )
 
 
-def each(
-    client: Any,
+@contextmanager
+def tasks(
+    chosen: str,
     function: Callable[..., Any],
     items: Sequence[Any],
     shared: Any,
     *args: Any,
     priorities: Sequence[int] | None = None,
-) -> Iterator[Any]:
-    """function(item, shared, *args) for each item, a task each on the cluster (the higher its priority, the
-    sooner it starts), `shared` scattered once to every worker; the results in the items' order, each as soon as
-    it and those before it are done."""
-    handle = client.scatter(shared, broadcast=True, hash=False)
-    futures = [
-        client.submit(function, item, handle, *args, pure=False, priority=priority)
-        for item, priority in zip(items, priorities or [0] * len(items), strict=True)
-    ]
-    try:
-        for future in futures:
-            yield future.result()
-    finally:
-        client.cancel(futures)
+) -> Iterator[Iterator[Any]]:
+    """function(item, shared, *args) for each item, a task each on the cluster `chosen` names (the higher its
+    priority, the sooner it starts), `shared` scattered once to every worker: the results in the items' order,
+    each as soon as it and those before it are done. Leaving the block early cancels what is left; a signal
+    meanwhile names the cluster (quest.interrupts)."""
+    with connected(chosen) as client, interrupts.during(f"the cluster at {chosen} ({len(items)} models)"):
+        handle = client.scatter(shared, broadcast=True, hash=False)
+        futures = [
+            client.submit(function, item, handle, *args, pure=False, priority=priority)
+            for item, priority in zip(items, priorities or [0] * len(items), strict=True)
+        ]
+        try:
+            yield (future.result() for future in futures)
+        finally:
+            client.cancel(futures)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from quest.errors import QuestError
@@ -43,6 +45,17 @@ def share_cores(count: int) -> None:
     """Say that this process may use `count` threads (a worker of a pool that splits the cores)."""
     global _threads
     _threads = max(1, count)
+
+
+@contextmanager
+def threads_at_most(count: int) -> Iterator[None]:
+    """In the block, this process's libraries keep to `count` threads: those with pools of their own (CatBoost,
+    LightGBM) read `threads()`, OpenMP and BLAS are held by threadpoolctl (scikit-learn's own dependency)."""
+    from threadpoolctl import threadpool_limits
+
+    share_cores(count)
+    with threadpool_limits(limits=count):
+        yield
 
 
 MEMORY_LIMIT_ENV = "QUEST_MEMORY_LIMIT"

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from quest import cluster, interrupts, processes
+from quest import cluster, processes
 from quest.data.artifacts import Prepared
 from quest.data.splits import subsample
 from quest.errors import first_line
@@ -67,20 +66,23 @@ def curve_scores(
     where the model cannot fit so few rows (a notice says so) or a class is missing from them. Each model in
     turn here, or each one task on the Dask cluster `executor` (or QUEST_EXECUTOR) names (quest.cluster)."""
     chosen = cluster.executor(executor)
-    with ExitStack() as stack:
-        if chosen == "local":
-            found: Iterator[_Curve] = (_curve(learner, (prepared, grid), problem, metric, seed) for learner in learners)
-        else:
-            client = stack.enter_context(cluster.connected(chosen))
-            cores = len(os.sched_getaffinity(0))  # a model here has every core: there too, so it fits alike
-            priorities = [1 if learner.trains_together else 0 for learner in learners]  # the longest first
-            tasks = cluster.each(client, _curve_there, learners, (prepared, grid), problem, metric, seed, cores,
-                                 priorities=priorities)  # fmt: skip
-            found = stack.enter_context(closing(tasks))
-            stack.enter_context(interrupts.during(f"the cluster at {chosen} ({len(learners)} models)"))
-        return pd.DataFrame(
-            [row for learner, curve in zip(learners, found, strict=True) for row in _rows(learner, grid, curve)]
+    if chosen == "local":
+        return _table(
+            learners, grid, (_curve(learner, (prepared, grid), problem, metric, seed) for learner in learners)
         )
+    cores = len(os.sched_getaffinity(0))  # a model here has every core: there too, so it fits alike
+    priorities = [1 if learner.trains_together else 0 for learner in learners]  # the longest first
+    shared = (prepared, grid)
+    with cluster.tasks(
+        chosen, _curve_there, learners, shared, problem, metric, seed, cores, priorities=priorities
+    ) as found:
+        return _table(learners, grid, found)
+
+
+def _table(learners: Sequence[Learner], grid: Sequence[Cell], curves: Iterable[_Curve]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [row for learner, curve in zip(learners, curves, strict=True) for row in _rows(learner, grid, curve)]
+    )
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,7 @@ def _curve_there(
     learner: Learner, shared: tuple[Prepared, Sequence[Cell]], problem: Problem, metric: str, seed: int, threads: int
 ) -> _Curve:
     """On a cluster's worker: `_curve` with the threads the stage's own process has."""
-    from threadpoolctl import threadpool_limits
-
-    processes.share_cores(threads)
-    with threadpool_limits(limits=threads):
+    with processes.threads_at_most(threads):
         return _curve(learner, shared, problem, metric, seed)
 
 

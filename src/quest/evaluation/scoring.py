@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -295,11 +295,7 @@ def _on_cluster(
     cores = len(os.sched_getaffinity(0))
     tasks = [(learner, cores if learner.fills_cores else threads) for learner in learners]
     priorities = [2 if learner.trains_together else 0 if learner.fills_cores else 1 for learner in learners]
-    with (
-        cluster.connected(chosen) as client,
-        closing(cluster.each(client, _evaluate_there, tasks, prepared, problem, seed, priorities=priorities)) as remote,
-        interrupts.during(f"the cluster at {chosen} ({len(tasks)} models)"),
-    ):
+    with cluster.tasks(chosen, _evaluate_there, tasks, prepared, problem, seed, priorities=priorities) as remote:
         yield from remote
 
 
@@ -364,26 +360,20 @@ def _start(work: _Work) -> None:
     global _work
     _work = work
     interrupts.as_worker(os.getppid())
-    processes.share_cores(work.threads)  # libraries with their own thread pools (CatBoost, LightGBM) read it
 
 
 def _evaluate(index: int) -> ModelResult | Skipped:
-    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
-
     assert _work is not None, "_evaluate runs in a worker that _start set up"
     # The workers already fill the cores: OpenMP/BLAS threads on top would only fight over them.
-    with threadpool_limits(limits=_work.threads):
+    with processes.threads_at_most(_work.threads):
         return evaluate_or_skip(_work.learners[index], _work.prepared, _work.problem, seed=_work.seed)
 
 
 def _evaluate_there(task: tuple[Learner, int], prepared: Prepared, problem: Problem, seed: int) -> Any:
     """On a cluster's worker: what a pool worker runs, with the threads it would have here; a network comes back
     as the bytes of its saved archive (quest.learners.networks.network_archive), which the stage writes."""
-    from threadpoolctl import threadpool_limits
-
     learner, threads = task
-    processes.share_cores(threads)
-    with threadpool_limits(limits=threads):
+    with processes.threads_at_most(threads):
         found = evaluate_or_skip(learner, prepared, problem, seed=seed)
     if isinstance(found, ModelResult) and found.model is not None:
         from quest.learners.networks import network_archive
