@@ -61,12 +61,11 @@ def store_failure(error: BaseException) -> str | None:
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
         return f"{reason} ({error.filename})" if error.filename else reason
     if type(error).__module__.startswith(("sqlalchemy.", "sqlite3", "mlflow.", "requests.", "urllib3.")):
-        refused = re.search(r"error code (401|403)\b", reason)
-        if refused:  # a secured server (make server AUTH=1) that will not let this user write
+        if re.search(r"error code 403\b", reason):  # a secured server (make server AUTH=1) this user may not write to
             user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user"
             return (
-                f"the tracking server refused {user} ({refused[1]}): logging runs needs EDIT on the experiment, "
-                f"which its admin grants (`quest team add-user {user} EDIT`, docs/team.md)"
+                f"the tracking server refused {user} (403): logging runs needs EDIT on the experiment, which its "
+                f"admin grants (`quest team add-user {user} EDIT`, docs/team.md)"
             )
         return reason
     return None

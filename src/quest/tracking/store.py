@@ -189,8 +189,9 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             params={"max_results": 1}, auth=auth, verify=verify, timeout=timeout,
         )  # fmt: skip
     except requests.exceptions.SSLError as error:
+        why = _innermost_reason(error)
         raise QuestError(
-            f"MLFLOW_TRACKING_URI {shown}: the server's certificate is not trusted here ({_ssl_reason(error)}); set "
+            f"MLFLOW_TRACKING_URI {shown}: the server's certificate is not trusted here ({why}); set "
             "MLFLOW_TRACKING_SERVER_CERT_PATH to its certificate (make server AUTH=1 prints the path)"
         ) from None
     except (requests.exceptions.RequestException, OSError) as error:
@@ -199,7 +200,7 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
                 f"MLFLOW_TRACKING_URI {shown}: the server there speaks TLS; use https:// instead of http://"
             ) from None
         raise QuestError(
-            f"MLFLOW_TRACKING_URI {shown}: no MLflow server answers there ({_ssl_reason(error)}); start it "
+            f"MLFLOW_TRACKING_URI {shown}: no MLflow server answers there ({_innermost_reason(error)}); start it "
             "(make server) or unset MLFLOW_TRACKING_URI to log to mlflow.db"
         ) from None
     if answer.status_code == 401:
@@ -214,15 +215,17 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
         )
 
 
-def _ssl_reason(error: BaseException) -> str:
-    """The innermost reason a request failed, in one line (requests wraps urllib3, which wraps ssl)."""
-    cause: BaseException = error
-    while cause.__context__ is not None or (cause.args and isinstance(cause.args[0], BaseException)):
-        inner = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else cause.__context__
-        if inner is None or inner is cause:
-            break
+def _innermost_reason(error: BaseException) -> str:
+    """Why a request failed, in one line: requests wraps urllib3's error, which wraps the socket's or ssl's."""
+    cause = error
+    while (inner := _wrapped(cause)) is not None and inner is not cause:
         cause = inner
     return getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or first_line(cause)
+
+
+def _wrapped(error: BaseException) -> BaseException | None:
+    first = error.args[0] if error.args else None
+    return first if isinstance(first, BaseException) else error.__context__
 
 
 def _speaks_tls(uri: str, timeout: float) -> bool:
