@@ -14,12 +14,10 @@ printed and written to benchmarks/results/<part>.json and <part>.txt. Targets li
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -718,8 +716,8 @@ def cluster_part(out: Report) -> None:
     import yaml
 
     sys.path.insert(0, str(REPO))  # the end-to-end tests' copy of the repo and their helpers
+    from tests.test_cluster import local_cluster
     from tests.test_pipeline import copy_repo
-    from tests.test_team_server import free_port
 
     out.section("The default comparison: a local process pool against a Dask cluster of 1 and 2 workers (seconds)")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -751,9 +749,10 @@ def cluster_part(out: Report) -> None:
 
         run("local pool", {})
         for workers in (1, 2):
-            with _local_cluster(env, workers, free_port(), free_port()) as (address, started):
+            started = time.perf_counter()
+            with local_cluster(env, workers) as address:
                 mode = f"{workers} worker{'s' if workers > 1 else ''}"
-                out.line(f"cluster of {mode}: scheduler and workers ready in {started:.1f}s")
+                out.line(f"cluster of {mode}: scheduler and workers ready in {time.perf_counter() - started:.1f}s")
                 said = run(mode, {"QUEST_EXECUTOR": address})
                 if workers == 2:
                     fits = re.findall(r"^compare: (\w+) +CV .*\((\d+\.\d+)s\)$", said, flags=re.MULTILINE)
@@ -768,26 +767,6 @@ def cluster_part(out: Report) -> None:
         out.figure(f"cluster_{key}_2_workers_vs_local_pool", wall[workload, "2 workers"] / wall[workload, "local pool"])
     same = all(len(found) == 1 for found in tables.values())
     out.figure("cluster_comparison_identical_to_local", "yes" if same else "no", text=True)
-
-
-@contextlib.contextmanager
-def _local_cluster(env: dict[str, str], workers: int, port: int, dashboard: int):
-    """scripts/cluster.sh with `workers` workers on free ports; yields (its dask:// address, seconds to ready)."""
-    from distributed import Client
-
-    started = time.perf_counter()
-    ports = {"QUEST_CLUSTER_PORT": str(port), "QUEST_CLUSTER_DASHBOARD": str(dashboard)}
-    script = subprocess.Popen(
-        [str(REPO / "scripts" / "cluster.sh")], env={**env, **ports, "QUEST_CLUSTER_WORKERS": str(workers)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
-            client.wait_for_workers(workers, timeout=120)
-        yield f"dask://127.0.0.1:{port}", time.perf_counter() - started
-    finally:
-        os.killpg(script.pid, signal.SIGTERM)
-        script.wait(timeout=60)
 
 
 def _task_overhead(out: Report, copy: Path, address: str) -> None:

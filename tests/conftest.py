@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,15 @@ def mixed_frame() -> pd.DataFrame:
             "survived": [0, 1, 1, 1, 0, 0],
         }
     )
+
+
+def stop_group(process: subprocess.Popen, seconds: float = 30) -> None:
+    """SIGTERM to the process group `process` leads (started with start_new_session: a script and what it started),
+    SIGKILL to it if the leader has not exited after `seconds`; returns once it has."""
+    with contextlib.suppress(ProcessLookupError):  # every process of the group has ended already
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -9,13 +9,15 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from quest import cluster
 from quest.errors import QuestError
-from tests.conftest import REPO, repo_params
+from tests.conftest import REPO, repo_params, stop_group
 from tests.test_pipeline import TINY, copy_repo, environment, run
 from tests.test_team_server import free_port
 
@@ -40,27 +42,32 @@ OUTPUTS = (
 )
 
 
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory) -> Iterator[str]:
-    """`make cluster`'s script on free ports: a scheduler and two single-threaded workers on 127.0.0.1."""
+@contextmanager
+def local_cluster(env: dict[str, str], workers: int = 2, log: Any = subprocess.DEVNULL) -> Iterator[str]:
+    """`make cluster`'s script on free ports: a scheduler and `workers` single-threaded workers on 127.0.0.1; its
+    dask:// address once every worker has joined (benchmarks/bench.py's cluster part starts it too)."""
+    from distributed import Client
+
     port = free_port()
-    env = environment(REPO) | {"QUEST_CLUSTER_PORT": str(port), "QUEST_CLUSTER_DASHBOARD": str(free_port())}
-    log = (tmp_path_factory.mktemp("cluster") / "cluster.log").open("w")
+    env = env | {"QUEST_CLUSTER_PORT": str(port), "QUEST_CLUSTER_DASHBOARD": str(free_port()),
+                 "QUEST_CLUSTER_WORKERS": str(workers)}  # fmt: skip
     script = subprocess.Popen([str(REPO / "scripts" / "cluster.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)  # fmt: skip
     try:
-        from distributed import Client
-
         with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(workers, timeout=120)
         yield f"dask://127.0.0.1:{port}"
     finally:
-        os.killpg(script.pid, signal.SIGTERM)
-        try:
-            script.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(script.pid, signal.SIGKILL)
-            script.wait()
+        stop_group(script)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory) -> Iterator[str]:
+    with (
+        (tmp_path_factory.mktemp("cluster") / "cluster.log").open("w") as log,
+        local_cluster(environment(REPO), log=log) as address,
+    ):
+        yield address
 
 
 @pytest.fixture(scope="module")

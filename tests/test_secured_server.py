@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, repo_params
+from tests.conftest import REPO, repo_params, stop_group
 from tests.test_pipeline import LIGHT, TINY_LIGHT, copy_repo, environment, run
 from tests.test_team_server import bound_addresses, free_port
 
@@ -57,9 +56,7 @@ def secured():
             "seconds": time.monotonic() - started,
         }
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+        stop_group(process, seconds=60)  # the script's trap stops PostgreSQL
         log.close()
         shutil.rmtree(state, ignore_errors=True)
 

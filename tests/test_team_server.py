@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, merge, repo_params
+from tests.conftest import REPO, merge, repo_params, stop_group
 from tests.test_pipeline import LIGHT, TINY_LIGHT, copy_repo, environment, run, run_queue
 
 pytestmark = pytest.mark.e2e
@@ -59,9 +59,7 @@ def server():
         wait_healthy(port, process, state / "server.out")
         yield {"uri": f"http://127.0.0.1:{port}", "pg_port": pg_port, "state": state, "process": process}
     finally:
-        if process.poll() is None:  # mlflow and the script; the script's trap stops PostgreSQL
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+        stop_group(process, seconds=60)  # mlflow and the script; the script's trap stops PostgreSQL
         log.close()
         shutil.rmtree(state, ignore_errors=True)
 

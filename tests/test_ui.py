@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from quest.files import read_json
 from quest.tracking.tags import TAG_GROUP, TAG_MODEL
-from tests.conftest import REPO, repo_params
+from tests.conftest import REPO, repo_params, stop_group
 from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
 from tests.test_team_server import bound_addresses, free_port, wait_healthy
 
@@ -91,13 +90,7 @@ def ui(project: Path) -> Iterator[dict[str, str]]:
         said = [line for line in log_path.read_text().splitlines() if line.startswith("ui: ")]
         yield dict(line[len("ui: ") :].split(": ", 1) for line in said)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process)
 
 
 @pytest.fixture
