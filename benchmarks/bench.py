@@ -652,7 +652,6 @@ def shape_main(argv: list[str]) -> None:
     from quest.data.artifacts import read_prepared
     from quest.evaluation.scoring import Skipped, evaluate_or_skip
     from quest.learners import registry
-    from quest.learners.base import Problem
     from quest.learners.registry import load_params
 
     params = load_params(Path(params_path))
@@ -660,7 +659,7 @@ def shape_main(argv: list[str]) -> None:
     if hasattr(learner, "configure"):
         learner.configure()
     prepared = read_prepared(Path(prepared_dir))
-    problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))
+    problem = registry.problem(params, prepared)
     started = time.perf_counter()
     result = evaluate_or_skip(learner, prepared, problem, seed=params.seed)
     if isinstance(result, Skipped):

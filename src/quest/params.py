@@ -203,6 +203,7 @@ class CompareParams:
     probability: float
     models: tuple[str, ...]  # the models compared with the MLP, neural entrants and classic ones
     scale_threshold: int
+    wide_threshold: int  # model inputs past which the costliest models take their wide recipes (quest.learners.wide)
     executor: str  # local (a process pool here) or dask://host:port (a Dask cluster's scheduler): quest.cluster
 
     def __post_init__(self) -> None:
@@ -210,6 +211,8 @@ class CompareParams:
         require(self.rope >= 0 and math.isfinite(self.rope), "compare.rope", "a finite number >= 0", self.rope)
         require(0.5 < self.probability < 1, "compare.probability", "between 0.5 and 1 (exclusive)", self.probability)
         require(self.scale_threshold >= 1, "compare.scale_threshold", "a positive row count", self.scale_threshold)
+        require(self.wide_threshold >= 1, "compare.wide_threshold", "a positive count of model inputs",
+                self.wide_threshold)  # fmt: skip
         require(bool(EXECUTOR.fullmatch(self.executor)), "compare.executor", "local or dask://host:port", self.executor)
         repeated = sorted({name for name in self.models if self.models.count(name) > 1})
         require(not repeated, "compare.models", "a list naming each model once", list(self.models))
@@ -217,6 +220,10 @@ class CompareParams:
     def large(self, n_train: int) -> bool:
         """Whether a training split of `n_train` rows switches svm_rbf and boosting to their scalable stand-ins."""
         return n_train > self.scale_threshold
+
+    def wide(self, n_features: int) -> bool:
+        """Whether a table of `n_features` model inputs switches the costliest models to their wide recipes."""
+        return n_features > self.wide_threshold
 
 
 def _check_space(model: str, name: str, spec: Any) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from quest.evaluation.metrics import LOWER_IS_BETTER
 from quest.evaluation.scoring import ModelResult
 from quest.evaluation.stats import Posterior, corrected_ttest, correlated_bayes, mean_interval, win_tie_loss
+from quest.learners import wide as wide_recipes
 
 # The comparison's numbers every model run carries, so MLflow's compare view lines them up.
 SHARED_KEYS = ("cv_mean", "cv_std", "ci_low", "ci_high", "test_score", "p_value", "p_better", "p_equivalent", "p_worse")
@@ -337,14 +338,16 @@ def report_markdown(
     descriptions: Mapping[str, str],
     rope_note: str = "",
     large: bool = False,
+    wide: str = "",
     skipped: Mapping[str, str] | None = None,
 ) -> str:
     """The short report: the answer in words and as a picture, then the table ranked by CV mean. `descriptions`
-    says what each row's model is; `rope_note` what ±rope means in the metric's units, when that needs saying."""
+    says what each row's model is; `rope_note` what ±rope means in the metric's units, when that needs saying;
+    `wide`, when the inputs are past compare.wide_threshold, how many there are against it."""
     lines = [
         *_answer_lines(table, dataset, task, outcome, splits, rope_note=rope_note),
         *_table_lines(table, outcome, descriptions=descriptions),
-        *_method_lines(outcome, large=large, skipped=skipped or {}),
+        *_method_lines(outcome, large=large, wide=wide, skipped=skipped or {}),
     ]
     return "\n".join(lines)
 
@@ -405,7 +408,7 @@ def _table_lines(table: pd.DataFrame, outcome: Verdict, *, descriptions: Mapping
     return lines
 
 
-def _method_lines(outcome: Verdict, *, large: bool, skipped: Mapping[str, str]) -> list[str]:
+def _method_lines(outcome: Verdict, *, large: bool, wide: str, skipped: Mapping[str, str]) -> list[str]:
     """The winner, how the tests read, the stand-ins and the models left out; the comparison's chart."""
     neural, classic = outcome.best_neural, outcome.best_classic
     lines = [
@@ -427,6 +430,12 @@ def _method_lines(outcome: Verdict, *, large: bool, skipped: Mapping[str, str]) 
         lines += [
             "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient "
             "boosting rows ran as their scalable stand-ins, named in the table.",
+            "",
+        ]
+    if wide:
+        lines += [
+            f"The table is wide ({wide}), so the models whose cost grows fastest with the columns took their wide "
+            f'recipes, named in the table after "wide table": {wide_recipes.SUMMARY}.',
             "",
         ]
     if skipped:

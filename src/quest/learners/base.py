@@ -37,6 +37,7 @@ class Problem:
     n_classes: int  # 0 for regression
     n_features: int
     large: bool = False  # the training split is past compare.scale_threshold: scalable stand-ins, where any
+    wide: bool = False  # the inputs are past compare.wide_threshold: wide recipes, where any (quest.learners.wide)
     feature_names: tuple[str, ...] = ()  # the model inputs' names, for messages (schema.features)
     # Per model input, its raw column's kind and name (Schema.feature_columns): a categorical column's one-hot
     # inputs share a name. Empty: every input is numeric.
@@ -45,13 +46,14 @@ class Problem:
     division: Division = field(default=RANDOM, compare=False)
 
     @classmethod
-    def of(cls, prepared: Prepared, *, large: bool = False) -> Problem:
+    def of(cls, prepared: Prepared, *, large: bool = False, wide: bool = False) -> Problem:
         schema = prepared.schema
         return cls(
             schema.task,
             prepared.n_classes,
             prepared.x_train.shape[1],
             large=large,
+            wide=wide,
             feature_names=schema.features,
             feature_columns=schema.feature_columns(),
             division=prepared.division,
@@ -127,6 +129,11 @@ class Learner(ABC):
         """Whether a scalable model stands in for this one past compare.scale_threshold."""
         return False
 
+    def wide_recipe(self, problem: Problem) -> str:
+        """How it trains past compare.wide_threshold model inputs, in a few words (quest.learners.wide); empty:
+        as on any table."""
+        return ""
+
     def seeds(self, seed: int, index: int) -> tuple[int, ...]:
         """The seeds of the models fitted for split (or trial) `index`; their scores are averaged. An estimator
         keeps the pipeline's seed; a network draws its own initialisation per split."""
@@ -140,7 +147,7 @@ class Learner(ABC):
     def settings(self, problem: Problem) -> dict[str, Any]:
         """What besides a search space decides its trials' results: a stored study is resumed only while
         these are unchanged."""
-        return {"large": problem.large}
+        return {"large": problem.large, "wide": problem.wide}
 
     def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> Model:
         """A fresh, seeded model with `hyper` over the learner's defaults."""

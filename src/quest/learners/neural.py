@@ -171,7 +171,8 @@ class RecipeLearner(NetworkLearner):
         return super().configure()
 
     def settings(self, problem: Problem) -> dict[str, Any]:
-        return {**dataclasses.asdict(self.spec), "device": self.train.device}
+        spec = self.with_hyper(self.wide_values()) if problem.wide else self.spec
+        return {**dataclasses.asdict(spec), "device": self.train.device}
 
     def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
         super().check_space(space, problem)
@@ -190,6 +191,10 @@ class RecipeLearner(NetworkLearner):
     def validation_fraction(self, hyper: Mapping[str, Any]) -> float:
         return self.spec.validation_fraction
 
+    def wide_values(self) -> dict[str, Any]:
+        """The section's values on a wide table (quest.learners.wide), under a fit's own; none by default."""
+        return {}
+
     def recipe(self, spec: Any, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> Any:
         """The engine's recipe for `spec` on this problem's inputs and jobs."""
         raise NotImplementedError
@@ -207,7 +212,8 @@ class RecipeLearner(NetworkLearner):
     ) -> list[FitResult]:
         from quest.learners.engine import train_many
 
-        recipe = self.recipe(self.with_hyper(hyper), problem, x, jobs)
+        values = {**self.wide_values(), **hyper} if problem.wide else hyper
+        recipe = self.recipe(self.with_hyper(values), problem, x, jobs)
         try:
             return train_many(x, y, jobs, recipe, hooks=hooks, label=label)
         except NonFiniteLoss as found:

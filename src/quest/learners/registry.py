@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from quest import params as config
+from quest.data.artifacts import Prepared
 from quest.errors import QuestError
-from quest.learners.base import Learner
+from quest.learners import wide
+from quest.learners.base import Learner, Problem
 from quest.learners.realmlp.params import RealMlpParams
 from quest.learners.tabm.params import TabmParams
 from quest.params import Params
@@ -154,6 +156,26 @@ def check_spaces(params: Params) -> None:
     for name in params.tune.spaces:
         if name not in LEARNERS:
             raise QuestError(f"params.yaml: tune.spaces must be models drawn from {', '.join(LEARNERS)} (got {name!r})")
+
+
+def problem(params: Params, prepared: Prepared) -> Problem:
+    """The table as every stage's models see it: past compare.scale_threshold training rows, the scalable
+    stand-ins; past compare.wide_threshold model inputs, the wide recipes."""
+    return Problem.of(
+        prepared,
+        large=params.compare.large(len(prepared.y_train)),
+        wide=params.compare.wide(prepared.x_train.shape[1]),
+    )
+
+
+def recipe_notices(
+    who: str, learners: Sequence[Learner], problem: Problem, params: Params, *, n_train: int, verb: str = "run"
+) -> None:
+    """Say which models run otherwise than on any table: the scalable stand-ins, the wide recipes."""
+    if problem.large:
+        stand_in_notice(who, learners, n_train=n_train, threshold=params.compare.scale_threshold, verb=verb)
+    if problem.wide:
+        wide.notice(who, learners, problem, threshold=params.compare.wide_threshold, verb=verb)
 
 
 def stand_in_notice(who: str, learners: Sequence[Learner], *, n_train: int, threshold: int, verb: str = "run") -> None:

@@ -160,11 +160,8 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
     schema = prepared.schema
     metric = primary_metric(params.compare.metric, schema.task, prepared.n_classes)
     entrants = registry.entrants(params, who="compare")
-    problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))
-    if problem.large:
-        registry.stand_in_notice(
-            "compare", entrants, n_train=len(prepared.y_train), threshold=params.compare.scale_threshold
-        )
+    problem = registry.problem(params, prepared)
+    registry.recipe_notices("compare", entrants, problem, params, n_train=len(prepared.y_train))
     results, skipped = [subject], {}
     with heartbeat(len(entrants)) as scored:
         for result in evaluate_all(entrants, prepared, problem, seed=params.seed, executor=params.compare.executor):
@@ -208,6 +205,11 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
         descriptions=descriptions,
         rope_note=rope_note,
         large=problem.large,
+        wide=(
+            f"{problem.n_features} model inputs > `compare.wide_threshold`, {params.compare.wide_threshold}"
+            if problem.wide
+            else ""
+        ),
         skipped=skipped,
     )
     return Comparison(metric, results, table, outcome, learners, descriptions, report, skipped)
@@ -290,7 +292,7 @@ def log_to_mlflow(
         params,
         prepared,
         headline(comparison, reports),
-        entrants(comparison, Problem.of(prepared)),
+        entrants(comparison, registry.problem(params, prepared)),
         origin=origin,
         subject=registry.SUBJECT,
         subject_run=subject_run,

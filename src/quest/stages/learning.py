@@ -73,14 +73,13 @@ def learn(args: argparse.Namespace, params: Params) -> None:
     from quest.evaluation import curves, plots
     from quest.evaluation.metrics import primary_metric
     from quest.learners import registry
-    from quest.learners.base import Problem
     from quest.tracking import provenance
 
     prepared = read_prepared(args.data)
     metric = primary_metric(params.compare.metric, prepared.schema.task, prepared.n_classes)
     compared = read_compared(args.reports / paths.CV_FOLDS.name, prepared, metric)
     learners = [registry.subject(params), *(m for m in registry.entrants(params, who="learning") if m.name in compared)]
-    problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))  # the comparison's models
+    problem = registry.problem(params, prepared)  # the comparison's models
     started = time.perf_counter()
     grid = curves.cells(
         prepared, fractions=params.learning.fractions, repeats=params.learning.repeats, seed=params.seed

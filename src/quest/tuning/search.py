@@ -323,13 +323,10 @@ def plan(data_dir: Path, params: Params, *, who: str = "tune") -> Plan:
     settings = params.tune
     learners = tuned_learners(params, who=who)
     prepared = read_prepared(data_dir)
-    problem = Problem.of(prepared, large=params.compare.large(len(prepared.y_train)))  # tuned as compared
+    problem = registry.problem(params, prepared)  # tuned as compared
     for learner in learners:
         learner.check_space(settings.spaces[learner.name], problem)
-    if problem.large:
-        registry.stand_in_notice(
-            who, learners, n_train=len(prepared.y_train), threshold=params.compare.scale_threshold, verb="are tuned"
-        )
+    registry.recipe_notices(who, learners, problem, params, n_train=len(prepared.y_train), verb="are tuned")
     metric = primary_metric(params.compare.metric, problem.task, problem.n_classes)
     data_md5 = dvc_md5(data_dir)
     names = {}

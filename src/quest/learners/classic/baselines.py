@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from quest.learners import wide
 from quest.learners.base import Learner, Problem
 from quest.learners.estimators import EstimatorModel, for_task
 
@@ -147,6 +148,21 @@ SCALABLE_REGRESSORS: dict[str, tuple[str, Factory]] = {
 }
 
 
+# Past `compare.wide_threshold` model inputs, the boosted rows' wide recipes (quest.learners.wide): the histogram
+# ones on fewer bins, exact gradient boosting on a share of the columns at each split. Its histogram stand-in, past
+# compare.scale_threshold rows, takes histogram boosting's.
+WIDE: dict[str, tuple[dict[str, Any], str]] = {
+    "boosting": ({"max_features": wide.SHARE}, f"{wide.SHARED} a split"),
+    "hgb": ({"max_bins": wide.BINS}, f"{wide.BINS} bins a column"),
+    "xgboost": ({"max_bin": wide.BINS}, f"{wide.BINS} bins a column"),
+}
+
+
+def _wide(name: str, large: bool) -> str:
+    """The row whose wide recipe `name` takes: its stand-in's past compare.scale_threshold."""
+    return "hgb" if large and name == "boosting" else name
+
+
 def _registry(task: str, large: bool) -> dict[str, tuple[str, Factory]]:
     exact = CLASSIFIERS if task == "classification" else REGRESSORS
     if not large:
@@ -170,12 +186,22 @@ def describe(name: str, task: str, *, large: bool = False) -> str:
 
 
 def make_baseline(
-    name: str, *, task: str, n_features: int, seed: int, hyper: dict | None = None, large: bool = False
+    name: str,
+    *,
+    task: str,
+    n_features: int,
+    seed: int,
+    hyper: dict | None = None,
+    large: bool = False,
+    wide: bool = False,
 ) -> BaseEstimator:
     """A fresh, seeded estimator with the row's defaults, or with `hyper` (a tuning trial's values) over them;
     regression targets are standardised inside (SVR and kNN need it). `large`: the training set is past
-    `compare.scale_threshold`, so rows with a scalable stand-in use it."""
-    return for_task(_registry(task, large)[name][1](n_features, seed, dict(hyper or {})), task)
+    `compare.scale_threshold`, so rows with a scalable stand-in use it. `wide`: the inputs are past
+    `compare.wide_threshold`, so rows with a wide recipe take its settings under `hyper`'s."""
+    recipe = _wide(name, large)
+    settings = {**WIDE[recipe][0], **(hyper or {})} if wide and recipe in WIDE else dict(hyper or {})
+    return for_task(_registry(task, large)[name][1](n_features, seed, settings), task)
 
 
 class Baseline(Learner):
@@ -193,10 +219,14 @@ class Baseline(Learner):
         return REQUIRES.get(self.name)
 
     def describe(self, problem: Problem) -> str:
-        return describe(self.name, problem.task, large=problem.large)
+        return wide.described(describe(self.name, problem.task, large=problem.large), self, problem)
 
     def has_stand_in(self) -> bool:
         return scaled(self.name)
+
+    def wide_recipe(self, problem: Problem) -> str:
+        recipe = _wide(self.name, problem.large)
+        return WIDE[recipe][1] if recipe in WIDE else ""
 
     def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> BaselineModel:
         estimator = make_baseline(
@@ -206,6 +236,7 @@ class Baseline(Learner):
             seed=seed,
             hyper=dict(hyper),
             large=problem.large,
+            wide=problem.wide,
         )
         return BaselineModel(estimator, task=problem.task, n_classes=problem.n_classes)
 

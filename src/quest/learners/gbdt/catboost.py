@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from quest import processes
+from quest.learners import wide
 from quest.learners.base import Learner, Problem
 from quest.learners.estimators import EstimatorModel, for_task
 
@@ -29,7 +30,12 @@ class CatBoost(Learner):
     fills_cores = True
 
     def describe(self, problem: Problem) -> str:
-        return f"CatBoost, {ITERATIONS} iterations (library default {LIBRARY_ITERATIONS})"
+        return wide.described(
+            f"CatBoost, {ITERATIONS} iterations (library default {LIBRARY_ITERATIONS})", self, problem
+        )
+
+    def wide_recipe(self, problem: Problem) -> str:
+        return f"{wide.BINS} borders a column, {wide.SHARED} a level"
 
     def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> GuardedModel:
         import catboost
@@ -42,6 +48,8 @@ class CatBoost(Learner):
             "verbose": False,
             "allow_writing_files": False,  # no catboost_info/ directory in the repository
         }
+        if problem.wide:  # quest.learners.wide: each level scores a share of the columns, each on fewer borders
+            settings |= {"border_count": wide.BINS, "rsm": wide.SHARE}
         model = for_task(estimator(**{**settings, **hyper}), problem.task)
         return GuardedModel(model, task=problem.task, n_classes=problem.n_classes)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from quest import processes
 from quest.errors import QuestError
+from quest.learners import wide
 from quest.learners.base import Learner, Problem
 from quest.learners.estimators import EstimatorModel, for_task
 
@@ -23,7 +24,10 @@ class LightGBM(Learner):
     requires = "lightgbm"
 
     def describe(self, problem: Problem) -> str:
-        return "LightGBM, library defaults (100 trees, 31 leaves)"
+        return wide.described("LightGBM, library defaults (100 trees, 31 leaves)", self, problem)
+
+    def wide_recipe(self, problem: Problem) -> str:
+        return f"{wide.BINS} bins a column"
 
     def build(self, problem: Problem, *, seed: int, hyper: Mapping[str, Any]) -> EstimatorModel:
         import lightgbm
@@ -36,6 +40,8 @@ class LightGBM(Learner):
             "force_col_wise": True,  # else LightGBM picks row- or column-wise by timing them: not reproducible
             "verbose": -1,
         }
+        if problem.wide:  # quest.learners.wide: each column on fewer bins
+            settings["max_bin"] = wide.BINS
         model = for_task(estimator(**{**settings, **hyper}), problem.task)
         return EstimatorModel(model, task=problem.task, n_classes=problem.n_classes)
 

@@ -6,10 +6,11 @@ quest.learners.realmlp.network; nothing here imports Keras at import time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from quest.learners import wide
 from quest.learners.base import Problem
 from quest.learners.neural import RecipeLearner
 from quest.learners.realmlp.params import RealMlpParams
@@ -53,7 +54,13 @@ class RealMLP(RecipeLearner):
 
     def describe(self, problem: Problem) -> str:
         layers = "-".join(str(units) for units in self.spec.hidden_layers)
-        return f"RealMLP-TD in Keras ({layers}, {self.spec.epochs} epochs)"
+        return wide.described(f"RealMLP-TD in Keras ({layers}, {self.spec.epochs} epochs)", self, problem)
+
+    def wide_recipe(self, problem: Problem) -> str:
+        return "no numeric embeddings" if self.spec.embedding_frequencies else ""
+
+    def wide_values(self) -> dict[str, Any]:
+        return {"embedding_frequencies": 0}  # each column one input, as RealMLP-TD-S
 
     def recipe(self, spec: RealMlpParams, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> RealMlpRecipe:
         from quest.learners.realmlp.network import Layout, RealMlpRecipe

@@ -6,10 +6,11 @@ nothing here imports Keras at import time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from quest.learners import wide
 from quest.learners.base import Problem
 from quest.learners.neural import RecipeLearner
 from quest.learners.tabm.params import TabmParams
@@ -47,10 +48,18 @@ class TabM(RecipeLearner):
         super().__init__(spec, train, seed=seed)
 
     def describe(self, problem: Problem) -> str:
-        spec = self.spec
+        spec = self.with_hyper(self.wide_values()) if problem.wide else self.spec
         embedding = ", piecewise-linear embeddings" if spec.embedding == "piecewise" else ""
         arch = "TabM" if spec.arch == "tabm" else "TabM-mini"
-        return f"{arch} in Keras (k={spec.members}, {spec.depth}x{spec.width}{embedding})"
+        return wide.described(
+            f"{arch} in Keras (k={spec.members}, {spec.depth}x{spec.width}{embedding})", self, problem
+        )
+
+    def wide_recipe(self, problem: Problem) -> str:
+        return "no piecewise-linear embeddings" if self.spec.embedding == "piecewise" else ""
+
+    def wide_values(self) -> dict[str, Any]:
+        return {"embedding": "none"}  # each column one input, as TabM without embeddings
 
     def recipe(self, spec: TabmParams, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> TabmRecipe:
         from quest.learners.tabm.network import TabmLayout, TabmRecipe
