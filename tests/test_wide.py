@@ -120,7 +120,7 @@ def test_compare_on_a_wide_table_says_so_in_its_notice_table_and_report(tmp_path
     found = compare(params_from_dict(settings), prepared, subject)
     err = capsys.readouterr().err
     assert (
-        "compare: notice: 30 model inputs > compare.wide_threshold (20): lightgbm and realmlp run their wide "
+        "compare: notice: 30 model inputs > compare.wide_threshold (20): lightgbm and realmlp run with their wide "
         "recipes (docs/performance.md)"
     ) in err
     assert found.descriptions["lightgbm"].endswith(f"; wide table: {wide.BINS} bins a column")
@@ -132,3 +132,15 @@ def test_compare_on_a_wide_table_says_so_in_its_notice_table_and_report(tmp_path
                                                                               "wide_threshold": 30}})),
                      prepared, subject)  # fmt: skip
     assert "wide" not in narrow.report and "wide_threshold" not in capsys.readouterr().err
+
+
+def test_the_tuning_says_which_models_are_tuned_with_their_wide_recipes(capsys):
+    params = params_from_dict(repo_params(compare={"wide_threshold": 30}))
+    learners = [registry.learner(name, params) for name in ("logreg", "xgboost", "catboost")]
+    registry.recipe_notices("tune", learners, WIDE, params, n_train=100, verb="are tuned")
+    assert capsys.readouterr().err == (
+        "tune: notice: 40 model inputs > compare.wide_threshold (30): xgboost and catboost are tuned with their wide "
+        "recipes (docs/performance.md)\n"
+    )
+    registry.recipe_notices("tune", learners, NARROW, params, n_train=100, verb="are tuned")
+    assert capsys.readouterr().err == ""

@@ -18,7 +18,6 @@ from typing import Any
 from quest import params as config
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError
-from quest.learners import wide
 from quest.learners.base import Learner, Problem
 from quest.learners.realmlp.params import RealMlpParams
 from quest.learners.tabm.params import TabmParams
@@ -171,20 +170,25 @@ def problem(params: Params, prepared: Prepared) -> Problem:
 def recipe_notices(
     who: str, learners: Sequence[Learner], problem: Problem, params: Params, *, n_train: int, verb: str = "run"
 ) -> None:
-    """Say which models run otherwise than on any table: the scalable stand-ins, the wide recipes."""
+    """Say which models run otherwise than on any table: past compare.scale_threshold training rows, the scalable
+    stand-ins; past compare.wide_threshold model inputs, the wide recipes."""
     if problem.large:
-        stand_in_notice(who, learners, n_train=n_train, threshold=params.compare.scale_threshold, verb=verb)
-    if problem.wide:
-        wide.notice(who, learners, problem, threshold=params.compare.wide_threshold, verb=verb)
-
-
-def stand_in_notice(who: str, learners: Sequence[Learner], *, n_train: int, threshold: int, verb: str = "run") -> None:
-    """Past compare.scale_threshold, say which rows are their scalable stand-ins."""
-    scaled = [learner.name for learner in learners if learner.has_stand_in()]
-    if scaled:
-        names = " and ".join([", ".join(scaled[:-1]), scaled[-1]] if len(scaled) > 1 else scaled)
-        print(
-            f"{who}: notice: {n_train} training rows > compare.scale_threshold ({threshold}): {names} {verb} as "
-            "their scalable stand-ins",
-            file=sys.stderr,
+        _notice(
+            who,
+            [learner.name for learner in learners if learner.has_stand_in()],
+            f"{n_train} training rows > compare.scale_threshold ({params.compare.scale_threshold})",
+            f"{verb} as their scalable stand-ins",
         )
+    if problem.wide:
+        _notice(
+            who,
+            [learner.name for learner in learners if learner.wide_recipe(problem)],
+            f"{problem.n_features} model inputs > compare.wide_threshold ({params.compare.wide_threshold})",
+            f"{verb} with their wide recipes (docs/performance.md)",
+        )
+
+
+def _notice(who: str, names: Sequence[str], why: str, what: str) -> None:
+    if names:
+        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        print(f"{who}: notice: {why}: {listed} {what}", file=sys.stderr)

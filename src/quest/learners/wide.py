@@ -18,9 +18,6 @@ A tuning trial's values override them. Every other model trains as on any table.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
-
 from quest.learners.base import Learner, Problem
 
 BINS = 32  # a histogram GBDT's bins (CatBoost's borders) a column on a wide table
@@ -37,15 +34,3 @@ def described(text: str, learner: Learner, problem: Problem) -> str:
     """A row's description, with its wide recipe on a wide table."""
     recipe = learner.wide_recipe(problem)
     return f"{text}; wide table: {recipe}" if problem.wide and recipe else text
-
-
-def notice(who: str, learners: Sequence[Learner], problem: Problem, *, threshold: int, verb: str = "run") -> None:
-    """Past compare.wide_threshold, say which models take their wide recipes."""
-    names = [learner.name for learner in learners if learner.wide_recipe(problem)]
-    if names:
-        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-        print(
-            f"{who}: notice: {problem.n_features} model inputs > compare.wide_threshold ({threshold}): {listed} {verb} "
-            "their wide recipes (docs/performance.md)",
-            file=sys.stderr,
-        )
