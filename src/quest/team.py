@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         raise QuestError(f"--cert {cert}: cannot read the server's certificate")
     experiments = args.experiment or list(EXPERIMENTS)
     wait_for(uri, cert)
+    from mlflow.exceptions import MlflowException
+
     with as_admin(state, uri, cert) as client:
         try:
             if args.command == "provision":
@@ -176,12 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"password in {password_file}", file=sys.stderr)  # fmt: skip
             else:
                 rotate_admin(client, secret_file(state, "admin-password"))
-        except Exception as error:
-            from mlflow.exceptions import MlflowException
-
-            if isinstance(error, MlflowException):
-                raise QuestError(f"{uri}: {first_line(error)}") from None
-            raise
+        except MlflowException as error:
+            raise QuestError(f"{uri}: {first_line(error)}") from None
 
 
 def rotate_admin(client: object, password_file: Path) -> None:
