@@ -212,17 +212,20 @@ def test_a_long_silence_says_how_far_compare_is_and_what_is_still_at_work(monkey
     import re
     import time
 
-    from quest import interrupts
+    from quest import interrupts, progress
     from quest.stages import compare as stage
 
     monkeypatch.setattr(stage, "HEARTBEAT", 0.2)
-    with stage.heartbeat(3) as scored:
+    with stage.heartbeat(["tree", "forest", "slowpoke"]) as scored:
         scored()
-        with interrupts.during("fitting slowpoke"):
+        with interrupts.during("fitting slowpoke"):  # no model on the board says how far: the activities do
+            time.sleep(0.6)
+        with progress.working_on("slowpoke"):
+            progress.fits_done(4, 16)
             time.sleep(0.6)
         scored()  # a line arrived: the next one is due a whole HEARTBEAT later
         time.sleep(0.1)
     lines = capsys.readouterr().err.splitlines()
-    assert lines and all(
-        re.fullmatch(r"compare: 1 of 3 models scored, \d+s; at work: fitting slowpoke", x) for x in lines
-    )
+    assert lines and all(re.fullmatch(r"compare: 1 of 3 models scored, \d+s; at work: (fitting slowpoke|slowpoke 4 "
+                                      r"of 16 fits, \d+s, about \d+s left)", x) for x in lines)  # fmt: skip
+    assert "fitting slowpoke" in lines[0] and "slowpoke 4 of 16 fits" in lines[-1]

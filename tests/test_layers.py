@@ -7,7 +7,7 @@ evaluation/  scoring, comparison, curves, metrics, statistics, plots, the report
 learners/    the learner interface and registry, the engine and what the families share; a folder per family
 tracking/    MLflow's store, runs, provenance, registry and logged models (called from stages and top only)
 data/        tables to arrays, and what prepare hands on
-ground       params, paths, errors, files, timing, processes, compat, cluster
+ground       params, paths, errors, files, timing, processes, progress, compat, cluster
 """
 
 from __future__ import annotations

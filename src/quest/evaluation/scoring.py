@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest import cluster, interrupts, processes
+from quest import cluster, interrupts, processes, progress
 from quest.data.artifacts import Prepared
 from quest.errors import QuestError, TooLarge, first_line
 from quest.evaluation.metrics import scores
@@ -215,7 +215,7 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
         )
     try:
         cells = [*cv_cells(prepared), final_cell(prepared)]
-        with interrupts.during(f"fitting {learner.name}"):
+        with interrupts.during(f"fitting {learner.name}"), progress.working_on(learner.name):
             found = results_of(learner, prepared.x_train, prepared.y_train, cells, problem, seed=seed)
     except ValueError as error:  # the estimator refused the table: name it, in one line
         raise QuestError(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from quest import progress
 from quest.data.artifacts import Prepared
 from quest.data.splits import RANDOM, Division
 from quest.errors import QuestError
@@ -176,6 +177,7 @@ class Learner(ABC):
         gives None. `label` names the work in progress lines."""
         outputs: list[Fitted | None] = []
         for fit in fits:
+            progress.fits_done(len(outputs), len(fits))
             model = self.build(problem, seed=fit.seed, hyper=fit.hyper)
             try:
                 model.fit(x[fit.rows], y[fit.rows])

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from quest import processes
+from quest import processes, progress
 from quest.errors import TooLarge
 from quest.learners.backend import data_parallel_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
@@ -491,13 +491,15 @@ class _ProgressLine:
         self.shown, self.last_line = 0, time.perf_counter()
         self.parts = [(0, 0)] * parts  # (epochs done, networks still improving) of each part run side by side
         self.lock = threading.Lock()
+        self.model = progress.current()  # the parts' threads report under the model their caller works on
 
     def after_block(self, done: int, *, active: int, fifth: int, part: int = 0) -> None:
-        if not self.label or self.networks <= 1:
-            return
         with self.lock:  # parts side by side report from their threads: the line is the slowest part's epoch
             self.parts[part] = (done, active)
-            self._after_block(min(d for d, _ in self.parts), sum(a for _, a in self.parts), fifth)
+            slowest = min(d for d, _ in self.parts)
+            progress.epochs_done(self.model, slowest, self.epochs)
+            if self.label and self.networks > 1:
+                self._after_block(slowest, sum(a for _, a in self.parts), fifth)
 
     def _after_block(self, done: int, active: int, fifth: int) -> None:
         due = done - self.shown >= fifth or time.perf_counter() - self.last_line >= PROGRESS_SECONDS

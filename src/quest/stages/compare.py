@@ -9,7 +9,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quest import arguments, interrupts, paths, timing
+from quest import arguments, interrupts, paths, progress, timing
 from quest.data.artifacts import Prepared, read_prepared
 from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
@@ -125,11 +125,17 @@ HEARTBEAT = 60.0  # seconds without a line after which compare says what it is s
 
 
 @contextmanager
-def heartbeat(models: int) -> Iterator[Callable[[], None]]:
+def heartbeat(models: Sequence[str]) -> Iterator[Callable[[], None]]:
     """Inside the block, a line after every HEARTBEAT seconds in which no model was scored: how many are, how
-    long it has taken, and what is still at work (quest.interrupts' activities). A wide table keeps CatBoost
-    and RealMLP at work for many minutes after the last line otherwise. The block calls what this yields as
-    each model's result arrives."""
+    long it has taken, and each model at work, how far it is and what is left at that pace (quest.progress; the
+    command's activities where the models run elsewhere). A wide or long table keeps CatBoost and RealMLP at
+    work for many minutes after the last line otherwise. The block calls what this yields as each model's result
+    arrives."""
+    with progress.board(models) as board:
+        yield from _beating(len(models), board)
+
+
+def _beating(models: int, board: progress.Board) -> Iterator[Callable[[], None]]:
     started = time.monotonic()
     last, done, stop = [started], [0], threading.Event()
 
@@ -141,7 +147,7 @@ def heartbeat(models: int) -> Iterator[Callable[[], None]]:
             now = time.monotonic()
             if now - last[0] >= HEARTBEAT and interrupts.received() is None:  # a stopped command's line is its last
                 last[0] = now
-                at_work = "; ".join(interrupts.activities()) or "scoring"
+                at_work = "; ".join(board.at_work() or interrupts.activities()) or "scoring"
                 print(f"compare: {done[0]} of {models} models scored, {timing.duration_text(now - started)}; at "
                       f"work: {at_work}", file=sys.stderr, flush=True)  # fmt: skip
 
@@ -163,7 +169,7 @@ def compare(params: Params, prepared: Prepared, subject: ModelResult) -> Compari
     problem = registry.problem(params, prepared)
     registry.recipe_notices("compare", entrants, problem, params, n_train=len(prepared.y_train))
     results, skipped = [subject], {}
-    with heartbeat(len(entrants)) as scored:
+    with heartbeat([learner.name for learner in entrants]) as scored:
         for result in evaluate_all(entrants, prepared, problem, seed=params.seed, executor=params.compare.executor):
             scored()
             if isinstance(result, Skipped):
