@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
 
 
-def csv_params(path: Path, target: str = "survived", drop: list[str] | None = None, task: str = "auto"):
-    data = {"source": "csv", "path": str(path), "target": target, "drop": drop or [], "task": task}
+def csv_params(path: Path, target: str = "survived", drop: list[str] | None = None, task: str = "auto", **more):
+    data = {"source": "csv", "path": str(path), "target": target, "drop": drop or [], "task": task, **more}
     return params_from_dict(repo_params(data=data)).data
 
 
@@ -46,7 +47,17 @@ def test_csv_with_mixed_types_loads(tmp_path, mixed_frame):
         ),
         ("a,b,label\n1,2,0\n3,4,1\n", {}, "target column 'survived' (data.target) not found (columns: a, b, label)"),
         ("a,b,survived\n1,2,0\n3,4,0\n", {}, "target column 'survived' has a single class (0)"),
-        ("a,b,survived\n1,2,0\n3,4,\n5,6,1\n", {}, "target column 'survived' has 1 missing value(s)"),
+        (
+            "a,b,survived\n1,2,0\n3,4,\n5,6,1\n",
+            {"missing_target": "error"},
+            "target column 'survived' has 1 missing value(s) and data.missing_target is error; set it to drop",
+        ),
+        ("a,b,survived\n1,2,\n3,4,\n", {}, "target column 'survived' (data.target) has no value in any of its 2 rows"),
+        (
+            "a,b,survived\n1,2,0\n3,4,1\n",
+            {"keep": ["bb"]},
+            "data.keep names 'bb', which is not a column; did you mean 'b'?",
+        ),
         ("a,b,survived\n1,x,0\n3,4,1\n", {"drop": ["c"]}, "data.drop names 'c', which is not a column"),
         ("a,b,survived\n1,2,0\n3,4,1\n", {"drop": ["survived"]}, "data.drop lists the target column 'survived'"),
         ("a,b,survived\n1,inf,0\n3,4,1\n", {}, "column 'b' holds an infinite value at row 1"),
@@ -139,3 +150,20 @@ def test_available_memory_is_read_from_the_system():
     from quest.data.sources import available_memory
 
     assert available_memory() > 2**20
+
+
+def test_rows_without_a_label_are_left_out_with_a_notice(tmp_path, capsys):
+    path = write(tmp_path, "a,g,survived\n1,x,0\n2,y,\n3,z,1\n4,x,\n5,y,0\n")
+    data = dataclasses.replace(csv_params(path), drop=(), keep=())
+    dataset = load_dataset(data, seed=0, root=tmp_path)
+    assert dataset.features.to_dict("list") == {"a": [1, 3, 5], "g": ["x", "z", "y"]}
+    assert dataset.target.tolist() == [0, 1, 0]
+    assert dataset.features.index.tolist() == [0, 1, 2]  # numbered anew: prepare's row positions hold
+    err = capsys.readouterr().err
+    assert "2 of 5 rows have no value in target column 'survived' and are left out (data.missing_target: drop)" in err
+    assert "3 rows remain" in err
+
+
+def test_data_keep_and_data_drop_may_not_name_one_column(tmp_path):
+    with pytest.raises(QuestError, match=r"params.yaml: data.keep must be columns that data.drop does not leave out"):
+        csv_params(tmp_path / "t.csv", drop=["a"], keep=["a"])

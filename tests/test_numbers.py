@@ -112,7 +112,7 @@ def test_found_a_column_whose_values_all_fall_in_the_test_split(tmp_path, capsys
         if 0 in test_rows:
             break
     assert 0 in test_rows
-    assert "column 'c' has no value in the training split and is ignored" in stderr
+    assert "column 'c' has no value in the training split: left out of the model inputs" in stderr
     schema = read_prepared(tmp_path / "processed").schema
     assert [f for f in schema.features if "c" in f.split("__")[-1]] == []
 

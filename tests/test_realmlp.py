@@ -82,7 +82,8 @@ def test_a_categorical_tables_inputs_are_pytabkits_from_the_raw_rows():
     import pandas as pd
 
     from quest.data.artifacts import Schema
-    from quest.data.preprocess import fit_preprocessing, infer_columns
+    from quest.data.columns import type_columns
+    from quest.data.preprocess import fit_preprocessing
 
     rows = 12
     frame = pd.DataFrame({
@@ -91,7 +92,7 @@ def test_a_categorical_tables_inputs_are_pytabkits_from_the_raw_rows():
         "grade": ["b", "a", "c", "a", "a", "b", "c", "a", "b", "a", "a", "a"],
         "city": [f"k{i % 9}" for i in range(rows)],
     })  # fmt: skip
-    preprocessing = fit_preprocessing(frame, infer_columns(frame))
+    preprocessing = fit_preprocessing(frame, type_columns(frame, rows=rows)[0])
     features = tuple(feature.name for feature in preprocessing.features)
     schema = Schema("t", "csv", "classification", "y", ("0", "1"), preprocessing.columns, features, rows, 0, 5, 1)
     x = preprocessing.apply(frame)

@@ -270,6 +270,11 @@ def test_prepare_notices_a_group_identifier_a_time_stamp_and_repeated_rows():
     assert notices_for(common, "y", "regression") == []  # profiles many training rows share are not copies
     coarse = pd.DataFrame({"a": rng.integers(0, 3, 200), "b": rng.integers(0, 3, 200), "y": rng.normal(size=200)})
     assert notices_for(coarse, "y", "regression") == []  # 9 profiles: rows repeat by chance, not as copies
+    students = pd.DataFrame({"id": np.repeat(rng.permutation(50), 4), "valid": np.repeat(np.arange(50), 4),
+                             "y": rng.normal(size=200)})  # fmt: skip
+    (found,) = notices_for(students, "y", "regression")  # a student's id over four grades: its name says so
+    assert found.startswith("column 'id' looks like an identifier that repeats (50 values, 4.0 rows each")
+    assert found.endswith("set prepare.split.kind: group and prepare.split.column: id")
     durations = pd.DataFrame({"Time": rng.integers(6, 72, 200), "total_day_minutes": rng.normal(180, 50, 200),
                               "year": rng.integers(2003, 2010, 200), "y": rng.normal(size=200)})  # fmt: skip
     (found,) = notices_for(durations, "y", "regression")  # years are a time stamp; durations are not

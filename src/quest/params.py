@@ -33,6 +33,7 @@ from quest.errors import QuestError, shown_uri
 Source = Literal[("breast_cancer", "wine", "diabetes", "csv", "synthetic", *catalogue.NAMES)]  # type: ignore[valid-type]
 SplitKind = Literal["random", "group", "time"]
 Task = Literal["classification", "regression", "auto"]
+MissingTarget = Literal["drop", "error"]
 SyntheticKind = Literal["moons", "spirals", "xor", "classification", "grouped"]
 Backend = Literal["tensorflow", "jax", "torch"]
 Device = Literal["auto", "cpu", "gpu"]
@@ -71,6 +72,8 @@ class DataParams:
     path: str | None
     target: str | None
     drop: tuple[str, ...]
+    keep: tuple[str, ...]  # columns that stay model inputs where prepare would leave them out (quest.data.columns)
+    missing_target: MissingTarget  # rows without a label: drop them (with a notice) or refuse the table
     task: Task
     synthetic: SyntheticParams
 
@@ -78,6 +81,8 @@ class DataParams:
         if self.source == "csv":
             require(bool(self.path), "data.path", "a CSV path when data.source is csv", self.path)
             require(bool(self.target), "data.target", "a column name when data.source is csv", self.target)
+        both = sorted(set(self.keep) & set(self.drop))
+        require(not both, "data.keep", "columns that data.drop does not leave out", both)
 
 
 @dataclass(frozen=True)
@@ -338,7 +343,7 @@ class VerifyParams:
 
 # What a suite's table may say: where it comes from (a named table, or a CSV's path and target), its own columns
 # to leave out, task and split (as prepare.split), and the metric it is judged on (TabArena's unless it says).
-TABLE_KEYS = ("source", "path", "target", "drop", "task", "split", "metric")
+TABLE_KEYS = ("source", "path", "target", "drop", "keep", "task", "split", "metric")
 TABLE_SOURCES = ("breast_cancer", "wine", "diabetes", *catalogue.NAMES)  # the named tables: embedded, packaged
 TABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 RANDOM_SPLIT = {"kind": "random", "column": None, "gap": 0, "feature": False}
@@ -388,7 +393,7 @@ def check_table(name: str, entry: dict[str, Any]) -> None:
                 "a column name when the entry gives a CSV path", target)  # fmt: skip
         _coerce(str, entry["path"], f"{key}.path")
     hints = typing.get_type_hints(DataParams)
-    for field_name in ("drop", "task"):
+    for field_name in ("drop", "keep", "task"):
         if field_name in entry:
             _coerce(hints[field_name], entry[field_name], f"{key}.{field_name}")
     if "split" in entry:
@@ -413,6 +418,7 @@ def for_table(raw: dict[str, Any], name: str) -> dict[str, Any]:
         "path": entry.get("path"),
         "target": entry.get("target"),
         "drop": entry.get("drop", []),
+        "keep": entry.get("keep", []),
         "task": entry.get("task", "auto"),
     }
     found["prepare"] = {**found["prepare"], "split": {**RANDOM_SPLIT, **entry.get("split", {})}}

@@ -36,6 +36,7 @@ TEST_ROWS = "test_rows.npy"  # which rows of the loaded table the test split hol
 SPLIT_KEYS = "split_keys.npy"  # prepare.split group or time: each training row's group code or rank in time
 PREPROCESSING = "preprocessing.json"  # the fitted preprocessing, as numbers
 SCHEMA = "schema.json"
+COLUMNS = "columns.json"  # each column: its type as read, what it became, its gaps; the target's balance
 
 
 def repo_root(start: Path | None = None) -> Path:

@@ -19,8 +19,14 @@ from quest.files import read_json, require
 if TYPE_CHECKING:
     import pandas as pd
 
-ColumnKind = Literal["numeric", "boolean", "categorical"]
+ColumnKind = Literal["numeric", "boolean", "categorical", "datetime"]
+# A model input's kind: a column's own, or `other` for the one input a many-valued column's rarer values share.
+FeatureKind = Literal["numeric", "boolean", "categorical", "other", "datetime"]
 MISSING_CATEGORY = "__missing__"  # missing categorical values become a category of their own: often informative
+OTHER_CATEGORY = "__other__"  # a many-valued column's input for every value it keeps no input for
+# What a date or time column becomes: its calendar parts and the time itself (seconds since 1970), as skrub's
+# DatetimeEncoder makes them; the hour only where the training split's times are not all midnight.
+DATE_PARTS = ("year", "month", "day", "weekday", "hour", "seconds")
 LABEL, PREDICTION, PROBABILITY = "label", "prediction", "probability_"  # the model's answers for a raw row
 
 
@@ -28,12 +34,25 @@ LABEL, PREDICTION, PROBABILITY = "label", "prediction", "probability_"  # the mo
 class Column:
     name: str
     kind: ColumnKind
-    categories: tuple[str, ...] = ()  # categorical columns: the values seen in the training split
+    categories: tuple[str, ...] = ()  # categorical columns: the values seen in the training split (grouped: kept)
     whole: bool = False  # numeric columns: whole numbers without a gap in training (an integer dtype)
+    grouped: bool = False  # categorical columns: many-valued, the values not in `categories` share one input
+    date_format: str = ""  # datetime columns: the format its text is read in (ISO8601 or a strptime format)
+
+    def to_dict(self) -> dict:
+        """Its fields, the newer ones only where they are set: a table without them writes what it always did."""
+        found = asdict(self)
+        for key in ("grouped", "date_format"):
+            if not found[key]:
+                del found[key]
+        return found
 
     @classmethod
     def from_dict(cls, raw: dict) -> Column:
-        return cls(raw["name"], raw["kind"], tuple(raw["categories"]), raw.get("whole", False))
+        return cls(
+            raw["name"], raw["kind"], tuple(raw["categories"]), raw.get("whole", False), raw.get("grouped", False),
+            raw.get("date_format", ""),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,11 +93,18 @@ class Schema:
     repeats: int
     split: Split | None = None  # None: at random (prepare.split.kind random), as every table was before it
     sampled_from: int | None = None  # the training split's rows before prepare.max_train_rows sampled it; None: not
+    left_out: tuple[tuple[str, str], ...] = ()  # (column, why) of every column that is no model input
 
     @property
     def rows(self) -> int:
         """The table's rows, test and training split, before any sample of the training split."""
         return (self.sampled_from or self.n_train) + self.n_test
+
+    @property
+    def columns_text(self) -> str:
+        """The table's feature columns in a few words: `30 columns`, `14 columns (3 left out)`."""
+        left_out = f" ({len(self.left_out)} left out)" if self.left_out else ""
+        return f"{len(self.columns) + len(self.left_out)} columns{left_out}"
 
     @property
     def split_param(self) -> str:
@@ -90,7 +116,9 @@ class Schema:
         return f"{self.split.kind}:{self.split.column}{gap}"
 
     def to_dict(self) -> dict:
-        found = asdict(self)
+        found = {**asdict(self), "columns": [column.to_dict() for column in self.columns]}
+        if not self.left_out:  # nor one without a left-out column
+            del found["left_out"]
         if self.split is None:  # a random split's schema.json is byte for byte what it was before prepare.split
             del found["split"]
         if self.sampled_from is None:  # and an unsampled one what it was before prepare.max_train_rows
@@ -105,14 +133,16 @@ class Schema:
 
     def feature_columns(self) -> tuple[tuple[ColumnKind, str], ...]:
         """Per model input, the kind and name of the raw column it comes from: a categorical column's one-hot
-        inputs share its name (the preprocessing names them kind__column or categorical__column_category)."""
+        inputs share its name (the preprocessing names them kind__column or categorical__column_category, the
+        shared input of a many-valued column's other values categorical__column___other__); a date's parts are
+        numbers."""
         categorical = [c for c in self.columns if c.kind == "categorical"]
         found: list[tuple[ColumnKind, str]] = []
         for name in self.features:
             kind, _, rest = name.partition("__")
             if kind == "categorical":
                 owners = [c.name for c in categorical if rest.startswith(f"{c.name}_") and rest[len(c.name) + 1 :]
-                          in c.categories]  # fmt: skip
+                          in (*c.categories, OTHER_CATEGORY)]  # fmt: skip
                 found.append(("categorical", max(owners, key=len) if owners else rest))
             else:
                 found.append(("boolean" if kind == "boolean" else "numeric", rest))
@@ -126,12 +156,14 @@ class Schema:
             fields[key] = tuple(raw[key])
         if raw.get("split") is not None:
             fields["split"] = Split(**raw["split"])
+        fields["left_out"] = tuple(tuple(pair) for pair in raw.get("left_out", ()))
         return cls(**fields)
 
 
 def to_model_frame(features: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
     """Each column cast as its kind is preprocessed: floats with NaN for missing (numeric and boolean, True
-    as 1.0), strings for categoricals with missing values as MISSING_CATEGORY."""
+    as 1.0), strings for categoricals with missing values as MISSING_CATEGORY, and dates as seconds since 1970
+    (NaN where missing or unreadable in the column's format)."""
     import pandas as pd
 
     out = {}
@@ -139,10 +171,48 @@ def to_model_frame(features: pd.DataFrame, columns: tuple[Column, ...]) -> pd.Da
         values = features[column.name]
         if column.kind == "categorical":
             out[column.name] = values.astype(object).where(values.notna(), MISSING_CATEGORY).astype(str)
+        elif column.kind == "datetime":
+            out[column.name] = date_seconds(values, column.date_format)
         else:  # numeric and boolean: floats with NaN for missing, imputed by the preprocessing
             mapped = values.map({True: 1.0, False: 0.0}) if column.kind == "boolean" else values
             out[column.name] = pd.to_numeric(mapped, errors="coerce").astype(float)
     return pd.DataFrame(out, index=features.index)
+
+
+def date_seconds(values: pd.Series, date_format: str) -> np.ndarray:
+    """Dates and times in `date_format` (ISO8601 or a strptime format; time zones read as UTC) as float seconds
+    since 1970, NaN where a value is missing or does not parse."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        text = values.astype("string").str.strip()
+        parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=True)
+    nanoseconds = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(parsed.isna().to_numpy(), np.nan, nanoseconds // 10**9).astype(np.float64)
+
+
+def date_part(seconds: np.ndarray, part: str) -> np.ndarray:
+    """One of DATE_PARTS from seconds since 1970 (NaN stays NaN): the calendar's year, month and day, the weekday
+    (Monday 0), the hour, or the seconds themselves."""
+    if part == "seconds":
+        return seconds
+    missing = np.isnan(seconds)
+    moments = np.where(missing, 0, seconds).astype("datetime64[s]")
+    if part == "year":
+        found = moments.astype("datetime64[Y]").astype(np.int64) + 1970
+    elif part == "month":
+        found = moments.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    elif part == "day":
+        found = (moments.astype("datetime64[D]") - moments.astype("datetime64[M]")).astype(np.int64) + 1
+    elif part == "weekday":  # 1970-01-01 was a Thursday (3 with Monday 0)
+        found = (moments.astype("datetime64[D]").astype(np.int64) + 3) % 7
+    elif part == "hour":
+        found = (moments - moments.astype("datetime64[D]")).astype(np.int64) // 3600
+    else:
+        raise ValueError(f"not a date part: {part!r} (allowed: {', '.join(DATE_PARTS)})")
+    return np.where(missing, np.nan, found.astype(np.float64))
 
 
 MAX_INPUT = 1e6  # standard deviations: the most a standardised input can be (float32 holds up to 3.4e38)
@@ -150,29 +220,43 @@ MAX_INPUT = 1e6  # standard deviations: the most a standardised input can be (fl
 
 @dataclass(frozen=True)
 class Feature:
-    """One model input and how it is made from its raw column: a numeric column imputed with its training
-    median then standardised, a boolean imputed with its most frequent value, or one category one-hot."""
+    """One model input and how it is made from its raw column: a numeric column (or a date's part) imputed with
+    its training median then standardised, a boolean imputed with its most frequent value, one category
+    one-hot, or the one input a many-valued column's other values share (its kept categories are not it)."""
 
     name: str  # as in the schema's features
     column: str
-    kind: ColumnKind
-    median: float = math.nan  # numeric
+    kind: FeatureKind
+    median: float = math.nan  # numeric and datetime
     mean: float = 0.0
     scale: float = 1.0
     fill: float = math.nan  # boolean
     category: str = ""  # categorical
+    kept: tuple[str, ...] = ()  # other: the column's values that have an input of their own
+    part: str = ""  # datetime: one of DATE_PARTS
 
     def to_dict(self) -> dict:
         """The fields its kind uses: no NaN placeholders in the JSON."""
-        own = {"numeric": ("median", "mean", "scale"), "boolean": ("fill",), "categorical": ("category",)}[self.kind]
+        own = {
+            "numeric": ("median", "mean", "scale"), "boolean": ("fill",), "categorical": ("category",),
+            "other": ("kept",), "datetime": ("part", "median", "mean", "scale"),
+        }[self.kind]  # fmt: skip
         return {"name": self.name, "column": self.column, "kind": self.kind, **{k: getattr(self, k) for k in own}}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Feature:
+        return cls(**{**raw, **({"kept": tuple(raw["kept"])} if "kept" in raw else {})})
 
     def values(self, column: np.ndarray) -> np.ndarray:
         """This input from its column as to_model_frame casts it, in float64 as scikit-learn computes it."""
         if self.kind == "categorical":
             return (column == self.category).astype(np.float64)
-        imputed = np.where(np.isnan(column), self.median if self.kind == "numeric" else self.fill, column)
-        if self.kind != "numeric":
+        if self.kind == "other":
+            return (~np.isin(column, self.kept)).astype(np.float64)
+        if self.kind == "datetime":
+            column = date_part(column, self.part)
+        imputed = np.where(np.isnan(column), self.fill if self.kind == "boolean" else self.median, column)
+        if self.kind == "boolean":
             return imputed
         # A value far outside the training split's spread (a column all but constant there) is held at
         # MAX_INPUT standard deviations, so that no input overflows float32 on its way to the network.
@@ -203,7 +287,9 @@ class Preprocessing:
             values, parsed = raw[column.name], frame[column.name].to_numpy()
             junk = np.flatnonzero(np.isnan(parsed) & values.notna().to_numpy())
             if len(junk):
-                kind = "true or false" if column.kind == "boolean" else "numbers"
+                kind = {"boolean": "true or false", "datetime": f"dates ({column.date_format})"}.get(
+                    column.kind, "numbers"
+                )
                 raise QuestError(
                     f"{label}: column {column.name!r} takes {kind} but row {first_row + junk[0]} holds "
                     f"{values.iloc[junk[0]]!r}"
@@ -223,12 +309,12 @@ class Preprocessing:
         return np.asarray(stacked, dtype=np.float32)
 
     def to_dict(self) -> dict:
-        return {"columns": [asdict(c) for c in self.columns], "features": [f.to_dict() for f in self.features]}
+        return {"columns": [c.to_dict() for c in self.columns], "features": [f.to_dict() for f in self.features]}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Preprocessing:
         columns = tuple(Column.from_dict(c) for c in raw["columns"])
-        return cls(columns=columns, features=tuple(Feature(**f) for f in raw["features"]))
+        return cls(columns=columns, features=tuple(Feature.from_dict(f) for f in raw["features"]))
 
 
 @dataclass(frozen=True)

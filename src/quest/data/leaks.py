@@ -18,6 +18,10 @@ EXPLAINED = 0.95  # regression: the share of the target's variance that the valu
 DUPLICATES = 0.05  # the share of test rows that are copies of one training row each, at least this (and 2 rows)
 WHEN_NAME = re.compile(r"(^|[^a-z])(date|datetime|timestamp)s?([^a-z]|$)", re.IGNORECASE)
 YEAR_NAME = re.compile(r"(^|[^a-z])years?([^a-z]|$)", re.IGNORECASE)
+# A name that says identifier: id, student_id, idNum, userId (not valid, idea or width).
+ID_NAME = re.compile(r"(^|[^A-Za-z])(id|ID|Id)([^a-z]|$)|[a-z](Id|ID)([^a-z]|$)")
+MIN_IDENTIFIERS = 20  # an identifier's values, at least: fewer is a code (a shift, a ward)
+REPEATS = 1.5  # and its rows per value on average, at least: an identifier seen once a row is left out (prepare)
 DATE_TEXT = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*$")
 
 
@@ -35,6 +39,13 @@ def notices(
                 "within each): a random split puts rows of one group on both sides and flatters every score; if "
                 f"they are one customer, patient or machine, set prepare.split.kind: group and prepare.split.column: "
                 f"{column}"
+            )
+        elif _identifier_like(column, values):
+            found.append(
+                f"column {column!r} looks like an identifier that repeats ({values.nunique()} values, "
+                f"{values.notna().sum() / values.nunique():.1f} rows each on average): if rows that share a value are "
+                "one student, customer or machine, a random split puts it on both sides and flatters every score; "
+                f"set prepare.split.kind: group and prepare.split.column: {column}"
             )
         elif _time_like(column, values):
             times.append(str(column))
@@ -83,6 +94,17 @@ def _group_like(values: pd.Series, target: pd.Series, *, task: str) -> bool:
         return False
     means = pd.Series(numbers, index=keys.index).groupby(keys).transform("mean").to_numpy()
     return bool(1 - float(np.var(numbers - means)) / total >= EXPLAINED)
+
+
+def _identifier_like(column: object, values: pd.Series) -> bool:
+    """Whole numbers or text under an identifier's name, many values, each on a few rows on average."""
+    present = values.dropna()
+    if not ID_NAME.search(str(column)) or present.empty or pd.api.types.is_bool_dtype(values):
+        return False
+    if pd.api.types.is_numeric_dtype(values) and not np.all(np.mod(present.to_numpy(dtype=float), 1) == 0):
+        return False
+    distinct = present.nunique()
+    return bool(distinct >= MIN_IDENTIFIERS and len(present) >= REPEATS * distinct)
 
 
 def _time_like(column: object, values: pd.Series) -> bool:

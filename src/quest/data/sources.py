@@ -58,6 +58,8 @@ def load_dataset(data: DataParams, *, seed: int, root: Path, split: SplitParams 
         label = f"sklearn.datasets.load_{data.source}"
 
     check_columns(frame, target=target_name, drop=data.drop, label=label)
+    check_kept(frame, keep=data.keep, label=label)
+    frame = labelled_rows(frame, target_name, policy=data.missing_target, label=label)
     split_values = None
     if split is not None and split.kind != "random":
         column = split.column or ""
@@ -291,6 +293,43 @@ def check_columns(frame: pd.DataFrame, *, target: str, drop: tuple[str, ...], la
         raise QuestError(f"{label}: no feature columns are left after data.drop")
 
 
+def check_kept(frame: pd.DataFrame, *, keep: tuple[str, ...], label: str) -> None:
+    """Every column data.keep names is a column of the table."""
+    columns = [str(column) for column in frame.columns]
+    for column in keep:
+        if column not in columns:
+            near = difflib.get_close_matches(column, columns, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise QuestError(
+                f"{label}: data.keep names {column!r}, which is not a column; {hint}columns: {', '.join(columns)}"
+            )
+
+
+def labelled_rows(frame: pd.DataFrame, target: str, *, policy: str, label: str) -> pd.DataFrame:
+    """The rows with a label, numbered anew, as the field's table tools take a table (data.missing_target: drop,
+    with a notice), or the table refused where a label is missing (error) or every label is."""
+    missing = int(frame[target].isna().sum())
+    if not missing:
+        return frame
+    if missing == len(frame):
+        raise QuestError(f"{label}: target column {target!r} (data.target) has no value in any of its {missing} rows")
+    if policy == "error":
+        raise QuestError(
+            f"{label}: target column {target!r} has {missing} missing value(s) and data.missing_target is error; "
+            "set it to drop to leave those rows out"
+        )
+    print(
+        f"quest: notice: {label}: {missing} of {len(frame)} rows have no value in target column {target!r} and are "
+        f"left out (data.missing_target: drop); {len(frame) - missing} rows remain",
+        file=sys.stderr,
+    )
+    frame = frame[frame[target].notna()].reset_index(drop=True)
+    labels = frame[target]
+    if pd.api.types.is_float_dtype(labels) and np.all(np.mod(labels.to_numpy(), 1) == 0):
+        frame[target] = labels.astype(np.int64)  # CSV reads whole labels with gaps as floats: 1, not 1.0, again
+    return frame
+
+
 def clean_features(frame: pd.DataFrame, *, label: str) -> pd.DataFrame:
     """Reject junk in numeric columns and infinities; drop columns with no values at all (with a notice)."""
     frame = frame.copy()
@@ -346,9 +385,7 @@ def resolve_task(target: pd.Series, task: str, *, label: str) -> Literal["classi
 
 
 def check_target(target: pd.Series, *, task: str, label: str) -> None:
-    missing = int(target.isna().sum())
-    if missing:
-        raise QuestError(f"{label}: target column {target.name!r} has {missing} missing value(s)")
+    """Labels a model can learn (labelled_rows has left out the rows without one)."""
     if task == "classification":
         classes = target.nunique()
         if classes < 2:

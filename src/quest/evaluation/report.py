@@ -132,7 +132,28 @@ def _markdown_table(frame: pd.DataFrame, *, first: str) -> str:
     return "\n".join(lines)
 
 
-def build_markdown(reports: Path, schema: Schema, config: dict | None) -> str:
+def columns_section(columns: dict | None) -> list[str]:
+    """Each column as prepare read it and what it became, and the target's balance (prepare's columns.json)."""
+    if not columns:
+        return []
+    frame = pd.DataFrame(columns["columns"]).rename(columns={"read_as": "read as", "inputs": "model inputs"})
+    frame["missing"] = [f"{count} ({count / columns['rows']:.0%})" if count else "" for count in frame["missing"]]
+    target = columns["target"]
+    if "classes" in target:
+        total = sum(target["classes"].values())
+        balance = ", ".join(f"`{label}` {count} ({count / total:.1%})" for label, count in target["classes"].items())
+    else:
+        balance = ", ".join(f"{stat} {target[stat]:.4g}" for stat in ("mean", "std", "min", "max"))
+    return [
+        f"Each column of the training split ({columns['rows']} rows) as quest read it and what it became; the target "
+        f"`{target['name']}`: {balance}.",
+        "",
+        _markdown_table(frame[["column", "read as", "became", "model inputs", "missing", "distinct"]], first="column"),
+        "",
+    ]
+
+
+def build_markdown(reports: Path, schema: Schema, config: dict | None, columns: dict | None = None) -> str:
     comparison = _read(reports / paths.COMPARISON_REPORT.name, "compare").rstrip("\n").split("\n")
     comparison[0] = comparison[0].replace("# quest:", "# quest report:", 1)
     sections = [
@@ -146,10 +167,11 @@ def build_markdown(reports: Path, schema: Schema, config: dict | None) -> str:
             "## Data",
             "",
             f"`{schema.dataset}` ({schema.source}): {schema.n_train} training and {schema.n_test} test rows, "
-            f"{len(schema.columns)} columns becoming {len(schema.features)} model inputs, target `{schema.target}`. "
+            f"{schema.columns_text} becoming {len(schema.features)} model inputs, target `{schema.target}`. "
             f"Cross-validation: {schema.folds} folds x {schema.repeats} repeats, the same splits for every model."
             + (f" Rows split {schema.split.describe()}." if schema.split is not None else ""),
             "",
+            *columns_section(columns),
         ],
     ]
     return "\n".join(line for section in sections for line in section)

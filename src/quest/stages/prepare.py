@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quest import arguments, paths, timing
+from quest import arguments, paths, processes, timing
 from quest.data import leaks
-from quest.data.artifacts import Column, Preprocessing, Schema, Split
-from quest.data.preprocess import fit_preprocessing, infer_columns
+from quest.data.artifacts import DATE_PARTS, Column, Preprocessing, Schema, Split
+from quest.data.columns import LeftOut, profile, type_columns
+from quest.data.preprocess import fit_preprocessing
 from quest.data.sources import Dataset, load_dataset
 from quest.data.splits import RANDOM, Division, assign_folds, division_of, split_indices, subsample
 from quest.errors import QuestError, run_cli
@@ -38,11 +39,12 @@ def prepare(
     repeats: int = 1,
     split: SplitParams | None = None,
     max_train_rows: int | None = None,
+    keep: tuple[str, ...] = (),
 ) -> dict:
     """Everything prepare writes, computed in memory: arrays, the fitted preprocessing and the schema. A group or
     time `split` divides the rows by its column (dataset.split_values), in the test split and every fold. Past
     `max_train_rows` the training split is a seeded sample of itself (stratified; whole groups; the latest rows),
-    and the test split stays whole."""
+    and the test split stays whole. Columns that cannot generalise are left out unless `keep` names them."""
     y, class_labels = encode_target(dataset.target, dataset.task)
     division = divide(dataset, split, folds=folds)
     try:
@@ -60,12 +62,15 @@ def prepare(
     except QuestError as error:
         raise QuestError(f"{dataset.source}: {error}") from None
     train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
-    columns: tuple[Column, ...] = infer_columns(train)
-    preprocessing = fit_preprocessing(train, columns)
-    if not preprocessing.features:
+    columns, left_out = type_columns(train, rows=len(y), keep=keep)
+    if not columns:
         raise QuestError(
-            f"{dataset.source}: no feature column holds a value in the training split; nothing to learn from"
+            f"{dataset.source}: every feature column is left out ("
+            + "; ".join(f"{c.name!r} {c.why}" for c in left_out)
+            + "); nothing to learn from"
         )
+    check_memory(columns, rows=len(train_rows) + len(test_rows), source=dataset.source)
+    preprocessing = fit_preprocessing(train, columns)
     x_train, x_test = preprocessing.apply(train), preprocessing.apply(test)  # the one function serving applies too
     for x, part in ((x_train, "training"), (x_test, "test")):
         check_finite_inputs(x, preprocessing, split=part, source=dataset.source)
@@ -86,6 +91,7 @@ def prepare(
             groups=division.units(train_rows) if division.kind == "group" else 0,
         ),
         sampled_from=sampled_from,
+        left_out=tuple((c.name, c.why) for c in left_out),
     )  # fmt: skip
     keys = {} if division.keys is None else {paths.SPLIT_KEYS: division.keys[train_rows]}
     return {
@@ -98,10 +104,46 @@ def prepare(
         **keys,  # each training row's group code or rank in time, for every split after prepare's
         "preprocessing": preprocessing,
         "schema": schema,
-        "notices": [] if division.kind != "random" else leaks.notices(
+        "columns": profile(train, dataset.target.iloc[train_rows], preprocessing, left_out, task=dataset.task),
+        "notices": [left_out_notice(c) for c in left_out] + ([] if division.kind != "random" else leaks.notices(
             dataset.features, dataset.target, task=dataset.task, train_rows=train_rows, test_rows=test_rows
-        ),
+        )),
     }  # fmt: skip
+
+
+def left_out_notice(column: LeftOut) -> str:
+    """One sentence for a column prepare leaves out: which, why, and how to keep it where keeping can help."""
+    keeping = "" if "no value" in column.why else f"; data.keep: [{column.name}] keeps it"
+    return f"column {column.name!r} {column.why}: left out of the model inputs, as it cannot generalise{keeping}"
+
+
+# Bytes a cell of the model inputs takes while prepare builds them: each input's float64 column, their float64
+# stack, and the float32 matrix kept.
+CELL_BYTES = 8 + 8 + 4
+
+
+def column_inputs(column: Column) -> int:
+    """The model inputs a typed column becomes, at most: one per category (and one for the others of a
+    many-valued column), one per date part, else one."""
+    if column.kind == "categorical":
+        return len(column.categories) + int(column.grouped)
+    return len(DATE_PARTS) if column.kind == "datetime" else 1
+
+
+def check_memory(columns: tuple[Column, ...], *, rows: int, source: str) -> None:
+    """Before the model inputs are built: one line naming the widest column when rows x inputs would not fit in
+    the memory this process may take (QUEST_MEMORY_LIMIT sets another limit), as compare's guard does."""
+    widths = {column.name: column_inputs(column) for column in columns}
+    inputs = sum(widths.values())
+    need, available = rows * inputs * CELL_BYTES, processes.memory_available()
+    if need > available:
+        widest = max(widths, key=widths.__getitem__)
+        raise QuestError(
+            f"{source}: the model inputs, {rows} rows x {inputs} inputs, would take about "
+            f"{processes.size_text(need)} to build and {processes.size_text(available)} is available; column "
+            f"{widest!r} makes {widths[widest]} of the inputs: leave columns out with data.drop, sample the training "
+            "split with prepare.max_train_rows, or use a machine with more memory"
+        )
 
 
 def divide(dataset: Dataset, split: SplitParams | None, *, folds: int) -> Division:
@@ -140,6 +182,7 @@ def write_prepared(result: dict, out: Path) -> None:
                 np.save(staging / name, value, allow_pickle=False)
         write_json(staging / paths.PREPROCESSING, result["preprocessing"].to_dict())
         write_json(staging / paths.SCHEMA, result["schema"].to_dict())
+        write_json(staging / paths.COLUMNS, result["columns"])
 
 
 @timing.timed("compute")
@@ -159,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=params.seed,
         split=split,
         max_train_rows=params.prepare.max_train_rows,
+        keep=params.data.keep,
     )
     write_prepared(result, args.out)
     schema: Schema = result["schema"]
@@ -168,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     capped = f" (sampled from {schema.sampled_from})" if schema.sampled_from is not None else ""
     print(
         f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train{capped} / {schema.n_test} test rows, "
-        f"{len(schema.columns)} columns -> {len(schema.features)} features, "
+        f"{schema.columns_text} -> {len(schema.features)} features, "
         f"{schema.folds} folds x {schema.repeats} repeats{divided} -> {args.out}",
         file=sys.stderr,
     )

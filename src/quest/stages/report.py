@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     schema = Schema.from_dict(read_json(require(args.data / paths.SCHEMA, "prepare")))
     config_path = args.model.parent / paths.MODEL_CONFIG.name
     config = read_json(config_path) if config_path.is_file() else None
-    markdown = build_markdown(args.reports, schema, config)
+    columns_path = args.data / paths.COLUMNS
+    markdown = build_markdown(args.reports, schema, config, read_json(columns_path) if columns_path.is_file() else None)
     title = markdown.split("\n", 1)[0].lstrip("# ").replace("`", "")
     origin = provenance.collect(paths.repo_root(args.params.parent), args.data)
     with staged_into(args.reports) as out:  # published only once MLflow has them
