@@ -60,6 +60,8 @@ def test_repo_params_load_into_typed_frozen_objects():
         ({"suite": {"tables": {"x": {"path": "a.csv"}}}}, "suite.tables.x.target must be a column name when the"),
         ({"suite": {"tables": {"x": {"source": "oj", "task": "rank"}}}}, "suite.tables.x.task must be one of"),
         ({"suite": {"tables": {"x": {"source": "oj", "metric": "auc"}}}}, "suite.tables.x.metric must be one of"),
+        ({"suite": {"tables": {"x": {"source": "oj", "keep": "id"}}}}, "suite.tables.x.keep must be a list"),
+        ({"data": {"missing_target": "impute"}}, "data.missing_target must be one of drop, error (got 'impute')"),
         ({"compare": {"models": ["logreg", "logreg"]}}, "compare.models must be a list naming each model once"),
         (
             {"compare": {"baselines": ["logreg"]}},  # its name until it listed the neural entrants too
@@ -108,14 +110,17 @@ def test_missing_params_file(tmp_path: Path):
 
 def test_a_suite_table_runs_with_its_entry_its_profile_and_the_rest_of_params_yaml(tmp_path):
     raw = repo_params(train={"epochs": 7})
-    raw["suite"]["tables"] = {"t": {"path": "data/raw/t.csv", "target": "y", "drop": ["id"], "split": {"kind": "group",
-                              "column": "who"}, "metric": "f1"}, "oj": {"source": "oj"}}  # fmt: skip
+    raw["data"]["keep"] = ["top_level_only"]  # the single table's: a suite table keeps what its entry says
+    raw["suite"]["tables"] = {"t": {"path": "data/raw/t.csv", "target": "y", "drop": ["id"], "keep": ["row"],
+                              "split": {"kind": "group", "column": "who"}, "metric": "f1"},
+                              "oj": {"source": "oj"}}  # fmt: skip
     raw["suite"]["profiles"]["lite"] = {"prepare": {"repeats": 1, "max_train_rows": 500}, "train": {"seeds": 2}}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     params = load_params(path, table="t")
     assert (params.data.source, params.data.path, params.data.target, params.data.drop) == (
         "csv", "data/raw/t.csv", "y", ("id",))  # fmt: skip
+    assert (params.data.keep, load_params(path, table="oj").data.keep) == (("row",), ())
     assert (params.prepare.split.kind, params.prepare.split.column) == ("group", "who")
     assert (params.prepare.repeats, params.prepare.max_train_rows, params.train.seeds) == (1, 500, 2)  # the profile
     assert params.train.epochs == 7 and params.compare.metric == "f1"
