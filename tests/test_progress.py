@@ -6,7 +6,7 @@ import sys
 from quest import progress
 
 
-def test_the_board_says_how_far_each_model_is_and_what_is_left_at_its_pace():
+def test_the_board_says_how_far_each_model_is_and_what_is_left_at_its_pace_since_its_first_step():
     with progress.board(["knn5", "forest", "realmlp", "tree"]) as board:
         board.set("knn5", progress.STARTED, 1000.0)
         board.set("knn5", progress.OF_FITS, 16)
@@ -14,11 +14,13 @@ def test_the_board_says_how_far_each_model_is_and_what_is_left_at_its_pace():
         board.set("realmlp", progress.STARTED, 940.0)
         board.set("realmlp", progress.OF_EPOCHS, 256)
         board.set("realmlp", progress.EPOCHS, 64)
+        board.set("realmlp", progress.FIRST_AT, 1000.0)  # 60 s to compile and run 4 epochs, then 2 s an epoch
+        board.set("realmlp", progress.FIRST_DONE, 4)
         board.set("tree", progress.STARTED, 900.0)
         board.set("tree", progress.ENDED, 950.0)  # done: no longer at work
         assert board.at_work(now=1120.0) == [
             "knn5 4 of 16 fits, 2m 00s, about 6m 00s left",
-            "realmlp epoch 64 of 256, 3m 00s, about 9m 00s left",
+            "realmlp epoch 64 of 256, 3m 00s, about 6m 24s left",
         ]
 
 

@@ -13,7 +13,10 @@ from contextlib import contextmanager
 
 from quest.timing import duration_text
 
-STARTED, FITS, OF_FITS, EPOCHS, OF_EPOCHS, ENDED = range(6)  # a model's cells on the board
+# A model's cells on the board: when it started and ended, its fits and epochs done of all, and when the first of
+# them was done and how many were then (the pace after it leaves out what a start costs: a network's compiling).
+STARTED, FITS, OF_FITS, EPOCHS, OF_EPOCHS, ENDED, FIRST_AT, FIRST_DONE = range(8)
+CELLS = 8
 
 
 class Board:
@@ -21,19 +24,24 @@ class Board:
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = list(names)
-        self.cells = multiprocessing.get_context("fork").RawArray("d", len(self.names) * 6)
+        self.cells = multiprocessing.get_context("fork").RawArray("d", len(self.names) * CELLS)
 
     def set(self, name: str, field: int, value: float) -> None:
         if name in self.names:
-            self.cells[self.names.index(name) * 6 + field] = value
+            self.cells[self.names.index(name) * CELLS + field] = value
+
+    def get(self, name: str, field: int) -> float:
+        return self.cells[self.names.index(name) * CELLS + field] if name in self.names else 0.0
 
     def at_work(self, now: float | None = None) -> list[str]:
-        """Each model started and not ended: how far it is, how long it took so far, and what is left at that
-        pace (`forest 7 of 16 fits, 3m 10s, about 3m 40s left`)."""
+        """Each model started and not ended: how far it is, how long it took so far, and what is left at its pace
+        since its first fit or epoch was done (`forest 7 of 16 fits, 3m 10s, about 3m 40s left`)."""
         now = time.time() if now is None else now
         found = []
         for index, name in enumerate(self.names):
-            started, fits, of_fits, epochs, of_epochs, ended = self.cells[index * 6 : index * 6 + 6]
+            started, fits, of_fits, epochs, of_epochs, ended, first_at, first_done = self.cells[
+                index * CELLS : (index + 1) * CELLS
+            ]
             if not started or ended:
                 continue
             spent = now - started
@@ -41,7 +49,8 @@ class Board:
                 done, total, how_far = epochs, of_epochs, f"{name} epoch {epochs:.0f} of {of_epochs:.0f}"
             else:
                 done, total, how_far = fits, of_fits, f"{name} {fits:.0f} of {of_fits:.0f} fits"
-            left = f", about {duration_text(spent / done * (total - done))} left" if 0 < done < total else ""
+            pace = (now - first_at) / (done - first_done) if first_at and done > first_done else spent / max(done, 1)
+            left = f", about {duration_text(pace * (total - done))} left" if 0 < done < total else ""
             found.append(f"{how_far}, {duration_text(spent)}{left}")
         return found
 
@@ -95,3 +104,6 @@ def _report(name: str | None, field: int, done: int, total_field: int, total: in
         return
     _board.set(name, total_field, total)
     _board.set(name, field, done)
+    if done and not _board.get(name, FIRST_AT):
+        _board.set(name, FIRST_AT, time.time())
+        _board.set(name, FIRST_DONE, done)
