@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from quest.data.artifacts import Column, Feature, Preprocessing, to_model_frame
+from quest.data.artifacts import Column, Feature, Preprocessing, date_seconds, to_model_frame
 
 # Past this many distinct training values a categorical column is many-valued: skrub's TableVectorizer's
 # cardinality_threshold, under which it one-hot encodes and over which it takes an encoder made for many values.
@@ -111,17 +111,8 @@ def find_date_format(present: pd.Series) -> str | None:
         date_format = guess_datetime_format(first.strip())
         if date_format is None or not any(code in date_format for code in ("%d", "%H")):
             return None  # a year or a month alone (2019, 2019-01) is a number or a category, not a time stamp
-    parsed = parse_dates(present, date_format)
-    return date_format if parsed.notna().mean() >= DATE_SHARE else None
-
-
-def parse_dates(values: pd.Series, date_format: str) -> pd.Series:
-    """Dates and times in `date_format` as naive UTC datetimes, NaT where a value is missing or does not parse."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.to_datetime(values, utc=True)
-    else:
-        parsed = pd.to_datetime(values.astype("string").str.strip(), format=date_format, errors="coerce", utc=True)
-    return parsed.dt.tz_localize(None)
+    read = ~np.isnan(date_seconds(present, date_format))
+    return date_format if read.mean() >= DATE_SHARE else None
 
 
 def left_out_because(column: Column, values: pd.Series, *, rows: int) -> str | None:

@@ -324,9 +324,9 @@ def labelled_rows(frame: pd.DataFrame, target: str, *, policy: str, label: str) 
         file=sys.stderr,
     )
     frame = frame[frame[target].notna()].reset_index(drop=True)
-    labels = frame[target]
-    if pd.api.types.is_float_dtype(labels) and np.all(np.mod(labels.to_numpy(), 1) == 0):
-        frame[target] = labels.astype(np.int64)  # CSV reads whole labels with gaps as floats: 1, not 1.0, again
+    numbers = frame[target].to_numpy()
+    if pd.api.types.is_float_dtype(numbers) and np.isfinite(numbers).all() and np.all(np.mod(numbers, 1) == 0):
+        frame[target] = numbers.astype(np.int64)  # CSV reads whole labels with gaps as floats: 1, not 1.0, again
     return frame
 
 

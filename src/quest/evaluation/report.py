@@ -137,7 +137,7 @@ def columns_section(columns: dict | None) -> list[str]:
     if not columns:
         return []
     frame = pd.DataFrame(columns["columns"]).rename(columns={"read_as": "read as", "inputs": "model inputs"})
-    frame["missing"] = [f"{count} ({count / columns['rows']:.0%})" if count else "" for count in frame["missing"]]
+    frame["missing"] = [f"{count} ({count / columns['rows']:.1%})" if count else "" for count in frame["missing"]]
     target = columns["target"]
     if "classes" in target:
         total = sum(target["classes"].values())
