@@ -101,10 +101,15 @@ class Schema:
         return (self.sampled_from or self.n_train) + self.n_test
 
     @property
+    def n_columns(self) -> int:
+        """The table's feature columns, model inputs or left out."""
+        return len(self.columns) + len(self.left_out)
+
+    @property
     def columns_text(self) -> str:
         """The table's feature columns in a few words: `30 columns`, `14 columns (3 left out)`."""
         left_out = f" ({len(self.left_out)} left out)" if self.left_out else ""
-        return f"{len(self.columns) + len(self.left_out)} columns{left_out}"
+        return f"{self.n_columns} columns{left_out}"
 
     @property
     def split_param(self) -> str:

@@ -28,6 +28,7 @@ TEXT_DISTINCT = 0.5
 # A row number: whole numbers, distinct in every row, spanning at most this many times the table's rows (the
 # row numbers of a filtered export keep gaps).
 ROW_NUMBER_SPAN = 2.0
+NO_VALUE = "has no value in the training split"  # the one reason data.keep cannot override
 ISO_DATE = re.compile(r"^\s*\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?\s*$")
 
 
@@ -51,9 +52,10 @@ def type_columns(
     for name in train.columns:
         values = train[name]
         column = type_column(str(name), values)
-        why = None if name in keep else left_out_because(column, values, rows=rows)
-        if values.notna().sum() == 0:  # nothing to learn from, kept or not
-            why = "has no value in the training split"
+        if values.isna().all():  # nothing to learn from, kept or not
+            why: str | None = NO_VALUE
+        else:
+            why = None if name in keep else left_out_because(column, values, rows=rows)
         if why is None:
             columns.append(column)
         else:

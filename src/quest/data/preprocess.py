@@ -36,9 +36,9 @@ def build_preprocessor(columns: tuple[Column, ...], date_parts: list[str]) -> Co
     )
 
 
-def varying_parts(frame: pd.DataFrame, columns: tuple[Column, ...]) -> dict[str, tuple[str, str]]:
+def varying_parts(frame: pd.DataFrame, columns: tuple[Column, ...]) -> dict[str, tuple[str, str, np.ndarray]]:
     """Each date column's parts that vary in the training split (a year alone, or times all at midnight, teach
-    nothing), as part-column name -> (column, part)."""
+    nothing), as part-column name -> (column, part, its values)."""
     found = {}
     for column in columns:
         if column.kind != "datetime":
@@ -46,7 +46,7 @@ def varying_parts(frame: pd.DataFrame, columns: tuple[Column, ...]) -> dict[str,
         for part in DATE_PARTS:
             values = date_part(frame[column.name].to_numpy(), part)
             if np.unique(values[~np.isnan(values)]).size > 1:
-                found[f"{column.name}_{part}"] = (column.name, part)
+                found[f"{column.name}_{part}"] = (column.name, part, values)
     return found
 
 
@@ -55,8 +55,8 @@ def fit_preprocessing(train: pd.DataFrame, columns: tuple[Column, ...]) -> Prepr
     columns come typed (quest.data.columns.type_columns), each with a value in the training split."""
     frame = to_model_frame(train, columns)
     parts = varying_parts(frame, columns)
-    for name, (column, part) in parts.items():
-        frame[name] = date_part(frame[column].to_numpy(), part)
+    for name, (_, _, values) in parts.items():
+        frame[name] = values
     transformer = build_preprocessor(columns, list(parts)).fit(frame)
     names = iter(str(name) for name in transformer.get_feature_names_out())
     features: list[Feature] = []
@@ -65,7 +65,7 @@ def fit_preprocessing(train: pd.DataFrame, columns: tuple[Column, ...]) -> Prepr
             imputer, scaler = step[0], step[1]
             for name, median, mean, scale in zip(names_in, imputer.statistics_, scaler.mean_, scaler.scale_,
                                                  strict=True):  # fmt: skip
-                column, part = parts.get(name, (name, ""))
+                column, part, _ = parts.get(name, (name, "", None))
                 features.append(Feature(next(names), column, kind, float(median), float(mean), float(scale), part=part))
         elif kind == "boolean":
             fills = zip(names_in, step.statistics_, strict=True)

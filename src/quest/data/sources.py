@@ -57,8 +57,7 @@ def load_dataset(data: DataParams, *, seed: int, root: Path, split: SplitParams 
         frame, target_name = embedded_frame(data.source), "target"
         label = f"sklearn.datasets.load_{data.source}"
 
-    check_columns(frame, target=target_name, drop=data.drop, label=label)
-    check_kept(frame, keep=data.keep, label=label)
+    check_columns(frame, target=target_name, drop=data.drop, keep=data.keep, label=label)
     frame = labelled_rows(frame, target_name, policy=data.missing_target, label=label)
     split_values = None
     if split is not None and split.kind != "random":
@@ -275,34 +274,27 @@ def grouped_frame(spec: SyntheticParams, *, seed: int) -> pd.DataFrame:
     return frame
 
 
-def check_columns(frame: pd.DataFrame, *, target: str, drop: tuple[str, ...], label: str) -> None:
-    """The target exists, every column to drop exists, and dropping leaves features."""
+def check_columns(
+    frame: pd.DataFrame, *, target: str, drop: tuple[str, ...], keep: tuple[str, ...] = (), label: str
+) -> None:
+    """The target exists, every column to drop or keep exists, and dropping leaves features."""
     columns = [str(column) for column in frame.columns]
     if target not in columns:
         near = difflib.get_close_matches(target, columns, n=1)
         hint = (f"; did you mean {near[0]!r}?" if near else "") + f" (columns: {', '.join(columns)})"
         raise QuestError(f"{label}: target column {target!r} (data.target) not found{hint}")
-    for column in drop:
-        if column not in columns:
-            raise QuestError(
-                f"{label}: data.drop names {column!r}, which is not a column; columns: {', '.join(columns)}"
-            )
+    for key, names in (("data.drop", drop), ("data.keep", keep)):
+        for column in names:
+            if column not in columns:
+                near = difflib.get_close_matches(column, columns, n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise QuestError(
+                    f"{label}: {key} names {column!r}, which is not a column; {hint}columns: {', '.join(columns)}"
+                )
     if target in drop:
         raise QuestError(f"{label}: data.drop lists the target column {target!r}")
     if len(columns) - len(set(drop)) < 2:
         raise QuestError(f"{label}: no feature columns are left after data.drop")
-
-
-def check_kept(frame: pd.DataFrame, *, keep: tuple[str, ...], label: str) -> None:
-    """Every column data.keep names is a column of the table."""
-    columns = [str(column) for column in frame.columns]
-    for column in keep:
-        if column not in columns:
-            near = difflib.get_close_matches(column, columns, n=1)
-            hint = f"did you mean {near[0]!r}? " if near else ""
-            raise QuestError(
-                f"{label}: data.keep names {column!r}, which is not a column; {hint}columns: {', '.join(columns)}"
-            )
 
 
 def labelled_rows(frame: pd.DataFrame, target: str, *, policy: str, label: str) -> pd.DataFrame:

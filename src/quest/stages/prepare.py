@@ -12,7 +12,7 @@ import pandas as pd
 from quest import arguments, paths, processes, timing
 from quest.data import leaks
 from quest.data.artifacts import DATE_PARTS, Column, Preprocessing, Schema, Split
-from quest.data.columns import LeftOut, profile, type_columns
+from quest.data.columns import NO_VALUE, LeftOut, profile, type_columns
 from quest.data.preprocess import fit_preprocessing
 from quest.data.sources import Dataset, load_dataset
 from quest.data.splits import RANDOM, Division, assign_folds, division_of, split_indices, subsample
@@ -62,15 +62,10 @@ def prepare(
     except QuestError as error:
         raise QuestError(f"{dataset.source}: {error}") from None
     train, test = dataset.features.iloc[train_rows], dataset.features.iloc[test_rows]
-    columns, left_out = type_columns(train, rows=len(y), keep=keep)
-    if not columns:
-        raise QuestError(
-            f"{dataset.source}: every feature column is left out ("
-            + "; ".join(f"{c.name!r} {c.why}" for c in left_out)
-            + "); nothing to learn from"
-        )
-    check_memory(columns, rows=len(train_rows) + len(test_rows), source=dataset.source)
-    preprocessing = fit_preprocessing(train, columns)
+    preprocessing, left_out = fit_columns(
+        train, rows=len(y), built_rows=len(train_rows) + len(test_rows), keep=keep, source=dataset.source
+    )
+    columns = preprocessing.columns
     x_train, x_test = preprocessing.apply(train), preprocessing.apply(test)  # the one function serving applies too
     for x, part in ((x_train, "training"), (x_test, "test")):
         check_finite_inputs(x, preprocessing, split=part, source=dataset.source)
@@ -111,9 +106,25 @@ def prepare(
     }  # fmt: skip
 
 
+def fit_columns(
+    train: pd.DataFrame, *, rows: int, built_rows: int, keep: tuple[str, ...], source: str
+) -> tuple[Preprocessing, tuple[LeftOut, ...]]:
+    """The training split's columns typed, those that cannot generalise left out (unless `keep` names them), the
+    memory the `built_rows` rows of inputs would take checked, and the preprocessing fitted."""
+    columns, left_out = type_columns(train, rows=rows, keep=keep)
+    if not columns:
+        raise QuestError(
+            f"{source}: every feature column is left out ("
+            + "; ".join(f"{c.name!r} {c.why}" for c in left_out)
+            + "); nothing to learn from"
+        )
+    check_memory(columns, rows=built_rows, source=source)
+    return fit_preprocessing(train, columns), left_out
+
+
 def left_out_notice(column: LeftOut) -> str:
     """One sentence for a column prepare leaves out: which, why, and how to keep it where keeping can help."""
-    keeping = "" if "no value" in column.why else f"; data.keep: [{column.name}] keeps it"
+    keeping = "" if column.why == NO_VALUE else f"; data.keep: [{column.name}] keeps it"
     return f"column {column.name!r} {column.why}: left out of the model inputs, as it cannot generalise{keeping}"
 
 

@@ -60,7 +60,7 @@ class TableRun:
             "dataset": self.schema.dataset,
             "rows": self.rows,
             "train_rows": self.schema.n_train,
-            "columns": len(self.schema.columns) + len(self.schema.left_out),  # the table's, left out or not
+            "columns": self.schema.n_columns,
             "task": self.task,
             "metric": self.metric,
             "verdict": {
