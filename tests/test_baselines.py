@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import quest.learners.classic.baselines
-from quest.learners.classic.baselines import CLASSIFIERS, REGRESSORS, available, describe, make_baseline
+from quest.learners.classic.baselines import CLASSIFIERS, FOREST_ROWS, REGRESSORS, available, describe, make_baseline
 from quest.learners.estimators import model_output
 from quest.learners.registry import BASELINES
 
@@ -66,7 +66,7 @@ def test_probabilities_cover_classes_a_fold_never_saw():
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_past_the_threshold_the_kernel_svm_and_boosting_switch_to_scalable_stand_ins(task):
+def test_past_the_threshold_the_kernel_svm_boosting_and_the_forest_switch_to_scalable_stand_ins(task):
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.kernel_approximation import Nystroem
 
@@ -77,5 +77,11 @@ def test_past_the_threshold_the_kernel_svm_and_boosting_switch_to_scalable_stand
     inner = boosting.regressor if task == "regression" else boosting
     assert isinstance(inner, HistGradientBoostingClassifier | HistGradientBoostingRegressor) and inner.max_iter == 50
     assert "scalable" in describe("svm_rbf", task, large=True) and "scalable" not in describe("svm_rbf", task)
+    forest = make_baseline("forest", task=task, n_features=4, seed=0, large=True, hyper={"max_depth": 4})
+    inner = forest.regressor if task == "regression" else forest
+    assert (inner.max_samples, inner.n_estimators, inner.max_depth) == (FOREST_ROWS, 200, 4)
+    small = make_baseline("forest", task=task, n_features=4, seed=0)
+    assert (small.regressor if task == "regression" else small).max_samples is None
+    assert describe("forest", task, large=True) == f"random forest, 200 trees, each on a {FOREST_ROWS} row bootstrap"
     knn = make_baseline("knn5", task=task, n_features=4, seed=0, large=True)
     assert type(knn) is type(make_baseline("knn5", task=task, n_features=4, seed=0))  # unchanged below and above

@@ -70,7 +70,7 @@ def test_the_verdict_says_what_the_posterior_says_with_the_p_value_beside_it():
     assert "![posterior](posterior.png)" in report
     assert "stand-ins" not in report and report.endswith("![comparison](comparison.png)\n")
     large = report_markdown(table, "toy", "classification", outcome, "4 folds", descriptions=descriptions, large=True)
-    note = "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient"
+    note = "The training split is past `compare.scale_threshold` rows, so the models whose cost grows fastest"
     assert note in large and large.index(note) > large.index("W/T/L counts") and large.endswith("(comparison.png)\n")
 
 

@@ -251,7 +251,8 @@ def test_each_learner_says_what_it_is():
     assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * (len(others) - 2) + ["neural"] * 2
     assert [learner.name for learner in learners if learner.trains_together] == ["mlp", "realmlp", "tabm"]
     assert [learner.name for learner in learners if learner.fills_cores] == ["catboost"]
-    assert [learner.name for learner in learners if learner.has_stand_in()] == ["boosting", "svm_rbf"]
+    stand_ins = [learner.name for learner in learners if learner.has_stand_in()]
+    assert stand_ins == ["forest", "boosting", "svm_rbf", "realmlp"]
     assert isinstance(registry.subject(params), Learner) and registry.others() == others
     assert list(params.compare.models) == others[:-1]  # every row is on by default but TabM (opt-in: its cost)
     assert Baseline("tree").describe(Problem("regression", 0, 3)) == "decision tree"

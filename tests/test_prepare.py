@@ -93,3 +93,25 @@ def test_max_train_rows_samples_the_training_split_stratified_and_leaves_the_tes
     assert "sampled_from" not in whole["schema"].to_dict()  # an unsampled schema.json is what it was before
     again = prepare(dataset, test_size=0.25, folds=3, seed=0, max_train_rows=100)
     assert (again["X_train.npy"] == capped["X_train.npy"]).all()  # seeded
+
+
+def test_past_the_scale_threshold_the_folds_are_drawn_large_repeats_times_and_a_notice_says_so():
+    rng = np.random.default_rng(2)
+    features = pd.DataFrame({"x": rng.normal(size=200)})
+    target = pd.Series(["a", "b"] * 100, name="label")
+    dataset = Dataset(features=features, target=target, name="toy", source="inline", task="classification")
+    below = prepare(dataset, test_size=0.25, folds=3, seed=0, repeats=3, large=(150, 1))  # 150 training rows
+    assert below["schema"].repeats == 3 and below["folds.npy"].shape == (3, 150)
+    assert not any("scale_threshold" in notice for notice in below["notices"])
+    past = prepare(dataset, test_size=0.25, folds=3, seed=0, repeats=3, large=(149, 1))
+    assert past["schema"].repeats == 1 and past["folds.npy"].shape == (1, 150)
+    assert (past["folds.npy"][0] == below["folds.npy"][0]).all()  # the first repeat's folds, as before
+    assert past["notices"][0] == (
+        "150 training rows > compare.scale_threshold (149): the 3 folds are drawn once, not 3 times "
+        "(prepare.large_repeats: 1), as every model's fit on this many rows is costly and a fold's 50 held-out rows "
+        "score it closely"
+    )
+    twice = prepare(dataset, test_size=0.25, folds=3, seed=0, repeats=3, large=(149, 2))
+    assert twice["schema"].repeats == 2 and "drawn 2 times, not 3 times" in twice["notices"][0]
+    more = prepare(dataset, test_size=0.25, folds=3, seed=0, repeats=2, large=(149, 3))  # never more than repeats
+    assert more["schema"].repeats == 2 and not any("scale_threshold" in notice for notice in more["notices"])

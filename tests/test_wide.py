@@ -144,3 +144,34 @@ def test_the_tuning_says_which_models_are_tuned_with_their_wide_recipes(capsys):
     )
     registry.recipe_notices("tune", learners, NARROW, params, n_train=100, verb="are tuned")
     assert capsys.readouterr().err == ""
+
+
+def test_past_the_scale_threshold_realmlp_trains_its_large_epochs_unless_a_trial_or_the_params_set_fewer(monkeypatch):
+    import numpy as np
+
+    from quest.learners.jobs import plan_job
+    from quest.learners.realmlp.learner import LARGE_EPOCHS
+
+    large = dataclasses.replace(NARROW, large=True)
+    learner = registry.learner("realmlp", params_from_dict(repo_params()))
+    assert (learner.settings(NARROW)["epochs"], learner.settings(large)["epochs"]) == (256, LARGE_EPOCHS)
+    scalable = f"RealMLP-TD in Keras (256-256-256), scalable: {LARGE_EPOCHS} epochs instead of 256"
+    assert learner.describe(large) == scalable
+    assert learner.describe(NARROW) == "RealMLP-TD in Keras (256-256-256, 256 epochs)" and learner.has_stand_in()
+    seen = []
+
+    def recipe(spec, problem, x, jobs):
+        seen.append((spec.epochs, spec.embedding_frequencies))
+        raise LookupError("stop before training")
+
+    monkeypatch.setattr(learner, "recipe", recipe)
+    x, y = np.zeros((20, 3), np.float32), np.arange(20) % 2
+    jobs = [plan_job(np.arange(20), y, task="classification", validation_fraction=0.2, seed=0)]
+    both = dataclasses.replace(large, wide=True)
+    for problem, hyper in ((large, {}), (both, {}), (large, {"epochs": 100})):
+        with pytest.raises(LookupError):
+            learner.train_jobs(x, y, jobs, problem, hyper, "")
+    assert seen == [(LARGE_EPOCHS, 16), (LARGE_EPOCHS, 0), (100, 16)]
+    short = registry.learner("realmlp", params_from_dict(repo_params(realmlp={"epochs": 32})))
+    assert not short.has_stand_in() and short.settings(large)["epochs"] == 32
+    assert short.describe(large) == "RealMLP-TD in Keras (256-256-256, 32 epochs)"

@@ -114,6 +114,7 @@ class PrepareParams:
     test_size: float
     folds: int
     repeats: int
+    large_repeats: int  # the repeats past compare.scale_threshold training rows (at most `repeats`)
     max_train_rows: int | None  # a seeded, stratified sample of the training split at most this large; None: all
     split: SplitParams
 
@@ -124,6 +125,7 @@ class PrepareParams:
                 self.max_train_rows)  # fmt: skip
         require(2 <= self.folds <= 50, "prepare.folds", "an integer from 2 to 50", self.folds)
         require(1 <= self.repeats <= 20, "prepare.repeats", "an integer from 1 to 20", self.repeats)
+        require(1 <= self.large_repeats <= 20, "prepare.large_repeats", "an integer from 1 to 20", self.large_repeats)
         require(self.repeats == 1 or self.split.kind != "time", "prepare.repeats",
                 "1 when prepare.split.kind is time (forward-chaining folds have one order: a repeat would be a copy)",
                 self.repeats)  # fmt: skip

@@ -428,8 +428,8 @@ def _method_lines(outcome: Verdict, *, large: bool, wide: str, skipped: Mapping[
     ]
     if large:
         lines += [
-            "The training split is past `compare.scale_threshold` rows, so the kernel SVM and exact gradient "
-            "boosting rows ran as their scalable stand-ins, named in the table.",
+            "The training split is past `compare.scale_threshold` rows, so the models whose cost grows fastest with "
+            'the rows ran as their scalable stand-ins, named in the table ("scalable").',
             "",
         ]
     if wide:

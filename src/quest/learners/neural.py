@@ -171,8 +171,7 @@ class RecipeLearner(NetworkLearner):
         return super().configure()
 
     def settings(self, problem: Problem) -> dict[str, Any]:
-        spec = self.with_hyper(self.wide_values()) if problem.wide else self.spec
-        return {**dataclasses.asdict(spec), "device": self.train.device}
+        return {**dataclasses.asdict(self.table_spec(problem)), "device": self.train.device}
 
     def check_space(self, space: Mapping[str, Any], problem: Problem) -> None:
         super().check_space(space, problem)
@@ -195,6 +194,22 @@ class RecipeLearner(NetworkLearner):
         """The section's values on a wide table (quest.learners.wide), under a fit's own; none by default."""
         return {}
 
+    def large_values(self) -> dict[str, Any]:
+        """The section's values past compare.scale_threshold training rows, under a fit's own; none by default."""
+        return {}
+
+    def table_values(self, problem: Problem) -> dict[str, Any]:
+        """The section's values this table's recipes set: the wide one's, the large one's."""
+        return {**(self.wide_values() if problem.wide else {}), **(self.large_values() if problem.large else {})}
+
+    def table_spec(self, problem: Problem) -> Any:
+        """The section's params as this table trains them, before a fit's own values."""
+        values = self.table_values(problem)
+        return self.with_hyper(values) if values else self.spec
+
+    def has_stand_in(self) -> bool:
+        return bool(self.large_values())
+
     def recipe(self, spec: Any, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> Any:
         """The engine's recipe for `spec` on this problem's inputs and jobs."""
         raise NotImplementedError
@@ -212,7 +227,7 @@ class RecipeLearner(NetworkLearner):
     ) -> list[FitResult]:
         from quest.learners.engine import train_many
 
-        values = {**self.wide_values(), **hyper} if problem.wide else hyper
+        values = {**self.table_values(problem), **hyper}
         recipe = self.recipe(self.with_hyper(values), problem, x, jobs)
         try:
             return train_many(x, y, jobs, recipe, hooks=hooks, label=label)

@@ -40,11 +40,13 @@ def prepare(
     split: SplitParams | None = None,
     max_train_rows: int | None = None,
     keep: tuple[str, ...] = (),
+    large: tuple[int, int] | None = None,
 ) -> dict:
     """Everything prepare writes, computed in memory: arrays, the fitted preprocessing and the schema. A group or
     time `split` divides the rows by its column (dataset.split_values), in the test split and every fold. Past
     `max_train_rows` the training split is a seeded sample of itself (stratified; whole groups; the latest rows),
-    and the test split stays whole. Columns that cannot generalise are left out unless `keep` names them."""
+    and the test split stays whole. Columns that cannot generalise are left out unless `keep` names them. `large`,
+    (rows, repeats): a training split past that many rows draws its folds that many times, if fewer."""
     y, class_labels = encode_target(dataset.target, dataset.task)
     division = divide(dataset, split, folds=folds)
     try:
@@ -55,6 +57,10 @@ def prepare(
         if max_train_rows is not None and len(train_rows) > max_train_rows:
             sampled_from, fraction = len(train_rows), max_train_rows / len(train_rows)
             train_rows = subsample(train_rows, y, fraction, task=dataset.task, seed=seed, division=division)
+        notices = []
+        if large is not None and len(train_rows) > large[0] and large[1] < repeats:
+            notices.append(fewer_repeats(len(train_rows), large, folds=folds, repeats=repeats))
+            repeats = large[1]
         fold_of = assign_folds(
             y[train_rows], task=dataset.task, folds=folds, seed=seed, repeats=repeats, labels=class_labels,
             division=division.of(train_rows),
@@ -89,6 +95,11 @@ def prepare(
         left_out=tuple((c.name, c.why) for c in left_out),
     )  # fmt: skip
     keys = {} if division.keys is None else {paths.SPLIT_KEYS: division.keys[train_rows]}
+    notices += [left_out_notice(c) for c in left_out]
+    if division.kind == "random":
+        notices += leaks.notices(
+            dataset.features, dataset.target, task=dataset.task, train_rows=train_rows, test_rows=test_rows
+        )
     return {
         paths.X_TRAIN: x_train,
         paths.Y_TRAIN: y[train_rows],
@@ -100,10 +111,18 @@ def prepare(
         "preprocessing": preprocessing,
         "schema": schema,
         "columns": profile(train, dataset.target.iloc[train_rows], preprocessing, left_out, task=dataset.task),
-        "notices": [left_out_notice(c) for c in left_out] + ([] if division.kind != "random" else leaks.notices(
-            dataset.features, dataset.target, task=dataset.task, train_rows=train_rows, test_rows=test_rows
-        )),
-    }  # fmt: skip
+        "notices": notices,
+    }
+
+
+def fewer_repeats(rows: int, large: tuple[int, int], *, folds: int, repeats: int) -> str:
+    threshold, fewer = large
+    drawn = "once" if fewer == 1 else f"{fewer} times"
+    return (
+        f"{rows} training rows > compare.scale_threshold ({threshold}): the {folds} folds are drawn {drawn}, not "
+        f"{repeats} times (prepare.large_repeats: {fewer}), as every model's fit on this many rows is costly and a "
+        f"fold's {rows // folds} held-out rows score it closely"
+    )
 
 
 def fit_columns(
@@ -214,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         split=split,
         max_train_rows=params.prepare.max_train_rows,
         keep=params.data.keep,
+        large=(params.compare.scale_threshold, params.prepare.large_repeats),
     )
     write_prepared(result, args.out)
     schema: Schema = result["schema"]

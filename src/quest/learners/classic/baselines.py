@@ -124,8 +124,13 @@ def _hgb_for_boosting(h: dict) -> dict:
     return h
 
 
-# Above `compare.scale_threshold` training rows, the two rows whose cost grows fastest (the kernel SVM is
-# quadratic to cubic in rows, exact gradient boosting sorts every feature at every split) switch to these.
+# Above `compare.scale_threshold` training rows, the rows whose cost grows fastest switch to these: the kernel SVM
+# is quadratic to cubic in rows, exact gradient boosting sorts every feature at every split, and each of the random
+# forest's 200 trees grows on a bootstrap as large as the training split. Its stand-in draws FOREST_ROWS rows for
+# each tree (scikit-learn's max_samples): on the 43 152 training rows of the diamonds table, 100 trees took 7.0 s
+# instead of 17.7 s on one core, for a test R² of 0.9806 instead of 0.9811.
+FOREST_ROWS = 10_000
+FOREST = f"random forest, 200 trees, each on a {FOREST_ROWS} row bootstrap"
 SCALABLE_CLASSIFIERS: dict[str, tuple[str, Factory]] = {
     "svm_rbf": (
         "RBF SVM, scalable: Nystroem features + logistic regression",
@@ -134,6 +139,12 @@ SCALABLE_CLASSIFIERS: dict[str, tuple[str, Factory]] = {
     "boosting": (
         "gradient boosting, scalable: histogram-based",
         lambda d, s, h: HistGradientBoostingClassifier(random_state=s, **_hgb_for_boosting(h)),
+    ),
+    "forest": (
+        FOREST,
+        lambda d, s, h: RandomForestClassifier(
+            **_with({"n_estimators": 200, "max_samples": FOREST_ROWS}, h), random_state=s
+        ),
     ),
 }
 SCALABLE_REGRESSORS: dict[str, tuple[str, Factory]] = {
@@ -144,6 +155,12 @@ SCALABLE_REGRESSORS: dict[str, tuple[str, Factory]] = {
     "boosting": (
         "gradient boosting, scalable: histogram-based",
         lambda d, s, h: HistGradientBoostingRegressor(random_state=s, **_hgb_for_boosting(h)),
+    ),
+    "forest": (
+        FOREST,
+        lambda d, s, h: RandomForestRegressor(
+            **_with({"n_estimators": 200, "max_samples": FOREST_ROWS}, h), random_state=s
+        ),
     ),
 }
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from quest.learners.realmlp.network import RealMlpRecipe
 
 NAME = "realmlp"
+# Past compare.scale_threshold training rows, RealMLP trains this many epochs instead of realmlp.epochs (256), its
+# schedules spread over them: it runs every epoch, and an epoch of batches of 256 costs in proportion to the rows.
+LARGE_EPOCHS = 64
 # The realmlp keys a search space may vary.
 TUNABLE = (
     "hidden_layers",
@@ -53,14 +56,21 @@ class RealMLP(RecipeLearner):
         super().__init__(spec, train, seed=seed)
 
     def describe(self, problem: Problem) -> str:
-        layers = "-".join(str(units) for units in self.spec.hidden_layers)
-        return wide.described(f"RealMLP-TD in Keras ({layers}, {self.spec.epochs} epochs)", self, problem)
+        spec = self.table_spec(problem)
+        layers = "-".join(str(units) for units in spec.hidden_layers)
+        if spec.epochs == self.spec.epochs:
+            return wide.described(f"RealMLP-TD in Keras ({layers}, {spec.epochs} epochs)", self, problem)
+        text = f"RealMLP-TD in Keras ({layers}), scalable: {spec.epochs} epochs instead of {self.spec.epochs}"
+        return wide.described(text, self, problem)
 
     def wide_recipe(self, problem: Problem) -> str:
         return "no numeric embeddings" if self.spec.embedding_frequencies else ""
 
     def wide_values(self) -> dict[str, Any]:
         return {"embedding_frequencies": 0}  # each column one input, as RealMLP-TD-S
+
+    def large_values(self) -> dict[str, Any]:
+        return {"epochs": LARGE_EPOCHS} if self.spec.epochs > LARGE_EPOCHS else {}
 
     def recipe(self, spec: RealMlpParams, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> RealMlpRecipe:
         from quest.learners.realmlp.network import Layout, RealMlpRecipe

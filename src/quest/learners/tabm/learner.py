@@ -48,7 +48,7 @@ class TabM(RecipeLearner):
         super().__init__(spec, train, seed=seed)
 
     def describe(self, problem: Problem) -> str:
-        spec = self.with_hyper(self.wide_values()) if problem.wide else self.spec
+        spec = self.table_spec(problem)
         embedding = ", piecewise-linear embeddings" if spec.embedding == "piecewise" else ""
         arch = "TabM" if spec.arch == "tabm" else "TabM-mini"
         return wide.described(
