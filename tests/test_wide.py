@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import yaml
 
@@ -81,8 +82,6 @@ def test_the_networks_leave_out_their_numeric_embeddings_on_a_wide_table():
 
 
 def test_the_realmlp_that_trains_on_a_wide_table_has_no_embedding_unless_a_trial_sets_one(monkeypatch):
-    import numpy as np
-
     from quest.learners.jobs import plan_job
 
     learner = registry.learner("realmlp", params_from_dict(repo_params()))
@@ -146,17 +145,16 @@ def test_the_tuning_says_which_models_are_tuned_with_their_wide_recipes(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_past_the_scale_threshold_realmlp_trains_its_large_epochs_unless_a_trial_or_the_params_set_fewer(monkeypatch):
-    import numpy as np
-
+def test_past_the_scale_threshold_realmlp_trains_the_steps_of_the_thresholds_rows_unless_a_trial_sets_its_epochs(
+    monkeypatch,
+):
     from quest.learners.jobs import plan_job
-    from quest.learners.realmlp.learner import LARGE_EPOCHS
 
-    large = dataclasses.replace(NARROW, large=True)
+    large = dataclasses.replace(NARROW, large=True, row_share=10_000 / 43_152)  # diamonds' training rows
     learner = registry.learner("realmlp", params_from_dict(repo_params()))
-    assert (learner.settings(NARROW)["epochs"], learner.settings(large)["epochs"]) == (256, LARGE_EPOCHS)
-    scalable = f"RealMLP-TD in Keras (256-256-256), scalable: {LARGE_EPOCHS} epochs instead of 256"
-    assert learner.describe(large) == scalable
+    assert (learner.settings(NARROW)["epochs"], learner.settings(large)["epochs"]) == (256, 59)
+    scalable = "RealMLP-TD in Keras (256-256-256), scalable: 59 epochs instead of 256, the steps of compare.scale_"
+    assert learner.describe(large).startswith(scalable)
     assert learner.describe(NARROW) == "RealMLP-TD in Keras (256-256-256, 256 epochs)" and learner.has_stand_in()
     seen = []
 
@@ -171,7 +169,17 @@ def test_past_the_scale_threshold_realmlp_trains_its_large_epochs_unless_a_trial
     for problem, hyper in ((large, {}), (both, {}), (large, {"epochs": 100})):
         with pytest.raises(LookupError):
             learner.train_jobs(x, y, jobs, problem, hyper, "")
-    assert seen == [(LARGE_EPOCHS, 16), (LARGE_EPOCHS, 0), (100, 16)]
-    short = registry.learner("realmlp", params_from_dict(repo_params(realmlp={"epochs": 32})))
-    assert not short.has_stand_in() and short.settings(large)["epochs"] == 32
-    assert short.describe(large) == "RealMLP-TD in Keras (256-256-256, 32 epochs)"
+    assert seen == [(59, 16), (59, 0), (100, 16)]
+    few = registry.learner("realmlp", params_from_dict(repo_params(realmlp={"epochs": 2})))
+    assert few.settings(dataclasses.replace(large, row_share=0.01))["epochs"] == 1  # never none
+
+
+def test_a_problem_is_large_past_the_scale_threshold_and_knows_the_thresholds_share_of_its_rows():
+    from quest.data.splits import RANDOM
+    from tests.test_splits import prepared_with
+
+    prepared = prepared_with(np.zeros((1, 40), np.int64), RANDOM, n_folds=2)
+    assert Problem.of(prepared) == Problem.of(prepared, scale_threshold=40)
+    assert (Problem.of(prepared).large, Problem.of(prepared).row_share) == (False, 1.0)
+    past = Problem.of(prepared, scale_threshold=30)
+    assert (past.large, past.row_share) == (True, 0.75)

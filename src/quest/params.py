@@ -224,10 +224,6 @@ class CompareParams:
         repeated = sorted({name for name in self.models if self.models.count(name) > 1})
         require(not repeated, "compare.models", "a list naming each model once", list(self.models))
 
-    def large(self, n_train: int) -> bool:
-        """Whether a training split of `n_train` rows switches svm_rbf and boosting to their scalable stand-ins."""
-        return n_train > self.scale_threshold
-
     def wide(self, n_features: int) -> bool:
         """Whether a table of `n_features` model inputs switches the costliest models to their wide recipes."""
         return n_features > self.wide_threshold

@@ -38,6 +38,7 @@ class Problem:
     n_classes: int  # 0 for regression
     n_features: int
     large: bool = False  # the training split is past compare.scale_threshold: scalable stand-ins, where any
+    row_share: float = 1.0  # compare.scale_threshold over the training rows where they are past it: 1 otherwise
     wide: bool = False  # the inputs are past compare.wide_threshold: wide recipes, where any (quest.learners.wide)
     feature_names: tuple[str, ...] = ()  # the model inputs' names, for messages (schema.features)
     # Per model input, its raw column's kind and name (Schema.feature_columns): a categorical column's one-hot
@@ -47,13 +48,16 @@ class Problem:
     division: Division = field(default=RANDOM, compare=False)
 
     @classmethod
-    def of(cls, prepared: Prepared, *, large: bool = False, wide: bool = False) -> Problem:
-        schema = prepared.schema
+    def of(cls, prepared: Prepared, *, scale_threshold: int | None = None, wide: bool = False) -> Problem:
+        """The problem `prepared` poses; past `scale_threshold` training rows (None: no threshold), a large one."""
+        schema, rows = prepared.schema, len(prepared.y_train)
+        large = scale_threshold is not None and rows > scale_threshold
         return cls(
             schema.task,
             prepared.n_classes,
             prepared.x_train.shape[1],
             large=large,
+            row_share=scale_threshold / rows if large else 1.0,
             wide=wide,
             feature_names=schema.features,
             feature_columns=schema.feature_columns(),

@@ -194,21 +194,18 @@ class RecipeLearner(NetworkLearner):
         """The section's values on a wide table (quest.learners.wide), under a fit's own; none by default."""
         return {}
 
-    def large_values(self) -> dict[str, Any]:
+    def large_values(self, problem: Problem) -> dict[str, Any]:
         """The section's values past compare.scale_threshold training rows, under a fit's own; none by default."""
         return {}
 
     def table_values(self, problem: Problem) -> dict[str, Any]:
         """The section's values this table's recipes set: the wide one's, the large one's."""
-        return {**(self.wide_values() if problem.wide else {}), **(self.large_values() if problem.large else {})}
+        return {**(self.wide_values() if problem.wide else {}), **(self.large_values(problem) if problem.large else {})}
 
     def table_spec(self, problem: Problem) -> Any:
         """The section's params as this table trains them, before a fit's own values."""
         values = self.table_values(problem)
         return self.with_hyper(values) if values else self.spec
-
-    def has_stand_in(self) -> bool:
-        return bool(self.large_values())
 
     def recipe(self, spec: Any, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> Any:
         """The engine's recipe for `spec` on this problem's inputs and jobs."""

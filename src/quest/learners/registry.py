@@ -162,7 +162,7 @@ def problem(params: Params, prepared: Prepared) -> Problem:
     stand-ins; past compare.wide_threshold model inputs, the wide recipes."""
     return Problem.of(
         prepared,
-        large=params.compare.large(len(prepared.y_train)),
+        scale_threshold=params.compare.scale_threshold,
         wide=params.compare.wide(prepared.x_train.shape[1]),
     )
 

@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from quest.learners.realmlp.network import RealMlpRecipe
 
 NAME = "realmlp"
-# Past compare.scale_threshold training rows, RealMLP trains this many epochs instead of realmlp.epochs (256), its
-# schedules spread over them: it runs every epoch, and an epoch of batches of 256 costs in proportion to the rows.
-LARGE_EPOCHS = 64
 # The realmlp keys a search space may vary.
 TUNABLE = (
     "hidden_layers",
@@ -60,7 +57,10 @@ class RealMLP(RecipeLearner):
         layers = "-".join(str(units) for units in spec.hidden_layers)
         if spec.epochs == self.spec.epochs:
             return wide.described(f"RealMLP-TD in Keras ({layers}, {spec.epochs} epochs)", self, problem)
-        text = f"RealMLP-TD in Keras ({layers}), scalable: {spec.epochs} epochs instead of {self.spec.epochs}"
+        text = (
+            f"RealMLP-TD in Keras ({layers}), scalable: {spec.epochs} epochs instead of {self.spec.epochs}, the "
+            "steps of compare.scale_threshold's rows"
+        )
         return wide.described(text, self, problem)
 
     def wide_recipe(self, problem: Problem) -> str:
@@ -69,8 +69,14 @@ class RealMLP(RecipeLearner):
     def wide_values(self) -> dict[str, Any]:
         return {"embedding_frequencies": 0}  # each column one input, as RealMLP-TD-S
 
-    def large_values(self) -> dict[str, Any]:
-        return {"epochs": LARGE_EPOCHS} if self.spec.epochs > LARGE_EPOCHS else {}
+    def has_stand_in(self) -> bool:
+        return True
+
+    def large_values(self, problem: Problem) -> dict[str, Any]:
+        """Past compare.scale_threshold training rows, RealMLP runs every epoch of batches of 256, so its cost grows
+        with the rows: it trains the optimiser steps it takes on the threshold's rows, its schedules spread over
+        fewer epochs (realmlp.epochs x the threshold's share of the rows)."""
+        return {"epochs": max(1, round(self.spec.epochs * problem.row_share))}
 
     def recipe(self, spec: RealMlpParams, problem: Problem, x: np.ndarray, jobs: Sequence[Job]) -> RealMlpRecipe:
         from quest.learners.realmlp.network import Layout, RealMlpRecipe
