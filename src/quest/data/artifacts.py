@@ -112,6 +112,11 @@ class Schema:
         return f"{self.n_columns} columns{left_out}"
 
     @property
+    def folds_text(self) -> str:
+        """The folds in a few words: `5 folds x 3 repeats`, or `5 folds` when they are drawn once."""
+        return f"{self.folds} folds x {self.repeats} repeats" if self.repeats > 1 else f"{self.folds} folds"
+
+    @property
     def split_param(self) -> str:
         """How the rows were split, as every MLflow run records it: random, group:<column> or time:<column>
         (with +gap<rows> where a gap is set)."""

@@ -168,7 +168,7 @@ def build_markdown(reports: Path, schema: Schema, config: dict | None, columns: 
             "",
             f"`{schema.dataset}` ({schema.source}): {schema.n_train} training and {schema.n_test} test rows, "
             f"{schema.columns_text} becoming {len(schema.features)} model inputs, target `{schema.target}`. "
-            f"Cross-validation: {schema.folds} folds x {schema.repeats} repeats, the same splits for every model."
+            f"Cross-validation: {schema.folds_text}, the same splits for every model."
             + (f" Rows split {schema.split.describe()}." if schema.split is not None else ""),
             "",
             *columns_section(columns),

@@ -99,7 +99,7 @@ def _scores(found: object, keys: tuple[str, ...], path: Path, names: tuple[str, 
 def splits_text(prepared: Prepared) -> str:
     """The shared splits in words, for the report's first lines: how many, and how they divide the rows."""
     schema = prepared.schema
-    folds = f"{schema.folds} folds x {schema.repeats} repeats" if schema.repeats > 1 else f"{schema.folds} folds"
+    folds = schema.folds_text
     if schema.split is None:
         return folds
     if schema.split.kind == "time":

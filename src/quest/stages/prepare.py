@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"prepare: {schema.dataset} ({schema.task}): {schema.n_train} train{capped} / {schema.n_test} test rows, "
         f"{schema.columns_text} -> {len(schema.features)} features, "
-        f"{schema.folds} folds x {schema.repeats} repeats{divided} -> {args.out}",
+        f"{schema.folds_text}{divided} -> {args.out}",
         file=sys.stderr,
     )
 
