@@ -26,10 +26,10 @@ setup: $(STAMP) ## create .venv from the lock file
 repro: $(STAMP) ## run the whole pipeline (dvc repro) on the dataset named in params.yaml
 	$(BIN)/dvc repro
 	@# The last line: identical to the committed results, the same conclusions on another machine, or different.
-	@$(BIN)/python -m quest.verify --workspace
+	@$(BIN)/python -m quest.commands.verify --workspace
 
 suite: $(STAMP) ## run quest on every table of params.yaml's suite (suite/dvc.yaml), summed up in reports/suite
-	$(BIN)/python -m quest.suite
+	$(BIN)/python -m quest.commands.suite
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), one test file at a time each, so a file's module fixtures
 # and the order of its tests stay in one process. Most tests wait on subprocesses, servers and stores: on two
@@ -48,7 +48,7 @@ fuzz: $(STAMP) ## generated hostile tables, FUZZ_EXAMPLES through prepare, a ten
 	QUEST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -q --hypothesis-show-statistics
 
 verify: $(STAMP) ## recompute HEAD from a clean clone: exact on the same machine, the same conclusions on another
-	$(BIN)/python -m quest.verify
+	$(BIN)/python -m quest.commands.verify
 
 lint: $(STAMP) ## ruff: style, import order and formatting
 	$(BIN)/ruff check src tests benchmarks
@@ -58,7 +58,7 @@ audit: $(STAMP) ## pip-audit of requirements.lock (needs the internet; --strict:
 	$(BIN)/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off
 
 ui: $(STAMP) ## the MLflow UI for the repo's mlflow.db on 127.0.0.1:5000, opened on quest's runs (not GenAI's page)
-	$(BIN)/python -m quest.ui
+	$(BIN)/python -m quest.commands.ui
 
 server: $(STAMP) ## a team tracking server on PostgreSQL: to try, http://127.0.0.1:5001; AUTH=1: passwords, rights, TLS
 	QUEST_SERVER_AUTH=$(or $(AUTH),0) scripts/server.sh
@@ -69,7 +69,7 @@ cluster: $(STAMP) ## a Dask scheduler and 2 workers on 127.0.0.1 to try QUEST_EX
 WORKERS ?= 2
 sweep: $(STAMP) ## WORKERS=N processes share the tune stage's Optuna studies on tune.storage, then dvc repro
 	$(BIN)/dvc repro prepare
-	$(BIN)/python -m quest.tuning.sweep --workers $(WORKERS)
+	$(BIN)/python -m quest.commands.sweep --workers $(WORKERS)
 	$(BIN)/dvc repro
 
 bench-cpu: $(STAMP) ## benchmarks on this CPU: training engines, the pipeline's time split, MLflow cost, baselines

@@ -111,7 +111,7 @@ def _workload(name: str, *, rows: int):
             repeats=1,
             seed=params.seed,
         )
-        from quest import paths
+        from quest.core import paths
 
         x, y, folds = prepared[paths.X_TRAIN], prepared[paths.Y_TRAIN], prepared[paths.FOLDS][0]
         jobs = [
@@ -493,7 +493,7 @@ def mlflow_cost(out: Report) -> None:
 
 
 def mlflow_main() -> None:
-    from quest import timing
+    from quest.core import timing
     from quest.learners import backend
 
     backend.configure("jax", "cpu", 42)

@@ -13,7 +13,7 @@ workers=${QUEST_CLUSTER_WORKERS:-2}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export DASK_DISTRIBUTED__WORKER__DAEMON=False  # a worker may start processes of its own (a model library's)
 # numpy capped at AVX2 as quest's stages cap it (quest.stages), so a worker computes as the stage would here.
-cap=$(.venv/bin/python -c 'from quest.host import cpuinfo; from quest.tracking.machine import numpy_at_most_avx2 as cap
+cap=$(.venv/bin/python -c 'from quest.core.host import cpuinfo; from quest.tracking.machine import numpy_at_most_avx2 as cap
 print(cap({}, set(cpuinfo().get("flags", "").split())) or "")')
 if [[ -n $cap && -z ${NPY_DISABLE_CPU_FEATURES+set} ]]; then export NPY_DISABLE_CPU_FEATURES=$cap; fi
 

@@ -88,7 +88,7 @@ INI
   exec_args=(--app-name basic-auth --host "$host" --allowed-hosts "$hosts" --cors-allowed-origins "$origins"
     --uvicorn-opts "--ssl-keyfile $key --ssl-certfile $cert")
   # Once it answers: the `quest` user, with EDIT on quest's experiments, is the one stages and sweeps log as.
-  (.venv/bin/python -m quest.team provision --state "$state" --uri "$uri" --cert "$cert" \
+  (.venv/bin/python -m quest.commands.team provision --state "$state" --uri "$uri" --cert "$cert" \
     || echo "server.sh: could not provision the quest user; see above" >&2) &
   cat >&2 <<SAY
 server: secured; runs in $store, artifacts in $state/artifacts, secrets in $secrets (0600)

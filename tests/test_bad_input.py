@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quest.errors import run_cli
-from quest.files import dvc_md5
+from quest.core.errors import run_cli
+from quest.core.files import dvc_md5
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
 from tests.test_cli import assert_user_error, quest

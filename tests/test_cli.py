@@ -10,14 +10,16 @@ from pathlib import Path
 
 import yaml
 
-from quest.files import dvc_md5
+from quest.core.files import dvc_md5
 from tests.conftest import repo_params
 
 
 def quest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`quest ARGS` in `cwd`, with this environment less MLflow's and DVC's variables, plus `env`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))} | (env or {})
-    return subprocess.run([sys.executable, "-m", "quest.cli", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "quest.commands.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 def write_params(root: Path, **overrides) -> Path:

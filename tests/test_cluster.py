@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from quest import cluster
-from quest.errors import QuestError
+from quest.core import cluster
+from quest.core.errors import QuestError
 from tests.conftest import REPO, repo_params, stop_group
 from tests.test_pipeline import TINY, copy_repo, environment, run
 from tests.test_team_server import free_port
@@ -135,7 +135,7 @@ def test_a_two_table_suite_runs_its_comparisons_on_the_cluster(dask_cluster, tmp
     params["suite"]["tables"] = {name: {"source": name} for name in ("house_prices", "credit_card")}
     params["suite"]["profiles"]["lite"] = {"prepare": {"max_train_rows": 200}}
     root = copy_repo(tmp_path, params)
-    done = run(["python", "-m", "quest.suite"], root, env={cluster.ENV: address})
+    done = run(["python", "-m", "quest.commands.suite"], root, env={cluster.ENV: address})
     assert "suite: every table finished" in done.stderr
     summary = (root / "reports" / "suite" / "summary.json").read_text()
     assert '"house_prices"' in summary and '"credit_card"' in summary

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quest import paths
+from quest.core import paths
+from quest.core.errors import QuestError
 from quest.data.artifacts import OTHER_CATEGORY, Column, Preprocessing, date_part, date_seconds
 from quest.data.columns import MANY_VALUES, LeftOut, type_columns
 from quest.data.preprocess import fit_preprocessing
 from quest.data.sources import Dataset
-from quest.errors import QuestError
 from quest.stages.prepare import prepare
 
 ROWS = 200

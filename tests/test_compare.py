@@ -212,7 +212,7 @@ def test_a_long_silence_says_how_far_compare_is_and_what_is_still_at_work(monkey
     import re
     import time
 
-    from quest import interrupts, progress
+    from quest.core import interrupts, progress
     from quest.stages import compare as stage
 
     monkeypatch.setattr(stage, "HEARTBEAT", 0.2)

@@ -1,5 +1,5 @@
-"""Every framework internal quest.compat relies on is still where it was checked: when an upgrade moves one,
-the failing test names it, and quest.compat is the one place to mend."""
+"""Every framework internal quest.core.compat relies on is still where it was checked: when an upgrade moves one,
+the failing test names it, and quest.core.compat is the one place to mend."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from importlib.metadata import version
 import optuna
 import pytest
 
-from quest import compat
+from quest.core import compat
 from tests.imports import sources
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quest.core.errors import QuestError
 from quest.data.sources import load_dataset, read_csv, resolve_task, synthetic_frame
-from quest.errors import QuestError
 from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
 

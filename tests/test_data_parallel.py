@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.learners import backend
 from quest.learners.backend import DeviceInfo, data_parallel_devices
 from quest.learners.registry import params_from_dict

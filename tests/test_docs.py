@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quest.cli import MODULES
+from quest.commands.cli import MODULES
 from tests.conftest import REPO
 from tests.imports import module_file
 

@@ -5,8 +5,8 @@ import yaml
 from tests.conftest import REPO
 from tests.imports import files_run
 
-# Code a stage runs without importing it: train logs quest.serve as the served model's code.
-LOGGED_CODE = {"train": ["quest.serve"]}
+# Code a stage runs without importing it: train logs quest.commands.serve as the served model's code.
+LOGGED_CODE = {"train": ["quest.commands.serve"]}
 
 
 def files_needed(stage: str) -> set[str]:

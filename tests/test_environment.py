@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.tracking.provenance import check_strict, fingerprint, git_state, locked_versions
 from quest.tracking.store import tracking_uri
 

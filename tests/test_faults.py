@@ -131,8 +131,8 @@ def _prepared(root: Path, params: dict) -> dict[str, str]:
     """`quest prepare` in `root` with `params`; the environment to go on with, its store a SQLite file there."""
     (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**params)))
     env = _without_mlflow_or_dvc() | {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    prepared = subprocess.run([sys.executable, "-m", "quest.cli", "prepare", "--params", "params.yaml", "--out",
-                               "processed"], cwd=root, env=env, capture_output=True, text=True)  # fmt: skip
+    command = [sys.executable, "-m", "quest.commands.cli", "prepare", "--params", "params.yaml", "--out", "processed"]
+    prepared = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     assert prepared.returncode == 0, prepared.stderr
     return env
 
@@ -140,8 +140,8 @@ def _prepared(root: Path, params: dict) -> dict[str, str]:
 def _train_until(root: Path, env: dict[str, str], marker: str) -> subprocess.Popen:
     """`quest train` in `root`, still running once its stderr shows `marker`; what it printed so far is in
     `.seen`. A run that ends first fails the test with its output."""
-    training = subprocess.Popen([sys.executable, "-m", "quest.cli", "train", "--params", "params.yaml", "--data",
-                                 "processed"], cwd=root, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [sys.executable, "-m", "quest.commands.cli", "train", "--params", "params.yaml", "--data", "processed"]
+    training = subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
     seen = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -248,7 +248,7 @@ def test_after_a_sigkill_mid_training_the_next_run_ends_the_orphan_killed_and_st
     training.wait(timeout=60)
     assert len(list((tmp_path / "models").glob(".train.*.tmp"))) == 1  # what it could not clean up
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING)))
-    rerun = subprocess.run([sys.executable, "-m", "quest.cli", "train", "--params", "params.yaml", "--data",
+    rerun = subprocess.run([sys.executable, "-m", "quest.commands.cli", "train", "--params", "params.yaml", "--data",
                             "processed"], cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     assert f"was left RUNNING by process {training.pid}, which is gone; it is now KILLED" in rerun.stderr

@@ -29,8 +29,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
 
+from quest.core.files import dvc_md5
 from quest.data.artifacts import read_prepared
-from quest.files import dvc_md5
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
 from tests.test_numbers import run

@@ -4,8 +4,8 @@ seeded, on the threads this process may use, through the learner interface like 
 import numpy as np
 import pytest
 
-from quest import processes
-from quest.errors import QuestError
+from quest.core import processes
+from quest.core.errors import QuestError
 from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.gbdt.catboost import ITERATIONS, LIBRARY_ITERATIONS, CatBoost

@@ -22,8 +22,8 @@ COMMAND = textwrap.dedent(
     """
     import functools, hashlib, sys, time
     from pathlib import Path
-    from quest import interrupts
-    from quest.errors import run_cli
+    from quest.core import interrupts
+    from quest.core.errors import run_cli
 
     def main(argv):
         marker = Path(sys.argv[2])
@@ -122,7 +122,7 @@ IMPORTING = textwrap.dedent(
     import time
     import quest.stages
     time.sleep(600)
-    from quest.errors import run_cli
+    from quest.core.errors import run_cli
     """
 )
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.errors import QuestError, run_cli
+from quest.core.errors import QuestError, run_cli
 from quest.evaluation.scoring import Scored, cross_validate, scores_of
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
@@ -101,7 +101,7 @@ def write_params(root: Path, **overrides: Any) -> Path:
         **{**toy, **overrides},
     )
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    (root / "dvc.yaml").write_text("stages: {}\n")  # the repo root for quest.paths.repo_root
+    (root / "dvc.yaml").write_text("stages: {}\n")  # the repo root for quest.core.paths.repo_root
     return root / "params.yaml"
 
 

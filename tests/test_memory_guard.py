@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quest import processes
-from quest.errors import QuestError, TooLarge
+from quest.core import processes
+from quest.core.errors import QuestError, TooLarge
 from quest.evaluation.comparison import report_markdown
 from quest.evaluation.scoring import ModelResult, Scored, Skipped, evaluate_or_skip, scores_of
 from quest.learners import registry

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.evaluation.metrics import classification_scores, primary_metric, regression_scores
 
 

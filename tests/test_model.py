@@ -133,7 +133,7 @@ def test_sgd_optimizer_and_regression_in_target_units(engine):
 def test_saved_model_is_byte_identical_and_loads_safely(tmp_path, engine):
     import time
 
-    from quest.files import FIXED_DATE_SAVED, file_md5
+    from quest.core.files import FIXED_DATE_SAVED, file_md5
     from quest.learners.networks import save_mlp
 
     x, y = blobs(n=40)
@@ -177,7 +177,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 from quest.learners.backend import configure
 configure("jax", "cpu", 0)
 import keras
-from quest.files import normalise_keras_archive
+from quest.core.files import normalise_keras_archive
 from quest.learners.networks import save_mlp
 from quest.learners.layers import CounterDropout
 model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from quest.core.errors import run_cli
+from quest.core.files import dvc_md5
 from quest.data.artifacts import read_prepared
-from quest.errors import run_cli
-from quest.files import dvc_md5
 from quest.learners.base import Problem
 from quest.learners.classic.baselines import Baseline
 from quest.stages import prepare, train

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quest.processes import this_host, this_process
+from quest.core.processes import this_host, this_process
 from quest.tracking import runs, store
 from quest.tracking.tags import TAG_PROCESS
 

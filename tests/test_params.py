@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.learners.registry import load_params, params_from_dict
 from tests.conftest import REPO, repo_params
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.files import dvc_md5, file_md5, read_json
+from quest.core.files import dvc_md5, file_md5, read_json
 from tests.conftest import REPO, SHARED_DATASETS, merge, repo_params
 from tests.test_interrupts import running
 
@@ -497,7 +497,7 @@ def test_verify_reproduces_every_byte_and_catches_the_one_tampered_metric(projec
     metrics["mlp"]["test"]["accuracy"] += 0.001
     metrics_path.write_text(json.dumps(metrics))
     git(project, "commit", "-qam", "tampered")
-    tampered = run(["python", "-m", "quest.verify"], project, check=False)
+    tampered = run(["python", "-m", "quest.commands.verify"], project, check=False)
     identical = re.search(r"byte-identical to the committed dvc.lock: (\d+)/(\d+)", tampered.stdout)
     assert identical and identical[1] == identical[2]  # every output of every stage, the model included
     assert int(identical[2]) >= 10
@@ -519,10 +519,10 @@ OTHER_PATH = {"OPENBLAS_CORETYPE": "Sandybridge", "XLA_FLAGS": "--xla_cpu_max_is
 
 
 def test_verify_on_another_numerical_path_checks_the_conclusions_and_each_numbers_uncertainty(project: Path):
-    assert run(["python", "-m", "quest.verify", "--workspace"], project).stdout.startswith(
+    assert run(["python", "-m", "quest.commands.verify", "--workspace"], project).stdout.startswith(
         "repro: identical to the committed results of HEAD"
     )
-    elsewhere = run(["python", "-m", "quest.verify"], project, env=OTHER_PATH, check=False)
+    elsewhere = run(["python", "-m", "quest.commands.verify"], project, env=OTHER_PATH, check=False)
     assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
     lines = elsewhere.stdout.splitlines()
     machine = next(line for line in lines if line.startswith("verify: another machine:"))

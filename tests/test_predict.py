@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from quest.commands.predict import main as predict_main
+from quest.core.errors import run_cli
 from quest.data.artifacts import read_prepared
 from quest.data.sources import load_dataset
-from quest.errors import run_cli
 from quest.learners.registry import load_params
-from quest.predict import main as predict_main
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
 from tests.test_bad_input import GOOD

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quest.core.errors import QuestError
 from quest.data.artifacts import read_prepared
 from quest.data.sources import Dataset
 from quest.data.splits import assign_folds, split_indices
-from quest.errors import QuestError
 from quest.stages.prepare import encode_target, prepare, write_prepared
 
 

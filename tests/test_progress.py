@@ -1,9 +1,9 @@
-"""The progress board (quest.progress): how far each model is, read by the stage, written by forked workers."""
+"""The progress board (quest.core.progress): how far each model is, read by the stage, written by forked workers."""
 
 import subprocess
 import sys
 
-from quest import progress
+from quest.core import progress
 
 
 def test_the_board_says_how_far_each_model_is_and_what_is_left_at_its_pace_since_its_first_step():
@@ -26,7 +26,7 @@ def test_the_board_says_how_far_each_model_is_and_what_is_left_at_its_pace_since
 
 FORKED = """
 import multiprocessing
-from quest import progress
+from quest.core import progress
 
 def work():
     with progress.working_on("forest"):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.evaluation.metrics import scores
 from quest.evaluation.scoring import Scored, results_of, scores_of
 from quest.learners import registry

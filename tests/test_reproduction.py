@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+from quest.commands.verify import Side, judge, standing_line
 from quest.evaluation.reproduction import (
     COMPARISON,
     CV_FOLDS,
@@ -26,7 +27,6 @@ from quest.evaluation.reproduction import (
     metric_name,
 )
 from quest.params import OtherMachineParams, VerifyParams
-from quest.verify import Side, judge, standing_line
 from tests.conftest import REPO
 
 PARAMS = VerifyParams({"default": 0.0}, OtherMachineParams(mean=0.75, split=1.0, probability=0.2, splits=0.2))

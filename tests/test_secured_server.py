@@ -90,8 +90,8 @@ def test_the_secured_server_lets_in_only_the_team(secured):
     foreign = requests.get(uri + SEARCH, auth=quest, verify=cert, headers={"Host": "evil.example"}, timeout=30)
     assert foreign.status_code == 403  # not on the host allow-list (DNS rebinding)
 
-    done = run([sys.executable, "-m", "quest.team", "add-user", "reader", "READ", "--state", str(secured["state"]),
-                "--uri", uri], REPO)  # fmt: skip
+    done = run([sys.executable, "-m", "quest.commands.team", "add-user", "reader", "READ", "--state",
+                str(secured["state"]), "--uri", uri], REPO)  # fmt: skip
     assert "team: user reader has READ on quest, quest-suite" in done.stderr
     reader = ("reader", (secrets / "users" / "reader-password").read_text().strip())
     experiment = requests.get(uri + "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "quest"},
@@ -130,7 +130,7 @@ def logged(secured, tmp_path_factory) -> dict:
     project = copy_repo(tmp_path_factory.mktemp("secured") / "quest", params)
     env = client_env(secured, project)
     printed = []
-    for command in (["dvc", "repro", "prepare"], [sys.executable, "-m", "quest.tuning.sweep", "--workers", "2"],
+    for command in (["dvc", "repro", "prepare"], [sys.executable, "-m", "quest.commands.sweep", "--workers", "2"],
                     ["dvc", "repro"]):  # fmt: skip
         done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
         printed.append(done.stdout + done.stderr)
@@ -218,8 +218,8 @@ def test_a_reader_cannot_log_and_is_told_in_one_line(secured, logged):
     project = logged["project"]
     reader = secured["state"] / "secrets" / "users" / "reader-password"
     if not reader.exists():
-        run([sys.executable, "-m", "quest.team", "add-user", "reader", "READ", "--state", str(secured["state"]),
-             "--uri", secured["uri"]], REPO)  # fmt: skip
+        run([sys.executable, "-m", "quest.commands.team", "add-user", "reader", "READ", "--state",
+             str(secured["state"]), "--uri", secured["uri"]], REPO)  # fmt: skip
     env = client_env(secured, project, "quest") | {
         "MLFLOW_TRACKING_USERNAME": "reader",
         "MLFLOW_TRACKING_PASSWORD": reader.read_text().strip(),
@@ -250,7 +250,7 @@ def test_rotating_the_admin_password_lets_in_the_new_one_only(secured):  # last:
     import requests
 
     before = secured["admin"]
-    done = run([sys.executable, "-m", "quest.team", "rotate-admin", "--state", str(secured["state"]), "--uri",
+    done = run([sys.executable, "-m", "quest.commands.team", "rotate-admin", "--state", str(secured["state"]), "--uri",
                 secured["uri"]], REPO)  # fmt: skip
     assert "team: the admin password is rotated" in done.stderr and before not in done.stderr
     after = (secured["state"] / "secrets" / "admin-password").read_text().strip()

@@ -31,7 +31,7 @@ def test_secret_looking_environment_variables_are_recorded_nowhere(tmp_path: Pat
     )
     for stage in (["prepare", "--out", "processed"], ["train", "--data", "processed"]):
         done = subprocess.run(
-            [sys.executable, "-m", "quest.cli", stage[0], "--params", "params.yaml", *stage[1:]],
+            [sys.executable, "-m", "quest.commands.cli", stage[0], "--params", "params.yaml", *stage[1:]],
             cwd=tmp_path, env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

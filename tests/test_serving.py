@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quest.files import read_json
+from quest.core.files import read_json
 from tests.conftest import SHARED_DATASETS, repo_params
 from tests.test_pipeline import TINY_LIGHT, copy_repo, environment, evaluated, raw_test_rows, run, same_answers
 
@@ -126,7 +126,7 @@ def test_quest_predict_from_the_registry_gives_the_same_answers(served, tmp_path
         [
             "python",
             "-m",
-            "quest.cli",
+            "quest.commands.cli",
             "predict",
             "--input",
             str(tmp_path / "rows.csv"),

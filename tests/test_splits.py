@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from quest.core.errors import QuestError
 from quest.data import leaks
 from quest.data.artifacts import Prepared, Schema, Split, read_prepared
 from quest.data.sources import Dataset, grouped_frame, load_dataset
@@ -25,7 +26,6 @@ from quest.data.splits import (
     training_rows,
     validation_split,
 )
-from quest.errors import QuestError
 from quest.evaluation.reproduction import changed_conclusions
 from quest.evaluation.stats import corrected_ttest
 from quest.learners.jobs import plan_job

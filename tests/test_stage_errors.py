@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from quest.files import dvc_md5
+from quest.core.files import dvc_md5
 from quest.stages import compare, evaluate, learning, prepare, report, train, tune
 from tests.conftest import repo_params
 from tests.test_numbers import one_error, run

@@ -1,6 +1,6 @@
-"""End to end: the suite (`python -m quest.suite`, what `make suite` runs) on two small real tables in a throwaway
-copy of this repository, tiny settings: one DVC chain per table, the summary across them, its MLflow runs, what a
-rerun and an added table do, and a table that fails while the others finish."""
+"""End to end: the suite (`python -m quest.commands.suite`, what `make suite` runs) on two small real tables in a
+throwaway copy of this repository, tiny settings: one DVC chain per table, the summary across them, its MLflow runs,
+what a rerun and an added table do, and a table that fails while the others finish."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.files import read_json
+from quest.core.files import read_json
 from tests.conftest import merge, repo_params
 from tests.test_pipeline import TINY, copy_repo, git, run
 
@@ -31,7 +31,7 @@ def suite_params(tables: dict) -> dict:
 
 
 def suite(root: Path, check: bool = True):
-    return run(["python", "-m", "quest.suite"], root, check=check)
+    return run(["python", "-m", "quest.commands.suite"], root, check=check)
 
 
 def started(done) -> list[str]:
@@ -162,8 +162,8 @@ def test_a_bad_suite_entry_is_one_line_before_anything_runs(tmp_path, tables, ex
 def test_a_packaged_table_without_its_library_names_the_install_line(monkeypatch, tmp_path):
     import importlib.util
 
-    from quest import suite as front
-    from quest.errors import QuestError
+    from quest.commands import suite as front
+    from quest.core.errors import QuestError
     from quest.learners.registry import params_from_dict
 
     params = params_from_dict(suite_params({"a": {"source": "ames"}, "d": {"source": "digits"}}))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import QuantileTransformer
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.evaluation.scoring import Scored, results_of
 from quest.learners import registry
 from quest.learners.base import Problem

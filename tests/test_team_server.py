@@ -141,7 +141,7 @@ def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, 
     run(["dvc", "repro", "prepare"], project)
     log = (tmp_path / "sweep.out").open("w+")
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "quest.tuning.sweep", "--workers", "2"], cwd=project, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "quest.commands.sweep", "--workers", "2"], cwd=project, env=env, stdout=log, stderr=log
     )
     try:
         victim, killed = _kill_a_worker_mid_trial(

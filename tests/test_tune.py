@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.classic.baselines import Baseline
@@ -303,7 +303,7 @@ def test_values_depend_on_the_slot_never_on_the_claim_order():
 
 
 def test_a_sweep_needs_a_budget_and_a_shared_storage(tmp_path: Path):
-    from quest.tuning.sweep import main as sweep_main
+    from quest.commands.sweep import main as sweep_main
 
     params = write_params(tmp_path / "params.yaml", trials=0)
     with pytest.raises(QuestError, match=r"tune.trials is 0"):
@@ -384,7 +384,7 @@ def test_mlp_trials_of_one_architecture_train_in_one_program_as_they_would_one_b
 
 
 def test_a_trial_that_diverges_among_others_fails_alone_and_the_others_score_as_alone():
-    from quest.errors import TrainingDiverged
+    from quest.core.errors import TrainingDiverged
 
     learner, _ = mlp_tuning(optimizer="sgd", hidden_layers=[8], batch_size=16, epochs=5)
     rng = np.random.default_rng(1)

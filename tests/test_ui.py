@@ -27,7 +27,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from quest.files import read_json
+from quest.core.files import read_json
 from quest.tracking.tags import TAG_GROUP, TAG_MODEL
 from tests.conftest import REPO, repo_params, stop_group
 from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
@@ -61,17 +61,17 @@ def project(tmp_path_factory) -> Path:
     }
     root = copy_repo(tmp_path_factory.mktemp("quest"), params)
     run(["dvc", "repro"], root)
-    run(["python", "-m", "quest.suite"], root)
+    run(["python", "-m", "quest.commands.suite"], root)
     return root
 
 
 @pytest.fixture(scope="module")
 def ui(project: Path) -> Iterator[dict[str, str]]:
-    """`make ui`'s command (python -m quest.ui) on a free port, for the project's store: the runs pages it says,
-    by experiment."""
+    """`make ui`'s command (python -m quest.commands.ui) on a free port, for the project's store: the runs pages it
+    says, by experiment."""
     port = free_port()
     log_path = project / "mlflow-ui.log"
-    command = ["python", "-m", "quest.ui", "--port", str(port), "--no-browser"]
+    command = ["python", "-m", "quest.commands.ui", "--port", str(port), "--no-browser"]
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command,

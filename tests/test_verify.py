@@ -1,6 +1,6 @@
 import math
 
-from quest.verify import Row, format_table, from_clean_tree, share, split_sizes
+from quest.commands.verify import Row, format_table, from_clean_tree, share, split_sizes
 
 
 def test_the_table_names_each_number_its_values_and_on_another_machine_its_bound():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 from quest.evaluation.scoring import ModelResult
 from quest.learners import registry, wide
 from quest.learners.base import Problem

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import yaml
 
-from quest import catalogue
-from quest.errors import QuestError, shown_uri
+from quest.core import catalogue
+from quest.core.errors import QuestError, shown_uri
 
-# The embedded tables, a CSV, the synthetic ones, then the packaged real tables (quest.catalogue).
+# The embedded tables, a CSV, the synthetic ones, then the packaged real tables (quest.core.catalogue).
 Source = Literal[("breast_cancer", "wine", "diabetes", "csv", "synthetic", *catalogue.NAMES)]  # type: ignore[valid-type]
 SplitKind = Literal["random", "group", "time"]
 Task = Literal["classification", "regression", "auto"]
@@ -199,7 +199,7 @@ class TrainParams:
         require(self.epochs >= 1, "train.epochs", "a positive integer", self.epochs)
 
 
-EXECUTOR = re.compile(r"local|dask://[^:/\s]+:\d+")  # compare.executor: here, or a Dask scheduler (quest.cluster)
+EXECUTOR = re.compile(r"local|dask://[^:/\s]+:\d+")  # compare.executor: here, or a Dask scheduler (quest.core.cluster)
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class CompareParams:
     models: tuple[str, ...]  # the models compared with the MLP, neural entrants and classic ones
     scale_threshold: int
     wide_threshold: int  # model inputs past which the costliest models take their wide recipes (quest.learners.wide)
-    executor: str  # local (a process pool here) or dask://host:port (a Dask cluster's scheduler): quest.cluster
+    executor: str  # local (a process pool here) or dask://host:port (a Dask cluster's scheduler): quest.core.cluster
 
     def __post_init__(self) -> None:
         require(0 < self.alpha < 1, "compare.alpha", "between 0 and 1 (exclusive)", self.alpha)

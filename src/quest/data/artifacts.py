@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from quest import paths
+from quest.core import paths
+from quest.core.errors import QuestError, first_line
+from quest.core.files import read_json, require
 from quest.data.splits import RANDOM, Division, training_rows
-from quest.errors import QuestError, first_line
-from quest.files import read_json, require
 
 if TYPE_CHECKING:
     import pandas as pd

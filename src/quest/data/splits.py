@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from quest import cluster, processes
+from quest.core import cluster, processes
+from quest.core.errors import first_line
 from quest.data.artifacts import Prepared
 from quest.data.splits import subsample
-from quest.errors import first_line
 from quest.evaluation.metrics import LOWER_IS_BETTER
 from quest.evaluation.scoring import Scored, scores_of
 from quest.learners.base import Fit, Learner, Problem
@@ -64,7 +64,7 @@ def curve_scores(
 ) -> pd.DataFrame:
     """One row per (model, fraction < 1, split): the split's training rows used and the held-out score; NaN
     where the model cannot fit so few rows (a notice says so) or a class is missing from them. Each model in
-    turn here, or each one task on the Dask cluster `executor` (or QUEST_EXECUTOR) names (quest.cluster)."""
+    turn here, or each one task on the Dask cluster `executor` (or QUEST_EXECUTOR) names (quest.core.cluster)."""
     chosen = cluster.executor(executor)
     if chosen == "local":
         return _table(

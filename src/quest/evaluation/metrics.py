@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("r2", "rmse", "mae")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from quest.files import atomic_path  # noqa: E402
+from quest.core.files import atomic_path  # noqa: E402
 
 # Fixed metadata keeps PNG bytes identical between identical runs (matplotlib stamps its version otherwise).
 _PNG_METADATA = {"Software": None}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from quest import paths
+from quest.core import paths
+from quest.core.files import read_json, require
 from quest.data.artifacts import Schema
 from quest.evaluation.metrics import LOWER_IS_BETTER
-from quest.files import read_json, require
 
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }

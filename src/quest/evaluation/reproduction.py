@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quest import paths
+from quest.core import paths
 from quest.params import VerifyParams
 
 METRIC_FILES = tuple(path.as_posix() for path in (paths.METRICS, paths.COMPARISON, paths.CV_FOLDS, paths.VERDICT))

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest import cluster, interrupts, processes, progress
+from quest.core import cluster, interrupts, processes, progress
+from quest.core.errors import QuestError, TooLarge, first_line
 from quest.data.artifacts import Prepared
-from quest.errors import QuestError, TooLarge, first_line
 from quest.evaluation.metrics import scores
 from quest.learners.base import Fit, Learner, OnFailure, Problem
 
@@ -229,7 +229,7 @@ def evaluate(learner: Learner, prepared: Prepared, problem: Problem, *, seed: in
 
 
 def evaluate_or_skip(learner: Learner, prepared: Prepared, problem: Problem, *, seed: int) -> ModelResult | Skipped:
-    """`evaluate`, or why the learner was skipped: it would not fit in the memory available (quest.errors.TooLarge,
+    """`evaluate`, or why the learner was skipped: it would not fit in the memory available (quest.core.errors.TooLarge,
     raised before any of its fits trains)."""
     try:
         return evaluate(learner, prepared, problem, seed=seed)
@@ -247,7 +247,7 @@ def evaluate_all(
     executor: str = "local",
 ) -> Iterator[ModelResult | Skipped]:
     """`evaluate_or_skip` for each learner, in order, spread over `workers` processes (all cores), or over a Dask
-    cluster's workers when `executor` (or QUEST_EXECUTOR) names one (quest.cluster).
+    cluster's workers when `executor` (or QUEST_EXECUTOR) names one (quest.core.cluster).
 
     Workers are forked, so they share the prepared arrays instead of receiving a pickled copy; each model's
     result is the same as in one process (its model, data and seed do not depend on where it runs). Learners
@@ -346,7 +346,7 @@ _work: _Work | None = None  # set only inside a forked worker, by _start, from t
 @contextmanager
 def _stopped_on_interrupt() -> Iterator[None]:
     """The pool's workers ignore signals (a Ctrl-C or `timeout` reaches the whole process group): when the
-    stage is stopped, quest.interrupts kills them; when the pool ends, they are no longer its to kill."""
+    stage is stopped, quest.core.interrupts kills them; when the pool ends, they are no longer its to kill."""
     try:
         yield
     except BaseException:

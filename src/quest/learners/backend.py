@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from quest import timing
-from quest.errors import QuestError
+from quest.core import timing
+from quest.core.errors import QuestError
 
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 JAX_CACHE_ENV = "QUEST_JAX_CACHE"
@@ -146,7 +146,7 @@ def seed_everything(seed: int) -> None:
 
     import numpy as np
 
-    from quest.compat import seed_keras
+    from quest.core.compat import seed_keras
 
     seed_keras(seed)
     random.seed(seed)

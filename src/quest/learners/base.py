@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from quest import progress
+from quest.core import progress
+from quest.core.errors import QuestError
 from quest.data.artifacts import Prepared
 from quest.data.splits import RANDOM, Division
-from quest.errors import QuestError
 
 if TYPE_CHECKING:
     from quest.learners.jobs import FitResult

@@ -34,8 +34,8 @@ import keras
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from quest import processes, progress
-from quest.errors import TooLarge
+from quest.core import processes, progress
+from quest.core.errors import TooLarge
 from quest.learners.backend import data_parallel_devices
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
 from quest.learners.jobs import FitResult, Job, standardiser
@@ -132,7 +132,7 @@ def check_memory(block: Any, *, parts: int, jobs: int) -> None:
 
 
 def _device_free() -> int | None:
-    """Bytes the programs may take where they run: the host's (quest.processes) on the CPU, the accelerator's
+    """Bytes the programs may take where they run: the host's (quest.core.processes) on the CPU, the accelerator's
     free memory elsewhere (None where it does not say); QUEST_MEMORY_LIMIT, when set, in either case."""
     if jax.default_backend() == "cpu" or os.environ.get(processes.MEMORY_LIMIT_ENV):
         return processes.memory_available()

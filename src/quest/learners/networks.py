@@ -19,9 +19,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from quest.compat import keras_without_tensorflow, training_flag
-from quest.errors import QuestError
-from quest.files import atomic_path, normalise_keras_archive, require
+from quest.core.compat import keras_without_tensorflow, training_flag
+from quest.core.errors import QuestError
+from quest.core.files import atomic_path, normalise_keras_archive, require
 
 
 def save_mlp(model: keras.Model, path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.errors import QuestError, TrainingDiverged
+from quest.core.errors import QuestError, TrainingDiverged
 from quest.learners.base import Fit, Fitted, Learner, OnFailure, Problem
 from quest.learners.callbacks import EpochHook, NonFiniteLoss
 from quest.params import TrainParams

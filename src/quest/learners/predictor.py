@@ -1,5 +1,5 @@
 """The trained MLP on raw rows: the preprocessing prepare fitted, then the network. `quest predict` and the
-served model (quest.serve) both run this, so they answer exactly what evaluate computed for the test split.
+served model (quest.commands.serve) both run this, so they answer exactly what evaluate computed for the test split.
 
 Import only after `quest.learners.backend.configure`: it loads the Keras model.
 """
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from quest.core.files import read_json, require
 from quest.data.artifacts import LABEL, PREDICTION, Preprocessing, Schema
-from quest.files import read_json, require
 
 if TYPE_CHECKING:
     import keras

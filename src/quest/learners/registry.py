@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from quest import params as config
+from quest.core.errors import QuestError
 from quest.data.artifacts import Prepared
-from quest.errors import QuestError
 from quest.learners.base import Learner, Problem
 from quest.learners.realmlp.params import RealMlpParams
 from quest.learners.tabm.params import TabmParams

@@ -18,9 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quest import arguments, interrupts, paths, progress, timing
+from quest.core import arguments, interrupts, paths, progress, timing
+from quest.core.errors import QuestError, run_cli
+from quest.core.files import (
+    file_md5,
+    read_json,
+    require,
+    staged_into,
+    write_bytes,
+    write_json,
+    write_logged,
+    write_text,
+)
 from quest.data.artifacts import Prepared, read_prepared
-from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
 from quest.evaluation.comparison import (
     RELATIVE_ROPE,
@@ -33,16 +43,6 @@ from quest.evaluation.comparison import (
 )
 from quest.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
 from quest.evaluation.scoring import ModelResult, Skipped, evaluate_all
-from quest.files import (
-    file_md5,
-    read_json,
-    require,
-    staged_into,
-    write_bytes,
-    write_json,
-    write_logged,
-    write_text,
-)
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.learners.registry import load_params
@@ -127,7 +127,7 @@ HEARTBEAT = 60.0  # seconds without a line after which compare says what it is s
 @contextmanager
 def heartbeat(models: Sequence[str]) -> Iterator[Callable[[], None]]:
     """Inside the block, a line after every HEARTBEAT seconds in which no model was scored: how many are, how
-    long it has taken, and each model at work, how far it is and what is left at that pace (quest.progress; the
+    long it has taken, and each model at work, how far it is and what is left at that pace (quest.core.progress; the
     command's activities where the models run elsewhere). A wide or long table keeps CatBoost and RealMLP at
     work for many minutes after the last line otherwise. The block calls what this yields as each model's result
     arrives."""

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from quest import arguments, paths, timing
+from quest.core import arguments, paths, timing
+from quest.core.errors import QuestError, run_cli
+from quest.core.files import read_history, staged_into, write_json, write_logged, write_text
 from quest.data.artifacts import Prepared, Schema, read_prepared
-from quest.errors import QuestError, run_cli
 from quest.evaluation import plots
 from quest.evaluation.diagnostics import csv_table, roc_pr_lines
 from quest.evaluation.metrics import scores
-from quest.files import read_history, staged_into, write_json, write_logged, write_text
 from quest.learners import backend
 from quest.learners.registry import load_params
 from quest.tracking import provenance, runs, store

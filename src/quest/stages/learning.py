@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quest import arguments, paths, timing
-from quest.errors import QuestError, run_cli
-from quest.files import atomic_dir, read_json, require, write_json, write_logged, write_stage_off, write_text
+from quest.core import arguments, paths, timing
+from quest.core.errors import QuestError, run_cli
+from quest.core.files import atomic_dir, read_json, require, write_json, write_logged, write_stage_off, write_text
 from quest.learners.registry import load_params
 from quest.params import Params
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quest import arguments, paths, processes, timing
+from quest.core import arguments, paths, processes, timing
+from quest.core.errors import QuestError, run_cli
+from quest.core.files import atomic_dir, write_json
 from quest.data import leaks
 from quest.data.artifacts import DATE_PARTS, Column, Preprocessing, Schema, Split
 from quest.data.columns import NO_VALUE, LeftOut, profile, type_columns
 from quest.data.preprocess import fit_preprocessing
 from quest.data.sources import Dataset, load_dataset
 from quest.data.splits import RANDOM, Division, assign_folds, division_of, split_indices, subsample
-from quest.errors import QuestError, run_cli
-from quest.files import atomic_dir, write_json
 from quest.params import SplitParams, read_params
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from quest import arguments, paths, timing
+from quest.core import arguments, paths, timing
+from quest.core.errors import run_cli
+from quest.core.files import file_md5, read_json, require, staged_into, write_logged, write_text
 from quest.data.artifacts import Schema
-from quest.errors import run_cli
 from quest.evaluation.report import build_html, build_markdown
-from quest.files import file_md5, read_json, require, staged_into, write_logged, write_text
 from quest.params import read_params
 from quest.tracking import provenance, runs, store
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_MODEL

@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from quest import arguments, paths, timing
+from quest.core import arguments, paths, timing
+from quest.core.errors import QuestError, run_cli
+from quest.core.files import read_json, staged_into, write_json, write_logged, write_text
 from quest.data.artifacts import Schema
-from quest.errors import QuestError, run_cli
 from quest.evaluation import suite
 from quest.evaluation.metrics import LOWER_IS_BETTER
-from quest.files import read_json, staged_into, write_json, write_logged, write_text
 from quest.params import Params, read_params, suite_experiment
 from quest.tracking import provenance, store
 from quest.tracking.tags import TAG_MODEL

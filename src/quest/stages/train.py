@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quest import arguments, interrupts, paths, timing
+from quest.core import arguments, interrupts, paths, timing
+from quest.core.errors import StoreFailure, run_cli, store_failure
+from quest.core.files import file_md5, history_csv, write_json, write_text
+from quest.core.processes import alive
 from quest.data.artifacts import Prepared, read_prepared
-from quest.errors import StoreFailure, run_cli, store_failure
 from quest.evaluation import scoring
-from quest.files import file_md5, history_csv, write_json, write_text
 from quest.learners.base import Problem
 from quest.learners.callbacks import EpochHook, Progress
 from quest.learners.mlp.learner import MLP
 from quest.learners.registry import load_params
 from quest.params import Params
-from quest.processes import alive
 from quest.tracking import provenance, runs, store
 from quest.tracking.epochs import MlflowEpochLogger
 from quest.tracking.tags import TAG_KIND, TAG_MODEL, TAG_MODEL_MD5
@@ -194,7 +194,7 @@ def log_results(
     data_dir: Path,
 ) -> None:
     """Into the active run: provenance, the CV summary, the config, the model that takes raw rows (the
-    network with the fitted preprocessing, quest.serve) and the network's hash."""
+    network with the fitted preprocessing, quest.commands.serve) and the network's hash."""
     import mlflow
 
     from quest.tracking import models

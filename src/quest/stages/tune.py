@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quest import arguments, paths, timing
-from quest.errors import run_cli
-from quest.files import atomic_dir, write_json, write_logged, write_stage_off, write_text
+from quest.core import arguments, paths, timing
+from quest.core.errors import run_cli
+from quest.core.files import atomic_dir, write_json, write_logged, write_stage_off, write_text
 from quest.learners.registry import load_params
 from quest.params import Params
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quest import paths
+from quest.core import paths
+from quest.core.files import write_json
 from quest.data.artifacts import Prepared
-from quest.files import write_json
 from quest.params import Params
 from quest.tracking import provenance, runs
 from quest.tracking.tags import TAG_COMPARISON_MD5, TAG_GROUP, TAG_KIND, TAG_MODEL, TAG_PARENT
@@ -169,7 +169,7 @@ def _log_entrant(
 
 def _log_network(params: Params, prepared: Prepared, entrant: Entrant, *, data_dir: Path) -> None:
     """A network entrant's final fit (the whole training split) as an MLflow model that takes raw rows, as the
-    MLP's is: the network behind the preprocessing prepare fitted, served by quest.serve."""
+    MLP's is: the network behind the preprocessing prepare fitted, served by quest.commands.serve."""
     from quest.tracking import models
 
     assert entrant.save is not None
@@ -180,7 +180,7 @@ def _log_network(params: Params, prepared: Prepared, entrant: Entrant, *, data_d
             "model": entrant.name,
             "backend": params.train.backend,
             "seed": params.seed,
-            "train": {"device": params.train.device},  # where quest.serve runs it, as for the MLP
+            "train": {"device": params.train.device},  # where quest.commands.serve runs it, as for the MLP
             "settings": dict(entrant.settings),
         }
         write_json(folder / "config.json", config)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from quest import timing
-from quest.errors import store_failure
+from quest.core import timing
+from quest.core.errors import store_failure
 
 
 class MlflowEpochLogger:

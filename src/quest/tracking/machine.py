@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import MutableMapping
 from importlib import metadata
 
-from quest.host import cpuinfo
+from quest.core.host import cpuinfo
 
 # Environment variables that change a numerical library's path (kernel, vector width, threads, precision).
 NUMERICAL_ENV = (

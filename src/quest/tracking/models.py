@@ -1,4 +1,4 @@
-"""The MLP as MLflow logs and registers it: a pyfunc model that takes raw rows (quest.serve), with a
+"""The MLP as MLflow logs and registers it: a pyfunc model that takes raw rows (quest.commands.serve), with a
 signature naming the table's columns and their types."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 from quest.data.artifacts import LABEL, Column, Schema
 
 NETWORK, PREPROCESSING, SCHEMA, CONFIG = "network", "preprocessing", "schema", "config"  # the model's artifacts
-SERVED_MODEL_CODE = Path(__file__).resolve().parents[1] / "serve.py"  # the model's code, by path (models from code)
-QUEST_CODE = SERVED_MODEL_CODE.parent  # travels with the model, so it loads where quest is not installed
+QUEST_CODE = Path(__file__).resolve().parents[1]  # travels with the model, so it loads where quest is not installed
+SERVED_MODEL_CODE = QUEST_CODE / "commands" / "serve.py"  # the model's code, by path (models from code)
 
 
 def signature(schema: Schema) -> Any:
@@ -46,7 +46,7 @@ def requirements(backend: str) -> list[str]:
 def log_raw_rows_model(
     artifacts: Mapping[str, Path], schema: Schema, *, requirements: list[str], name: str = "model"
 ) -> Any:
-    """Log quest.serve with the network, the preprocessing, the schema and the config as its artifacts, into
+    """Log quest.commands.serve with the network, the preprocessing, the schema and the config as its artifacts, into
     the active run. MLflow stores the model as code (no pickle): loading it runs quest's own serve.py. Its
     MLmodel's metadata says how prepare split the rows it learned from (`quest.split`)."""
     import mlflow

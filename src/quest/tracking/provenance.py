@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quest import __version__
-from quest.errors import QuestError
-from quest.files import dvc_md5
-from quest.host import installed_versions
-from quest.processes import this_process
+from quest.core.errors import QuestError
+from quest.core.files import dvc_md5
+from quest.core.host import installed_versions
+from quest.core.processes import this_process
 from quest.tracking import machine
 from quest.tracking.tags import TAG_GIT_COMMIT, TAG_PROCESS
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.errors import QuestError, Terminated, first_line
-from quest.files import file_md5
-from quest.processes import this_process
+from quest.core.errors import QuestError, Terminated, first_line
+from quest.core.files import file_md5
+from quest.core.processes import this_process
 from quest.tracking.provenance import Provenance
 from quest.tracking.tags import TAG_FAILURE, TAG_MODEL, TAG_MODEL_MD5, TAG_PROCESS
 

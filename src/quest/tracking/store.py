@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from quest import interrupts
-from quest.compat import MLFLOW_DB_ERROR_LOGGER
-from quest.errors import QuestError, first_line, shown_uri
-from quest.processes import alive, this_host, this_process
+from quest.core import interrupts
+from quest.core.compat import MLFLOW_DB_ERROR_LOGGER
+from quest.core.errors import QuestError, first_line, shown_uri
+from quest.core.processes import alive, this_host, this_process
 from quest.tracking.provenance import Provenance, check_strict
 from quest.tracking.tags import TAG_PROCESS
 
@@ -71,7 +71,7 @@ def start(experiment: str, provenance: Provenance) -> None:
 
 def end_own_runs(experiment: str) -> list[str]:
     """This process's runs that are not FINISHED (open, or ended FAILED by the interruption that stops it) end
-    KILLED; their ids. Called once when a signal stops the process (quest.interrupts)."""
+    KILLED; their ids. Called once when a signal stops the process (quest.core.interrupts)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from quest.core.errors import QuestError, TrainingDiverged
+from quest.core.files import dvc_md5
 from quest.data.artifacts import Prepared, read_prepared
 from quest.data.splits import validation_split
-from quest.errors import QuestError, TrainingDiverged
 from quest.evaluation.metrics import LOWER_IS_BETTER, primary_metric
 from quest.evaluation.scoring import Scored, scores_of
-from quest.files import dvc_md5
 from quest.learners import registry
 from quest.learners.base import Learner, Problem
 from quest.params import Params, TuneParams

@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from quest.files import dumps_json
+from quest.core.files import dumps_json
 
 if TYPE_CHECKING:
     import optuna

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.compat import study_storage, trial_id
-from quest.errors import QuestError, TrainingDiverged, first_line, shown_uri
-from quest.processes import this_process
+from quest.core.compat import study_storage, trial_id
+from quest.core.errors import QuestError, TrainingDiverged, first_line, shown_uri
+from quest.core.processes import this_process
 
 if TYPE_CHECKING:
     import optuna

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from quest import processes
+from quest.core import processes
 from quest.learners import wide
 from quest.learners.base import Learner, Problem
 from quest.learners.estimators import EstimatorModel, for_task

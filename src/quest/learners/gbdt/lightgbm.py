@@ -8,8 +8,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from quest import processes
-from quest.errors import QuestError
+from quest.core import processes
+from quest.core.errors import QuestError
 from quest.learners import wide
 from quest.learners.base import Learner, Problem
 from quest.learners.estimators import EstimatorModel, for_task

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quest.errors import TrainingDiverged
+from quest.core.errors import TrainingDiverged
 from quest.learners.base import Problem
 from quest.learners.callbacks import EpochHook, NonFiniteLoss, Progress
 from quest.learners.neural import NetworkLearner

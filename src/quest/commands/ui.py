@@ -1,4 +1,4 @@
-"""`make ui` (python -m quest.ui): the MLflow UI for the repository's store, opened on the runs.
+"""`make ui` (python -m quest.commands.ui): the MLflow UI for the repository's store, opened on the runs.
 
 MLflow 3 opens an experiment on its GenAI overview ("Traces: 0"), which quest does not use, and a new browser
 profile keeps doing so; the runs page has an address of its own (`#/experiments/<id>/runs`). So this starts
@@ -17,8 +17,8 @@ import urllib.request
 import webbrowser
 from pathlib import Path
 
-from quest import paths
-from quest.errors import QuestError, run_cli
+from quest.core import paths
+from quest.core.errors import QuestError, run_cli
 from quest.params import read_params, suite_experiment
 from quest.tracking.store import tracking_uri
 
@@ -56,7 +56,7 @@ def wait_until_up(base: str, process: subprocess.Popen, seconds: float = 120) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m quest.ui", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m quest.commands.ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: %(default)s)")
     parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: %(default)s)")
     parser.add_argument("--no-browser", action="store_true", help="say the address only; open no browser")

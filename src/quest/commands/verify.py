@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from quest import paths
-from quest.errors import QuestError, run_cli
+from quest.core import paths
+from quest.core.errors import QuestError, run_cli
 from quest.evaluation.reproduction import (
     METRIC_FILES,
     Row,

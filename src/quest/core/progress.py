@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from quest.timing import duration_text
+from quest.core.timing import duration_text
 
 # A model's cells on the board: when it started and ended, its fits and epochs done of all, and when the first of
 # them was done and how many were then (the pace after it leaves out what a start costs: a network's compiling).

@@ -1,12 +1,12 @@
 """The commands' arguments: the path options every stage (and `quest sweep`) takes, with the defaults
-quest.paths names, so a default never disagrees between two commands."""
+quest.core.paths names, so a default never disagrees between two commands."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from quest import paths
+from quest.core import paths
 
 # The stages' path options: one definition, so a default never disagrees between stages.
 _OPTIONS = {

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from quest import interrupts
-from quest.errors import QuestError, first_line
+from quest.core import interrupts
+from quest.core.errors import QuestError, first_line
 
 
 @contextmanager

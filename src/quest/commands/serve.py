@@ -40,7 +40,7 @@ class RawRowsModel(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        from quest.errors import QuestError
+        from quest.core.errors import QuestError
 
         rows = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         try:

@@ -6,13 +6,18 @@ import argparse
 import importlib
 
 from quest import __version__
-from quest.errors import run_cli
+from quest.core.errors import run_cli
 
 # Where each command's main() lives: the pipeline's stages, then the two commands beside it.
 PIPELINE = ("prepare", "train", "evaluate", "compare", "learning", "tune", "report")
 MODULES = {name: f"quest.stages.{name}" for name in PIPELINE}
-MODULES |= {"sweep": "quest.tuning.sweep", "predict": "quest.predict", "verify": "quest.verify"}
-MODULES |= {"suite": "quest.suite", "summary": "quest.stages.summary", "ui": "quest.ui", "team": "quest.team"}
+MODULES |= {"sweep": "quest.commands.sweep", "predict": "quest.commands.predict", "verify": "quest.commands.verify"}
+MODULES |= {
+    "suite": "quest.commands.suite",
+    "summary": "quest.stages.summary",
+    "ui": "quest.commands.ui",
+    "team": "quest.commands.team",
+}
 
 STAGES = {
     "prepare": "load, validate and split the data; fit preprocessing on the training split",

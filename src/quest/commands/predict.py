@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quest import paths, timing
-from quest.errors import QuestError, run_cli
-from quest.files import atomic_path, require
+from quest.core import paths, timing
+from quest.core.errors import QuestError, run_cli
+from quest.core.files import atomic_path, require
 
 if TYPE_CHECKING:
     from quest.learners.predictor import Predictor

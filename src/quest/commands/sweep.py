@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from quest import arguments
-from quest.errors import QuestError, Terminated, run_cli, shown_uri
+from quest.core import arguments
+from quest.core.errors import QuestError, Terminated, run_cli, shown_uri
 from quest.learners.registry import load_params
 from quest.params import Params
 
@@ -59,7 +59,7 @@ def launch(args: argparse.Namespace, params: Params) -> None:
         f"starting {args.workers} workers",
         file=sys.stderr,
     )
-    command = [sys.executable, "-m", "quest.tuning.sweep", "--params", str(args.params), "--data", str(args.data)]
+    command = [sys.executable, "-m", "quest.commands.sweep", "--params", str(args.params), "--data", str(args.data)]
     workers = {}
     for number in range(1, args.workers + 1):
         workers[number] = subprocess.Popen([*command, "--worker", str(number)])

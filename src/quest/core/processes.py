@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from quest.errors import QuestError
+from quest.core.errors import QuestError
 
 
 def this_process() -> str:

@@ -1,5 +1,5 @@
 """What this host has: its CPU's fields and the packages installed. Ground, so that the stages' start-up
-(quest.stages), the fingerprint (quest.tracking) and a cluster's worker check (quest.cluster) read them alike."""
+(quest.stages), the fingerprint (quest.tracking) and a cluster's worker check (quest.core.cluster) read them alike."""
 
 from __future__ import annotations
 

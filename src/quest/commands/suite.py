@@ -1,4 +1,4 @@
-"""`make suite` (python -m quest.suite): the suite's front door.
+"""`make suite` (python -m quest.commands.suite): the suite's front door.
 
 It checks params.yaml's suite first, one line for each kind of problem (an unknown table, a packaged table whose
 library is missing, a CSV entry without a target or file), then runs suite/dvc.yaml with DVC: every table it can,
@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quest import catalogue, paths
+from quest.core import catalogue, paths
+from quest.core.errors import QuestError, run_cli
+from quest.core.timing import duration_text
 from quest.data.sources import PACKAGE_INSTALL, resolve_data_path
-from quest.errors import QuestError, run_cli
 from quest.params import Params, read_params
-from quest.timing import duration_text
 
 PIPELINE = "suite/dvc.yaml"
 STARTED = re.compile(r"Running stage 'suite/dvc\.yaml:(\w+)@([\w-]+)'")
@@ -112,7 +112,7 @@ def run(params: Params, root: Path, *, force: bool) -> Progress:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m quest.suite",
+        prog="python -m quest.commands.suite",
         description="Run quest on every table of params.yaml's suite.tables (suite/dvc.yaml, from the repository's "
         "root), then sum up across them in reports/suite (docs/suite.md).",
     )

@@ -7,8 +7,8 @@ import re
 import sys
 from collections.abc import Callable
 
-from quest import interrupts, timing
-from quest.interrupts import Terminated  # raised on SIGTERM; commands that must clean up catch it from here
+from quest.core import interrupts, timing
+from quest.core.interrupts import Terminated  # raised on SIGTERM; commands that must clean up catch it from here
 
 
 class QuestError(Exception):
@@ -73,7 +73,7 @@ def store_failure(error: BaseException) -> str | None:
 
 def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run a command's main(); user errors become `prog: error: message` on stderr and exit code 2, a signal one
-    line and exit 130 or 143 at whatever moment it comes (quest.interrupts)."""
+    line and exit 130 or 143 at whatever moment it comes (quest.core.interrupts)."""
     startup = timing.process_age()
     interrupts.arm(prog)
     try:
@@ -94,7 +94,7 @@ def run_cli(prog: str, main: Callable[[list[str] | None], None], argv: list[str]
         reason = store_failure(error)
         if reason is None:
             raise
-        # Every stage that logs publishes its outputs only after MLflow has everything (quest.files.staged_into).
+        # Every stage that logs publishes its outputs only after MLflow has everything (quest.core.files.staged_into).
         print(f"{prog}: error: the MLflow store or the disk failed: {reason}; the outputs are as they were",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(EXIT_STORE_FAILURE) from None

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from quest import interrupts
-from quest.errors import QuestError
-from quest.host import cpuinfo, installed_versions
+from quest.core import interrupts
+from quest.core.errors import QuestError
+from quest.core.host import cpuinfo, installed_versions
 from quest.params import EXECUTOR
 
 ENV = "QUEST_EXECUTOR"  # overrides compare.executor (a team's CI pointing every run at its cluster)
@@ -109,7 +109,7 @@ def tasks(
     """function(item, shared, *args) for each item, a task each on the cluster `chosen` names (the higher its
     priority, the sooner it starts), `shared` scattered once to every worker: the results in the items' order,
     each as soon as it and those before it are done. Leaving the block early cancels what is left; a signal
-    meanwhile names the cluster (quest.interrupts)."""
+    meanwhile names the cluster (quest.core.interrupts)."""
     with connected(chosen) as client, interrupts.during(f"the cluster at {chosen} ({len(items)} models)"):
         handle = client.scatter(shared, broadcast=True, hash=False)
         futures = [

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from quest.errors import QuestError, first_line, run_cli
-from quest.files import atomic_path
+from quest.core.errors import QuestError, first_line, run_cli
+from quest.core.files import atomic_path
 
 ADMIN, STAGES_USER = "admin", "quest"  # the auth app's admin; the user quest's stages and sweeps log as
 EXPERIMENTS = ("quest", "quest-suite")  # params.yaml's mlflow.experiment and the suite's (quest.params)
