@@ -1,40 +1,29 @@
-"""The house's shape, kept by a test: imports run downward only, MLflow stays at the edge, no import circles.
+"""The house's shape, kept by a test: imports run downward only, MLflow stays at the edge, no import circles. A
+module's layer is its folder under src/quest/ (a module at the root, params, is ground, as core/ is):
 
-top          cli, verify, predict, serve, suite, ui, team (the commands beside the pipeline, the served model's code)
+commands/    every quest verb and python -m entry point but the stages, and the served model's code
 stages/      a thin main() per stage: the only code that writes stage outputs and calls MLflow
-tuning/      spaces, the search, shared studies, the sweep
+tuning/      spaces, the search, shared studies
 evaluation/  scoring, comparison, curves, metrics, statistics, plots, the report
 learners/    the learner interface and registry, the engine and what the families share; a folder per family
-tracking/    MLflow's store, runs, provenance, registry and logged models (called from stages and top only)
+tracking/    MLflow's store, runs, provenance, registry and logged models (called from stages and commands only)
 data/        tables to arrays, and what prepare hands on
-ground       params, paths, errors, files, timing, processes, progress, compat, cluster
+core/        paths, errors, files, timing, processes, progress, interrupts, compat, cluster (and params, at the root)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tests.imports import REPO, Import, imports, module_name, sources
 
-RANK = {"ground": 0, "data": 1, "tracking": 2, "learners": 3, "evaluation": 4, "tuning": 5, "stages": 6, "top": 7}
-TOP = {
-    "quest.commands.cli",
-    "quest.commands.verify",
-    "quest.commands.predict",
-    "quest.commands.serve",
-    "quest.commands.suite",
-    "quest.commands.ui",
-    "quest.commands.team",
-    "quest.commands.sweep",
-}
-EDGE = {"stages", "tracking", "top"}  # where MLflow may be imported, and what may import tracking/
+RANK = {"core": 0, "data": 1, "tracking": 2, "learners": 3, "evaluation": 4, "tuning": 5, "stages": 6, "commands": 7}
+EDGE = {"stages", "tracking", "commands"}  # where MLflow may be imported, and what may import tracking/
 
 
 def layer(module: str) -> str:
+    """A module's folder under quest/ (test_every_package_is_in_the_picture keeps RANK to the folders); a module at
+    quest's root is ground, as core/ is."""
     parts = module.split(".")
-    if module in TOP:
-        return "top"
-    return parts[1] if len(parts) > 1 and parts[1] in RANK else "ground"
+    return parts[1] if len(parts) > 1 and parts[1] in RANK else "core"
 
 
 def violations(importer: str, found: list[Import]) -> list[str]:
@@ -44,12 +33,12 @@ def violations(importer: str, found: list[Import]) -> list[str]:
     for item in found:
         root = item.module.split(".")[0]
         if root == "mlflow" and here not in EDGE:
-            problems.append(f"{item}: MLflow belongs in stages/, tracking/ or the top, not {here}")
+            problems.append(f"{item}: MLflow belongs in stages/, tracking/ or commands/, not {here}")
         if root != "quest":
             continue
         there = layer(item.module)
         if there == "tracking" and here not in EDGE:
-            problems.append(f"{item}: tracking/ is called from stages/ and the top only, not from {here}")
+            problems.append(f"{item}: tracking/ is called from stages/ and commands/ only, not from {here}")
         elif there != here and RANK[there] >= RANK[here]:
             problems.append(f"{item}: {here} may import only layers below it, and {there} is not")
     return problems
@@ -66,9 +55,9 @@ def test_a_wrong_import_is_named_with_its_file_and_line():
     assert violations("quest.learners.base", found) == [
         "src/quest/learners/base.py:7 imports quest.stages.train: learners may import only layers below it, "
         "and stages is not",
-        "src/quest/learners/base.py:8 imports mlflow: MLflow belongs in stages/, tracking/ or the top, not learners",
-        "src/quest/learners/base.py:9 imports quest.tracking.runs: tracking/ is called from stages/ and the top only, "
-        "not from learners",
+        "src/quest/learners/base.py:8 imports mlflow: MLflow belongs in stages/, tracking/ or commands/, not learners",
+        "src/quest/learners/base.py:9 imports quest.tracking.runs: tracking/ is called from stages/ and commands/ "
+        "only, not from learners",
     ]
     assert violations("quest.data.splits", [Import(path, 1, "quest.tracking.tags")]) != []  # upward
     assert violations("quest.stages.train", [Import(path, 1, "quest.tracking.tags"), Import(path, 2, "mlflow")]) == []
@@ -166,8 +155,7 @@ def test_a_circle_is_found_and_shown():
 def test_every_package_is_in_the_picture():
     quest = REPO / "src" / "quest"
     packages = {path.parent.name for path in sources() if path.name == "__init__.py" and path.parent.parent == quest}
-    assert packages == set(RANK) - {"ground", "top"} | {"core", "commands"}
-    assert all((Path(REPO / "src" / "quest") / f"{'/'.join(name.split('.')[1:])}.py").is_file() for name in TOP)
+    assert packages == set(RANK)
 
 
 def test_stages_import_their_heavy_libraries_only_when_they_need_them():
