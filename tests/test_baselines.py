@@ -3,23 +3,16 @@ import warnings
 import numpy as np
 import pytest
 
-import quest.learners.classic.baselines
-from quest.learners.classic.baselines import CLASSIFIERS, FOREST_ROWS, REGRESSORS, available, describe, make_baseline
+from quest.learners.classic.baselines import CLASSIFIERS, FOREST_ROWS, REGRESSORS, describe, make_baseline
 from quest.learners.estimators import model_output
 from quest.learners.registry import BASELINES
 
 LECTURE_EIGHT = ["logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"]
-ALL = [*LECTURE_EIGHT, "hgb", "xgboost"]
+ALL = [*LECTURE_EIGHT, "hgb"]
 
 
-def test_registries_hold_the_lecture_eight_then_the_peers_for_both_tasks():
+def test_registries_hold_the_lecture_eight_then_histogram_boosting_for_both_tasks():
     assert list(CLASSIFIERS) == ALL == list(REGRESSORS) == list(BASELINES)
-
-
-def test_a_baseline_whose_library_is_missing_is_reported_unavailable(monkeypatch):
-    assert available("xgboost") and available("logreg")
-    monkeypatch.setitem(quest.learners.classic.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
-    assert not available("xgboost")
 
 
 def toy(task: str, n: int = 60):

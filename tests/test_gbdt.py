@@ -1,5 +1,6 @@
-"""CatBoost and LightGBM rows: the libraries' defaults (CatBoost's iteration count named where it differs),
-seeded, on the threads this process may use, through the learner interface like every other row."""
+"""The CatBoost, LightGBM and XGBoost rows: the libraries' defaults (CatBoost's iteration count and XGBoost's
+300 histogram trees named where they differ), seeded, on the threads this process may use (XGBoost on one),
+through the learner interface like every other row."""
 
 import numpy as np
 import pytest
@@ -10,11 +11,12 @@ from quest.learners import registry
 from quest.learners.base import Problem
 from quest.learners.gbdt.catboost import ITERATIONS, LIBRARY_ITERATIONS, CatBoost
 from quest.learners.gbdt.lightgbm import LightGBM
+from quest.learners.gbdt.xgboost import XGBoost
 from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
 
-LEARNERS = [CatBoost(), LightGBM()]
-RANDOM = {"catboost": {}, "lightgbm": {"subsample": 0.7, "subsample_freq": 1}}
+LEARNERS = [CatBoost(), LightGBM(), XGBoost()]
+RANDOM = {"catboost": {}, "lightgbm": {"subsample": 0.7, "subsample_freq": 1}, "xgboost": {"subsample": 0.7}}
 
 
 def table(task: str, n: int = 90):
@@ -41,7 +43,8 @@ def test_each_row_is_seeded_and_gives_the_same_outputs_on_one_thread_or_two(lear
         assert (outputs[0].argmax(axis=1) == y[70:]).mean() > 0.6
     else:  # in the target's units, though the model learns the standardised target
         assert np.corrcoef(outputs[0], y[70:])[0, 1] > 0.8 and np.abs(outputs[0]).max() > 100
-    # The seed reaches the model where it draws anything: CatBoost's defaults do; LightGBM's draw only once bagging.
+    # The seed reaches the model where it draws anything: CatBoost's defaults do; LightGBM's and XGBoost's draw only
+    # once bagging.
     hyper = RANDOM[learner.name]
     drawn = [learner.build(problem, seed=seed, hyper=hyper).fit(x[:70], y[:70]).output(x[70:]) for seed in (3, 4)]
     assert not np.array_equal(*drawn)

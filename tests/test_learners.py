@@ -233,9 +233,9 @@ def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkey
     params = params_from_dict(repo_params(compare={"models": ["logreg", "lasso"]}))
     with pytest.raises(QuestError, match=r"compare\.models must be a list drawn from logreg, .*\(got 'lasso'\)"):
         registry.entrants(params, who="compare")
-    import quest.learners.classic.baselines
+    from quest.learners.gbdt.xgboost import XGBoost
 
-    monkeypatch.setitem(quest.learners.classic.baselines.REQUIRES, "xgboost", "no_such_library_for_quest")
+    monkeypatch.setattr(XGBoost, "requires", "no_such_library_for_quest")
     params = params_from_dict(repo_params(compare={"models": ["logreg", "xgboost"]}))
     assert [learner.name for learner in registry.entrants(params, who="compare")] == ["logreg"]
     assert "compare: notice: skipping xgboost: its library (no_such_library_for_quest) is not installed" in (
@@ -246,7 +246,7 @@ def test_the_registry_refuses_an_unknown_name_and_skips_a_missing_library(monkey
 def test_each_learner_says_what_it_is():
     params = params_from_dict(repo_params())
     learners = [registry.learner(name, params) for name in registry.LEARNERS]
-    others = [*registry.BASELINES, "lightgbm", "catboost", "realmlp", "tabm"]
+    others = [*registry.BASELINES, "xgboost", "lightgbm", "catboost", "realmlp", "tabm"]
     assert [learner.name for learner in learners] == ["mlp", *others]
     assert [learner.kind for learner in learners] == ["neural"] + ["classic"] * (len(others) - 2) + ["neural"] * 2
     assert [learner.name for learner in learners if learner.trains_together] == ["mlp", "realmlp", "tabm"]

@@ -1,9 +1,8 @@
-"""The lecture's eight classic models plus the peers a practitioner would pick (histogram gradient boosting,
-XGBoost), for classification and (with the same row names) regression: one learner per row."""
+"""The lecture's eight classic models plus histogram gradient boosting, scikit-learn's estimators for
+classification and (with the same row names) regression: one learner per row."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,16 +34,6 @@ from quest.learners.estimators import EstimatorModel, for_task
 RBF_COMPONENTS = 300
 
 Factory = Callable[[int, int, dict], BaseEstimator]  # (n_features, seed, hyperparameters) -> unfitted estimator
-# Rows whose library is optional: skipped with a notice when it is not installed.
-REQUIRES = {"xgboost": "xgboost"}
-
-
-def _xgboost(kind: str, seed: int, hyper: dict) -> BaseEstimator:
-    import xgboost
-
-    estimator = xgboost.XGBClassifier if kind == "classifier" else xgboost.XGBRegressor
-    defaults = {"n_estimators": 300, "learning_rate": 0.1, "tree_method": "hist", "random_state": seed, "n_jobs": 1}
-    return estimator(**{**defaults, **hyper})
 
 
 def _rbf_features(n_features: int, seed: int) -> RBFSampler:
@@ -89,7 +78,6 @@ CLASSIFIERS: dict[str, tuple[str, Factory]] = {
         ),
     ),
     "hgb": ("histogram gradient boosting", lambda d, s, h: HistGradientBoostingClassifier(random_state=s, **h)),
-    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s, h: _xgboost("classifier", s, h)),
 }
 
 REGRESSORS: dict[str, tuple[str, Factory]] = {
@@ -108,7 +96,6 @@ REGRESSORS: dict[str, tuple[str, Factory]] = {
     "boosting": ("gradient boosting", lambda d, s, h: GradientBoostingRegressor(random_state=s, **h)),
     "svm_rbf": ("RBF-kernel SVR", lambda d, s, h: SVR(kernel="rbf", **h)),
     "hgb": ("histogram gradient boosting", lambda d, s, h: HistGradientBoostingRegressor(random_state=s, **h)),
-    "xgboost": ("XGBoost (hist, 300 trees)", lambda d, s, h: _xgboost("regressor", s, h)),
 }
 
 
@@ -171,7 +158,6 @@ SCALABLE_REGRESSORS: dict[str, tuple[str, Factory]] = {
 WIDE: dict[str, tuple[dict[str, Any], str]] = {
     "boosting": ({"max_features": wide.SHARE}, f"{wide.SHARED} a split"),
     "hgb": ({"max_bins": wide.BINS}, f"{wide.BINS} bins a column"),
-    "xgboost": ({"max_bin": wide.BINS}, f"{wide.BINS} bins a column"),
 }
 
 
@@ -190,12 +176,6 @@ def _registry(task: str, large: bool) -> dict[str, tuple[str, Factory]]:
 def scaled(name: str) -> bool:
     """Whether a row has a scalable stand-in for large training sets."""
     return name in SCALABLE_CLASSIFIERS
-
-
-def available(name: str) -> bool:
-    """Whether the library behind a baseline is installed."""
-    module = REQUIRES.get(name)
-    return module is None or importlib.util.find_spec(module) is not None
 
 
 def describe(name: str, task: str, *, large: bool = False) -> str:
@@ -222,7 +202,7 @@ def make_baseline(
 
 
 class Baseline(Learner):
-    """One row of the tables above, as a learner: scikit-learn's estimator (or XGBoost's) behind `Model`."""
+    """One row of the tables above, as a learner: scikit-learn's estimator behind `Model`."""
 
     kind = "classic"
 
@@ -230,10 +210,6 @@ class Baseline(Learner):
         if name not in CLASSIFIERS:
             raise ValueError(f"no baseline named {name!r}")
         self.name = name
-
-    @property
-    def requires(self) -> str | None:  # type: ignore[override]  # read from REQUIRES each time: tests patch it
-        return REQUIRES.get(self.name)
 
     def describe(self, problem: Problem) -> str:
         return wide.described(describe(self.name, problem.task, large=problem.large), self, problem)
