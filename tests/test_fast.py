@@ -1,5 +1,7 @@
 """The fast engine: networks trained together match networks trained alone, and match model.fit within noise."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -159,9 +161,10 @@ def test_networks_with_their_own_learning_rate_dropout_and_l2_train_together_as_
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3])
-def test_networks_split_over_cores_side_by_side_learn_what_one_program_learns(monkeypatch, cores):
+def test_networks_split_over_cores_side_by_side_learn_what_one_program_learns(monkeypatch, capsys, cores):
     """On a CPU the MLP's jobs train as one program per core, in threads (the last job repeated to even the
-    parts): each network, its curves and its hooks' epochs are those of one program over every job."""
+    parts): each network, its curves and its hooks' epochs are those of one program over every job, and the
+    progress line counts the jobs still improving, the repeated one once."""
     from quest.learners import engine
 
     x, y = blobs(90)
@@ -187,7 +190,11 @@ def test_networks_split_over_cores_side_by_side_learn_what_one_program_learns(mo
             pass
 
     hooks = [[Record(j)] for j in range(len(jobs))]
-    split = fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings, hooks=hooks)
+    capsys.readouterr()
+    split = fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings, hooks=hooks, label="CV")
+    lines = re.findall(r"train: CV 5 networks epoch (\d+)/25, (\d+) still improving", capsys.readouterr().err)
+    assert lines and all(int(improving) <= 5 for _, improving in lines)
+    assert lines[0][1] == "5" or int(lines[0][0]) > 4  # all five improve until the patience of 4 can stop one
     for one, other in zip(whole, split, strict=True):
         assert (one.best_epoch, one.epochs_run) == (other.best_epoch, other.epochs_run)
         np.testing.assert_allclose(one.history["val_loss"], other.history["val_loss"], rtol=1e-5, atol=1e-6)

@@ -423,7 +423,9 @@ def _train(
         done = reached
         training = ~np.asarray(state["stopped"]) & (epochs_run < epochs)
         active = int(np.sum(training))
-        progress.after_block(done, active=int(np.sum(~np.asarray(state["stopped"]))), fifth=fifth, part=part)
+        # A part's copies of its last job (to even the parts) count once: the line counts jobs, not networks.
+        improving = np.unique(numbers[index[~np.asarray(state["stopped"])]]).size
+        progress.after_block(done, active=improving, fifth=fifth, part=part)
         if active == 0:
             break
         if narrower is not None and 2 * active <= len(index):
