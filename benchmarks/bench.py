@@ -416,7 +416,7 @@ def pipeline(out: Report) -> None:
         import yaml
 
         sys.path.insert(0, str(REPO))  # the end-to-end tests' copy of the repo, pipeline outputs left out
-        from tests.test_pipeline import copy_repo
+        from tests.support import copy_repo
 
         copy = copy_repo(Path(tmp) / "quest", yaml.safe_load((REPO / "params.yaml").read_text()))
         timings = Path(tmp) / "timings.jsonl"
@@ -715,8 +715,7 @@ def cluster_part(out: Report) -> None:
     import yaml
 
     sys.path.insert(0, str(REPO))  # the end-to-end tests' copy of the repo and their helpers
-    from tests.test_cluster import local_cluster
-    from tests.test_pipeline import copy_repo
+    from tests.support import copy_repo, local_cluster
 
     out.section("The default comparison: a local process pool against a Dask cluster of 1 and 2 workers (seconds)")
     params = yaml.safe_load((REPO / "params.yaml").read_text())

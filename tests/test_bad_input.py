@@ -20,10 +20,7 @@ from quest.core.errors import run_cli
 from quest.core.files import dvc_md5
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
-from tests.test_cli import assert_user_error, quest
-
-CSV = "age,fare,port,survived\n22,7.25,S,0\n38,71.3,C,1\n26,7.9,S,1\n35,53.1,S,1\n35,8.05,S,0\n54,51.9,S,0\n"
-GOOD = "\n".join(CSV.splitlines() + [f"{20 + i},{10 + i}.5,{'SCQ'[i % 3]},{i % 2}" for i in range(40)]) + "\n"
+from tests.support import CSV, GOOD, assert_user_error, quest
 
 
 def csv_params(**data) -> dict:

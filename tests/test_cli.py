@@ -3,36 +3,19 @@ and nothing written over an earlier result."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from quest.core.files import dvc_md5
 from tests.conftest import repo_params
-
-
-def quest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`quest ARGS` in `cwd`, with this environment less MLflow's and DVC's variables, plus `env`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "quest.commands.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
+from tests.support import assert_user_error, quest
 
 
 def write_params(root: Path, **overrides) -> Path:
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(repo_params(**overrides)))
     return path
-
-
-def assert_user_error(done: subprocess.CompletedProcess, prefix: str, message: str) -> None:
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith(prefix)]
-    assert len(errors) == 1 and message in errors[0], done.stderr
 
 
 def test_help_lists_the_stages(tmp_path):

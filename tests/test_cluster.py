@@ -9,17 +9,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from quest.core import cluster
 from quest.core.errors import QuestError
-from tests.conftest import REPO, repo_params, stop_group
-from tests.test_pipeline import TINY, copy_repo, environment, run
-from tests.test_team_server import free_port
+from tests.conftest import REPO, repo_params
+from tests.support import TINY, copy_repo, environment, free_port, local_cluster, run
 
 pytestmark = pytest.mark.e2e
 
@@ -40,25 +37,6 @@ OUTPUTS = (
     "learning/curve.csv",
     "learning/by_size.csv",
 )
-
-
-@contextmanager
-def local_cluster(env: dict[str, str], workers: int = 2, log: Any = subprocess.DEVNULL) -> Iterator[str]:
-    """`make cluster`'s script on free ports: a scheduler and `workers` single-threaded workers on 127.0.0.1; its
-    dask:// address once every worker has joined (benchmarks/bench.py's cluster part starts it too)."""
-    from distributed import Client
-
-    port = free_port()
-    env = env | {"QUEST_CLUSTER_PORT": str(port), "QUEST_CLUSTER_DASHBOARD": str(free_port()),
-                 "QUEST_CLUSTER_WORKERS": str(workers)}  # fmt: skip
-    script = subprocess.Popen([str(REPO / "scripts" / "cluster.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)  # fmt: skip
-    try:
-        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
-            client.wait_for_workers(workers, timeout=120)
-        yield f"dask://127.0.0.1:{port}"
-    finally:
-        stop_group(script)
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,7 @@ import pytest
 from quest.evaluation.comparison import COLUMNS, comparison_table, report_markdown, rope_in_units, verdict
 from quest.evaluation.scoring import ModelResult
 from quest.evaluation.stats import corrected_ttest, correlated_bayes, mean_interval
-
-KINDS = {"mlp": "neural", "logreg": "classic", "forest": "classic", "tree": "classic", "wide": "neural"}
-SIZES = {"kinds": KINDS, "n_train": 30, "n_test": 10, "rope": 0.01}
-DECIDE = {"probability": 0.95, "alpha": 0.05}
-
-
-def results():
-    return [
-        ModelResult("mlp", {"accuracy": [0.9, 0.8, 0.9, 0.8]}, {"accuracy": 0.85}),
-        ModelResult("logreg", {"accuracy": [0.7, 0.7, 0.8, 0.6]}, {"accuracy": 0.75}),
-        ModelResult("forest", {"accuracy": [0.8, 0.6, 0.9, 0.8]}, {"accuracy": 0.70}),
-    ]
+from tests.support import DECIDE, KINDS, SIZES, results
 
 
 def test_table_has_mean_std_interval_test_and_the_neural_vs_classic_tests():

@@ -52,7 +52,7 @@ def test_sigterm_mid_training_ends_the_mlflow_run_killed_and_keeps_no_model(tmp_
 def test_an_mlflow_server_that_does_not_answer_fails_the_stage_at_once_in_one_line(tmp_path: Path):
     import socket
 
-    from tests.test_cli import assert_user_error, quest
+    from tests.support import assert_user_error, quest
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -70,7 +70,7 @@ def test_an_mlflow_server_that_does_not_answer_fails_the_stage_at_once_in_one_li
 
 
 def test_an_mlflow_store_that_cannot_be_opened_fails_the_stage_in_one_line(tmp_path: Path):
-    from tests.test_cli import assert_user_error, quest
+    from tests.support import assert_user_error, quest
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params(**NEVER_ENDING)))
     assert quest("prepare", "--params", "params.yaml", "--out", "processed", cwd=tmp_path).returncode == 0
@@ -98,7 +98,7 @@ OUTPUTS = ("models/mlp.keras", "models/config.json", "models/history.csv", "mode
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory whose earlier train stage finished (seed 1), with its SQLite store; tests copy it."""
-    from tests.test_cli import quest
+    from tests.support import quest
 
     root = tmp_path_factory.mktemp("trained")
     (root / "params.yaml").write_text(yaml.safe_dump(repo_params(**TRAINING, seed=1)))
@@ -261,7 +261,7 @@ def test_after_a_sigkill_mid_training_the_next_run_ends_the_orphan_killed_and_st
 def test_evaluate_against_a_locked_store_fails_in_one_line_and_leaves_the_reports_as_they_were(
     trained: Path, tmp_path: Path
 ):
-    from tests.test_cli import quest
+    from tests.support import quest
 
     project = tmp_path / "project"
     shutil.copytree(trained, project)

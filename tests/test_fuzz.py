@@ -33,7 +33,7 @@ from quest.core.files import dvc_md5
 from quest.data.artifacts import read_prepared
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
-from tests.test_numbers import run
+from tests.support import run_main as run
 
 EXAMPLES = int(os.environ.get("QUEST_FUZZ_EXAMPLES", "300"))
 PIPELINE_EXAMPLES = max(12, EXAMPLES // 10)

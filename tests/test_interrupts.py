@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.support import running
 
 # A command with quest's run_cli: it says it is ready on stdout, then does what argv[1] asks.
 COMMAND = textwrap.dedent(
@@ -173,11 +174,3 @@ def test_a_stage_whose_dvc_is_gone_terminates(tmp_path, script, doing, shell):
     assert printed == (
         f"quest demo: terminated (its dvc, process {dvc.pid}, is gone){doing}; nothing half-written was kept\n"
     )
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` runs: an exited process its new parent has not reaped yet (a zombie) does not."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False

@@ -15,9 +15,7 @@ from quest.learners.base import COPIES, Problem
 from quest.learners.engine import check_memory
 from quest.learners.registry import params_from_dict
 from tests.conftest import blobs, repo_params
-from tests.test_compare import DECIDE, SIZES, results
-
-TINY_REALMLP = {"hidden_layers": [8, 8], "embedding_frequencies": 4, "epochs": 2, "batch_size": 16}
+from tests.support import DECIDE, SIZES, TINY_REALMLP, results
 
 
 @pytest.mark.parametrize(("text", "count"), [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("2gb", 2 * 2**30),

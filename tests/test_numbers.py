@@ -12,31 +12,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from quest.core.errors import run_cli
 from quest.core.files import dvc_md5
 from quest.data.artifacts import read_prepared
 from quest.learners.base import Problem
 from quest.learners.classic.baselines import Baseline
 from quest.stages import prepare, train
 from tests.conftest import repo_params
+from tests.support import one_error
+from tests.support import run_main as run
 
 TINY = {"prepare": {"folds": 2, "repeats": 1}, "train": {"epochs": 3}, "mlflow": {"registered_model": ""}}
-
-
-def run(prog: str, main, argv: list[str], capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        run_cli(prog, main, argv)
-    except SystemExit as exit_:
-        return int(exit_.code), capsys.readouterr().err
-    return 0, capsys.readouterr().err
-
-
-def one_error(stderr: str, prog: str) -> str:
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith(f"{prog}: error: ")]
-    assert len(errors) == 1, stderr
-    return errors[0]
 
 
 def table(tmp_path, frame: pd.DataFrame, **overrides) -> str:

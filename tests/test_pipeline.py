@@ -23,84 +23,24 @@ import pytest
 import yaml
 
 from quest.core.files import dvc_md5, file_md5, read_json
-from tests.conftest import REPO, SHARED_DATASETS, merge, repo_params
-from tests.test_interrupts import running
+from tests.conftest import REPO, SHARED_DATASETS, repo_params
+from tests.support import (
+    LIGHT,
+    MODELS,
+    TINY,
+    copy_repo,
+    environment,
+    evaluated,
+    git,
+    mlflow_runs,
+    raw_test_rows,
+    run,
+    run_queue,
+    running,
+    same_answers,
+)
 
 pytestmark = pytest.mark.e2e
-
-MODELS = [
-    *["mlp", "logreg", "logreg_rbf", "knn5", "knn15", "tree", "forest", "boosting", "svm_rbf"],
-    *["hgb", "xgboost", "lightgbm", "catboost", "realmlp", "tabm"],  # tabm is opt-in: listed here
-]
-TINY = {
-    "prepare": {"folds": 2, "repeats": 2},
-    "train": {
-        "hidden_layers": [8],
-        "epochs": 5,
-        "batch_size": 32,
-        "learning_rate": 0.01,  # few epochs, so a quick learner: the tests check that every model learns
-        "early_stopping": {"patience": 2, "validation_fraction": 0.2},
-    },
-    "realmlp": {"hidden_layers": [16, 16], "embedding_frequencies": 4, "epochs": 20},
-    "tabm": {"members": 4, "width": 16, "bins": 8, "embedding_dims": 4, "batch_size": 32, "patience": 4},
-    "compare": {"models": MODELS[1:]},
-}
-# The tests of plumbing (queues, temporary copies, servers) compare the MLP with one quick baseline: what they check
-# does not depend on how many models run, and a tiny run of every model costs about 30 s more on 2 cores.
-LIGHT = ["logreg"]
-TINY_LIGHT = merge(TINY, {"compare": {"models": LIGHT}})
-OUTPUTS = ("dvc.lock", "reports", "models", "data/processed", "mlflow.db", "mlartifacts", "mlruns", "suite/dvc.lock",
-           "suite/tables")  # fmt: skip
-
-
-def environment(cwd: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(cwd / "src")  # the copy's own code, not the checkout's
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
-def run(
-    args: list[str], cwd: Path, check: bool = True, timeout: float = 900, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run a command in the copy; a hang is a failure with whatever it printed, never a stuck CI job."""
-    try:
-        done = subprocess.run(
-            args, cwd=cwd, env=environment(cwd) | (env or {}), capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as error:
-        printed = f"{error.stdout}\n{error.stderr}"
-        raise AssertionError(f"{' '.join(args)} still running after {timeout:.0f} s\n{printed}") from None
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def git(cwd: Path, *args: str) -> None:
-    run(["git", "-c", "user.name=quest test", "-c", "user.email=test@quest.local", *args], cwd)
-
-
-def copy_repo(destination: Path, params: dict) -> Path:
-    """The repository's tracked and new files, minus pipeline outputs, as a fresh git repo with `params`."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in listed:
-        if name.startswith(OUTPUTS) or not (REPO / name).is_file():
-            continue
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
-    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], destination)
-    git(destination, "add", "-A")
-    git(destination, "commit", "-qm", "copy")
-    return destination
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +50,6 @@ def project(tmp_path_factory) -> Path:
     assert "Running stage 'compare'" in done.stdout
     assert "Warning: " not in done.stderr, done.stderr  # no library's advice on the user's console
     return root
-
-
-def mlflow_runs(root: Path) -> list:
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["quest"], output_format="list")
 
 
 def test_comparison_has_a_row_per_model_consistent_with_the_fold_scores(project: Path):
@@ -259,35 +192,13 @@ def test_the_mlp_is_registered_with_the_alias_its_verdict_earns(project: Path):
     assert same_answers(answers, evaluated(project))
 
 
-def raw_test_rows(project: Path) -> pd.DataFrame:
-    """The test split's rows as the table has them, before any preprocessing."""
-    from quest.data.sources import load_dataset
-    from quest.learners.registry import load_params
-
-    params = load_params(project / "params.yaml")
-    table = load_dataset(params.data, seed=params.seed, root=project).features
-    return table.iloc[np.load(project / "data" / "processed" / "test_rows.npy")].reset_index(drop=True)
-
-
-def evaluated(project: Path) -> pd.DataFrame:
-    """What evaluate answered for each test row (labels as strings, as the model gives them)."""
-    return pd.read_csv(project / "reports" / "eval" / "predictions.csv", dtype={"actual": str, "label": str})
-
-
-def same_answers(answers: pd.DataFrame, expected: pd.DataFrame) -> bool:
-    """The same labels and, to the last bit, the same probabilities (or values)."""
-    numbers = [column for column in answers.columns if column != "label"]
-    labels = "label" not in answers or list(map(str, answers["label"])) == list(map(str, expected["label"]))
-    return labels and np.array_equal(answers[numbers].to_numpy(float), expected[numbers].to_numpy(float))
-
-
 FRESH_PROCESS_PREDICTIONS = """
 import json, sys
 from pathlib import Path
 import mlflow, numpy as np
 from quest.data.artifacts import read_prepared
 from quest.evaluation.metrics import scores
-from tests.test_pipeline import evaluated, raw_test_rows, same_answers
+from tests.support import evaluated, raw_test_rows, same_answers
 mlflow.set_tracking_uri("sqlite:///mlflow.db")
 logged = mlflow.pyfunc.load_model(f"models:/{sys.argv[1]}")
 answers = logged.predict(raw_test_rows(Path(".")))
@@ -321,7 +232,7 @@ from pathlib import Path
 import mlflow
 from quest.data.artifacts import read_prepared
 from quest.evaluation.metrics import scores
-from tests.test_pipeline import raw_test_rows
+from tests.support import raw_test_rows
 mlflow.set_tracking_uri("sqlite:///mlflow.db")
 answers = mlflow.pyfunc.load_model(f"models:/{sys.argv[1]}").predict(raw_test_rows(Path(".")))
 prepared = read_prepared(Path("data/processed"))
@@ -383,55 +294,6 @@ def test_experiment_in_a_temporary_copy_logs_to_the_main_store(project: Path):
     newest_mlp = max((r for r in runs if r.info.run_name == "mlp"), key=lambda r: r.info.start_time)
     assert newest_mlp.data.params["train.epochs"] == "2"
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
-
-
-def processes_under(root: Path) -> list[int]:
-    """Processes working in `root` (queue workers, their experiment runs), by their working directory."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if cwd == root or root in cwd.parents:
-            found.append(int(entry.name))
-    return found
-
-
-def queue_diagnostics(root: Path) -> str:
-    logs = sorted((root / ".dvc" / "tmp" / "exps").rglob("*.out"))
-    return "\n".join(f"--- {log.relative_to(root)}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
-
-
-def run_queue(project: Path, overrides: list[list[str]], env: dict[str, str]) -> tuple[list[str], str]:
-    """Queue one experiment per list of `-S` overrides and run them on two workers started with `env`;
-    the names of the experiments that succeeded, and the queue's final status."""
-    for override in overrides:
-        run(["dvc", "exp", "run", "--queue", *override], project)
-    # The workers are daemons that inherit the starter's stdout: read it from a file, never wait on a pipe.
-    started = project / ".dvc" / "tmp" / "queue-start.log"
-    with started.open("w") as log:
-        starter = subprocess.Popen(["dvc", "queue", "start", "-j", "2"], cwd=project, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            status = run(["dvc", "queue", "status"], project, timeout=120).stdout
-            if not re.search(r"\b(Running|Queued)\b", status):
-                break
-            assert time.monotonic() < deadline, f"queue not done in 600 s:\n{status}\n{queue_diagnostics(project)}"
-            time.sleep(3)
-    finally:
-        run(["dvc", "queue", "stop", "--kill"], project, check=False, timeout=120)
-        for pid in processes_under(project):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            starter.wait(timeout=30)
-    names = re.findall(r"^\w+\s+(\S+)\s+.*\bSuccess\b", status, flags=re.MULTILINE)
-    assert len(names) == len(overrides), f"{status}\n{queue_diagnostics(project)}"
-    return names, status
 
 
 def test_queued_experiments_on_two_workers_all_land_once(project: Path):

@@ -19,7 +19,7 @@ from quest.data.sources import load_dataset
 from quest.learners.registry import load_params
 from quest.stages.prepare import main as prepare_main
 from tests.conftest import repo_params
-from tests.test_bad_input import GOOD
+from tests.support import GOOD
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, repo_params, stop_group
-from tests.test_pipeline import LIGHT, TINY_LIGHT, copy_repo, environment, run
-from tests.test_team_server import bound_addresses, free_port
+from tests.support import LIGHT, TINY_LIGHT, bound_addresses, copy_repo, environment, free_port, run
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ import pytest
 
 from quest.core.files import read_json
 from tests.conftest import SHARED_DATASETS, repo_params
-from tests.test_pipeline import TINY_LIGHT, copy_repo, environment, evaluated, raw_test_rows, run, same_answers
+from tests.support import TINY_LIGHT, copy_repo, environment, evaluated, raw_test_rows, run, same_answers
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ import yaml
 
 from quest.core.errors import QuestError
 from quest.data import leaks
-from quest.data.artifacts import Prepared, Schema, Split, read_prepared
+from quest.data.artifacts import Schema, Split, read_prepared
 from quest.data.sources import Dataset, grouped_frame, load_dataset
 from quest.data.splits import (
     RANDOM,
@@ -33,6 +33,7 @@ from quest.params import SyntheticParams, read_params
 from quest.stages.prepare import main as prepare_main
 from quest.stages.prepare import prepare
 from tests.conftest import REPO, repo_params
+from tests.support import prepared_with
 
 
 def grouped(groups: int = 40, rows: int = 5, seed: int = 0) -> tuple[np.ndarray, Division]:
@@ -129,16 +130,6 @@ def test_the_random_division_is_the_split_quest_always_made():
     )
     folds = assign_folds(y, task="classification", folds=5, seed=5, repeats=2)
     assert (training_rows(folds[1], 3) == (folds[1] != 3)).all()
-
-
-def prepared_with(
-    folds: np.ndarray, division: Division, *, n_folds: int, repeats: int = 1, split: Split | None = None
-) -> Prepared:
-    rows = folds.shape[1]
-    schema = Schema("t", "inline", "classification", "y", ("a", "b"), (), (), rows, 1, n_folds, repeats, split)
-    zeros = np.zeros((rows, 0), dtype=np.float32)
-    y = np.zeros(rows, dtype=np.int64)
-    return Prepared(zeros, y, zeros[:1], y[:1], folds, schema, division)
 
 
 def test_forward_chaining_correction_worked_by_hand():

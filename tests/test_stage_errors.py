@@ -16,7 +16,8 @@ import yaml
 from quest.core.files import dvc_md5
 from quest.stages import compare, evaluate, learning, prepare, report, train, tune
 from tests.conftest import repo_params
-from tests.test_numbers import one_error, run
+from tests.support import one_error
+from tests.support import run_main as run
 
 TINY = {
     "prepare": {"folds": 2, "repeats": 1},

@@ -13,7 +13,7 @@ import yaml
 
 from quest.core.files import read_json
 from tests.conftest import merge, repo_params
-from tests.test_pipeline import TINY, copy_repo, git, run
+from tests.support import TINY, copy_repo, git, run
 
 pytestmark = pytest.mark.e2e
 

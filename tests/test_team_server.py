@@ -6,44 +6,29 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, merge, repo_params, stop_group
-from tests.test_pipeline import LIGHT, TINY_LIGHT, copy_repo, environment, run, run_queue
+from tests.support import (
+    LIGHT,
+    TINY_LIGHT,
+    bound_addresses,
+    copy_repo,
+    environment,
+    free_port,
+    listening,
+    run,
+    run_queue,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_healthy(port: int, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    """Until MLflow on `port` answers /health; a process that exits or never answers fails with its log."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"MLflow on port {port} did not start:\n{log.read_text()}") from None
-            time.sleep(0.5)
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +96,6 @@ def test_a_sweep_on_two_queue_workers_lands_every_trial_once_on_the_server(serve
     assert sorted(r.data.tags["quest.dvc_exp"] for r in mlps) == sorted(names)  # each trial once
     assert sorted(r.data.params["train.hidden_layers"] for r in mlps) == ["[16]", "[4]", "[8]"]
     assert not (project / "mlflow.db").exists()
-
-
-def bound_addresses(port: int) -> set[str]:
-    """The local addresses a TCP listener on `port` is bound to (from `ss`)."""
-    shown = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[3].rsplit(":", 1)[0] for line in shown.splitlines()}
 
 
 def test_make_sweep_workers_share_one_study_and_survive_a_killed_worker(server, tmp_path: Path):

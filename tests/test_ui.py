@@ -30,8 +30,17 @@ from selenium.webdriver.support.ui import WebDriverWait
 from quest.core.files import read_json
 from quest.tracking.tags import TAG_GROUP, TAG_MODEL
 from tests.conftest import REPO, repo_params, stop_group
-from tests.test_pipeline import MODELS, TINY, copy_repo, environment, mlflow_runs, run
-from tests.test_team_server import bound_addresses, free_port, wait_healthy
+from tests.support import (
+    MODELS,
+    TINY,
+    bound_addresses,
+    copy_repo,
+    environment,
+    free_port,
+    mlflow_runs,
+    run,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.e2e
 

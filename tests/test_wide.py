@@ -15,7 +15,7 @@ from quest.learners import registry, wide
 from quest.learners.base import Problem
 from quest.learners.registry import params_from_dict
 from tests.conftest import repo_params
-from tests.test_memory_guard import TINY_REALMLP
+from tests.support import TINY_REALMLP
 
 NARROW = Problem("classification", 2, 40)
 WIDE = dataclasses.replace(NARROW, wide=True)
@@ -176,7 +176,7 @@ def test_past_the_scale_threshold_realmlp_trains_the_steps_of_the_thresholds_row
 
 def test_a_problem_is_large_past_the_scale_threshold_and_knows_the_thresholds_share_of_its_rows():
     from quest.data.splits import RANDOM
-    from tests.test_splits import prepared_with
+    from tests.support import prepared_with
 
     prepared = prepared_with(np.zeros((1, 40), np.int64), RANDOM, n_folds=2)
     assert Problem.of(prepared) == Problem.of(prepared, scale_threshold=40)
