@@ -170,3 +170,12 @@ def test_stages_import_their_heavy_libraries_only_when_they_need_them():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_no_test_imports_another_and_no_benchmark_imports_a_test():
+    """What tests share lives in tests/support.py (and tests/conftest.py's fixtures): a test module is run by
+    pytest, never imported, so that its own fixtures and marks stay its own."""
+    files = [*(REPO / "tests").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+    found = [f"{path.name}: {line.strip()}" for path in files for line in path.read_text().splitlines()
+             if line.strip().startswith(("from tests.test_", "import tests.test_"))]  # fmt: skip
+    assert found == []
