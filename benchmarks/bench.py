@@ -337,19 +337,12 @@ def peer_main(argv: list[str]) -> None:
     if side == "quest":
         from quest.learners import engine
 
-        timings: dict[str, float] = {}
-        original = engine.train_many
-
-        def timed(*args, **kwargs):  # the engine's own split of the work: compile and train
-            kwargs["timings"] = timings
-            return original(*args, **kwargs)
-
-        engine.train_many = timed
         learner = registry.learner("mlp", params)
         learner.configure()  # Keras' import is the process's, not the training's
         started = time.perf_counter()
-        found = scores_of(learner, prepared.x_train, prepared.y_train, [*cells, final_cell(prepared)], problem,
-                          seed=params.seed)  # fmt: skip
+        with engine.timed() as timings:  # the engine's own split of the work: compile and train
+            found = scores_of(learner, prepared.x_train, prepared.y_train, [*cells, final_cell(prepared)], problem,
+                              seed=params.seed)  # fmt: skip
         figures["seconds"] = time.perf_counter() - started
         figures.update({f"engine_{k}": v for k, v in timings.items()})
         figures["cv"] = float(np.mean([split[0][metric] for split in found[:-1]]))

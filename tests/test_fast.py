@@ -222,3 +222,18 @@ def test_a_divergence_side_by_side_names_the_earliest_epoch_then_the_lowest_netw
         found[cores] = (raised.value.job, raised.value.epoch, raised.value.curve)
     # the first network to diverge is not the first one: with a part each, the others' halting decides
     assert found[4] == found[1] and found[1][0] > 0, found
+
+
+def test_the_engines_timings_reach_whoever_asks_for_them_around_the_learner_that_trains():
+    from quest.learners import engine
+
+    x, y = blobs(90)
+    settings = spec(hidden_layers=[4], epochs=3, batch_size=16, early_stopping={"patience": 0,
+                    "validation_fraction": 0.25})  # fmt: skip
+    jobs = jobs_of_unequal_size(y)
+    with engine.timed() as timings:
+        fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings)
+    assert set(timings) == {"build", "compile", "train", "samples"} and all(v > 0 for v in timings.values())
+    assert timings["samples"] == sum(len(job.fit_rows) for job in jobs) * 3  # every epoch of every job's rows
+    fit_many(x, y, jobs, task="classification", n_classes=2, spec=settings)  # outside the block: nothing kept
+    assert engine._timings.get() is None

@@ -13,9 +13,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from quest.learners import engine
 from quest.learners.callbacks import EpochHook
-from quest.learners.engine import Loss, Penalty, Updater, model_losses
+from quest.learners.engine import Loss, Penalty, Updater, model_losses, train_many
 from quest.learners.jobs import FitResult, Job, output_size, to_target_units
 from quest.learners.mlp.network import fresh_mlp, job_spec
 from quest.learners.optimisers import KerasUpdater
@@ -37,8 +36,7 @@ def fit_many(
     """Train one fresh MLP (the `train` params' network) per job, all in one vectorised program; results in job
     order. See train_many."""
     recipe = MlpRecipe(spec, task=task, n_classes=n_classes)
-    # Through the module: a benchmark or a test that wraps engine.train_many sees the MLP's runs too.
-    return engine.train_many(x, y, jobs, recipe, hooks=hooks, label=label, timings=timings)
+    return train_many(x, y, jobs, recipe, hooks=hooks, label=label, timings=timings)
 
 
 @dataclass(frozen=True)
