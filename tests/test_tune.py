@@ -352,16 +352,16 @@ def mlp_tuning(**train: object) -> tuple[MLP, TuneData]:
 
 
 def test_mlp_trials_of_one_architecture_train_in_one_program_as_they_would_one_by_one(monkeypatch):
-    from quest.learners import engine
+    from quest.learners.mlp import recipe as mlp_recipe
 
     programs: list[int] = []
-    train_many = engine.train_many
+    train_many = mlp_recipe.train_many
 
     def counted(x, y, jobs, recipe, **kwargs):
         programs.append(len(jobs))
         return train_many(x, y, jobs, recipe, **kwargs)
 
-    monkeypatch.setattr(engine, "train_many", counted)
+    monkeypatch.setattr(mlp_recipe, "train_many", counted)  # the engine call the MLP's recipe makes
     learner, data = mlp_tuning(hidden_layers=[8], batch_size=16)
     space = {
         "hidden_layers": [[8], [16, 8]],
